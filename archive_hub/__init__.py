@@ -1,0 +1,1 @@
+"""Runtime glue of archive-hub: settings, catalog, pipeline, quality gate, CLI and DAG factory."""

@@ -1,0 +1,180 @@
+"""Catalog tables."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Date,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    Numeric,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ArchiveRecordRow(Base):
+    """One 件: its 档号 parts, search fields and the current package version."""
+
+    __tablename__ = "archive_record"
+    __table_args__ = (
+        UniqueConstraint("source_id", "business_id", name="uq_record_source"),
+        UniqueConstraint("fonds_no", "year", "retention", "category", "item_no", name="uq_record_item"),
+        Index("ix_record_voucher", "book_code", "fiscal_year", "period", "voucher_no"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(100))
+    business_id: Mapped[str] = mapped_column(String(200))
+    archival_code: Mapped[str] = mapped_column(String(100), unique=True)  # 档号
+    fonds_no: Mapped[str] = mapped_column(String(20))
+    year: Mapped[int] = mapped_column(Integer)
+    retention: Mapped[str] = mapped_column(String(4))
+    category: Mapped[str] = mapped_column(String(4))
+    item_no: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(12))  # reserved / archived
+    current_version: Mapped[int] = mapped_column(Integer, default=0)
+    title: Mapped[str] = mapped_column(Text)
+    record_date: Mapped[dt.date] = mapped_column(Date)
+    fiscal_year: Mapped[int] = mapped_column(Integer)
+    period: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    book_code: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    voucher_no: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    amount_total: Mapped[Decimal | None] = mapped_column(Numeric(18, 2), nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    search_text: Mapped[str] = mapped_column(Text, default="")
+    retention_due: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class PackageRow(Base):
+    """One version of a record's archive package; versions are never overwritten."""
+
+    __tablename__ = "archive_package"
+    __table_args__ = (UniqueConstraint("record_id", "version", name="uq_package_version"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("archive_record.id"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    path: Mapped[str] = mapped_column(String(500))  # relative to the archive root
+    fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical content
+    manifest_sha256: Mapped[str] = mapped_column(String(64))  # hash of manifest-sha256.txt
+    manifest_sm3: Mapped[str] = mapped_column(String(64))
+    file_count: Mapped[int] = mapped_column(Integer)
+    byte_size: Mapped[int] = mapped_column(BigInteger)
+    previous_package_id: Mapped[int | None] = mapped_column(ForeignKey("archive_package.id"), nullable=True)
+    source_changed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    run_id: Mapped[str] = mapped_column(String(250))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class FileRow(Base):
+    __tablename__ = "archive_file"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    package_id: Mapped[int] = mapped_column(ForeignKey("archive_package.id"), index=True)
+    path: Mapped[str] = mapped_column(String(500))
+    role: Mapped[str] = mapped_column(String(20))
+    media_type: Mapped[str] = mapped_column(String(100))
+    size: Mapped[int] = mapped_column(BigInteger)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    sm3: Mapped[str] = mapped_column(String(64))
+
+
+class ArchivalSequenceRow(Base):
+    """Last 件号 handed out per fonds/year/保管期限/category; row-locked while allocating."""
+
+    __tablename__ = "archival_sequence"
+
+    fonds_no: Mapped[str] = mapped_column(String(20), primary_key=True)
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    retention: Mapped[str] = mapped_column(String(4), primary_key=True)
+    category: Mapped[str] = mapped_column(String(4), primary_key=True)
+    last_item_no: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class CursorRow(Base):
+    """Incremental state per connector and stream, owned by the hub (never Airflow's data interval)."""
+
+    __tablename__ = "connector_cursor"
+
+    source_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    stream: Mapped[str] = mapped_column(String(100), primary_key=True)
+    value: Mapped[dict] = mapped_column(JSON)
+    run_id: Mapped[str] = mapped_column(String(250))
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class QuarantineRow(Base):
+    """A record refused by mapping, validation or archiving, kept with its raw payload for re-drive."""
+
+    __tablename__ = "quarantine_item"
+    __table_args__ = (Index("ix_quarantine_open", "source_id", "business_id", "status"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[str] = mapped_column(String(250))
+    source_id: Mapped[str] = mapped_column(String(100))
+    stream: Mapped[str] = mapped_column(String(100))
+    business_id: Mapped[str] = mapped_column(String(200))
+    stage: Mapped[str] = mapped_column(String(20))  # map / validate / archive
+    reason: Mapped[str] = mapped_column(Text)
+    raw_payload: Mapped[str] = mapped_column(Text)  # JSON of the source record as read
+    mapping_version: Mapped[str] = mapped_column(String(50))
+    status: Mapped[str] = mapped_column(String(12), default="open")  # open / resolved
+    attempts: Mapped[int] = mapped_column(Integer, default=1)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    resolved_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class SyncRunRow(Base):
+    __tablename__ = "sync_run"
+
+    run_id: Mapped[str] = mapped_column(String(250), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    status: Mapped[str] = mapped_column(String(12), default="running")
+    summary: Mapped[dict] = mapped_column(JSON, default=dict)
+
+
+class EventRow(Base):
+    """Append-only event log; each row's hash covers the previous hash (a hash chain)."""
+
+    __tablename__ = "event_log"
+
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(DateTime)
+    kind: Mapped[str] = mapped_column(String(30), index=True)  # archived / verified / quarantined ...
+    subject: Mapped[str] = mapped_column(String(250), index=True)
+    run_id: Mapped[str | None] = mapped_column(String(250), nullable=True)
+    detail: Mapped[str] = mapped_column(Text)  # canonical JSON
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64))
+
+
+class ChainHeadRow(Base):
+    """The single row that serialises appends to the event chain (row lock on PostgreSQL)."""
+
+    __tablename__ = "event_chain_head"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    last_seq: Mapped[int] = mapped_column(Integer)
+    last_hash: Mapped[str] = mapped_column(String(64))

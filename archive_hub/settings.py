@@ -1,0 +1,70 @@
+"""Where the hub keeps its files and catalog; embedded defaults so `make demo` needs no setup.
+
+Every value can be overridden by an environment variable (ARCHIVE_HUB_*). Connection strings may
+hold passwords: they are only ever shown through `redact_url`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass(frozen=True)
+class Settings:
+    home: Path
+    catalog_url: str
+    archive_root: Path
+    staging_root: Path
+    runs_root: Path
+    sources_dir: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        home = Path(os.environ.get("ARCHIVE_HUB_HOME", PROJECT_ROOT / "var")).resolve()
+        archive_root = Path(os.environ.get("ARCHIVE_HUB_ARCHIVE_ROOT", home / "archive"))
+        return cls(
+            home=home,
+            catalog_url=os.environ.get("ARCHIVE_HUB_CATALOG_URL", f"sqlite:///{home / 'catalog.sqlite'}"),
+            archive_root=archive_root,
+            # Staging lives on the same filesystem as the archive so publishing is one rename.
+            staging_root=Path(os.environ.get("ARCHIVE_HUB_STAGING_ROOT", archive_root / ".staging")),
+            runs_root=Path(os.environ.get("ARCHIVE_HUB_RUNS_ROOT", home / "runs")),
+            sources_dir=Path(os.environ.get("ARCHIVE_HUB_SOURCES_DIR", PROJECT_ROOT / "config" / "sources")),
+        )
+
+
+_ENV_REF = re.compile(r"\$\{([A-Z0-9_]+)(?::-([^}]*))?\}")
+
+
+def expand_env(text: str, extra: dict[str, str] | None = None) -> str:
+    """Expand ${VAR} and ${VAR:-default}; secrets stay in the environment, never in config files."""
+    env = {**os.environ, **(extra or {})}
+
+    def sub(match: re.Match[str]) -> str:
+        name, default = match.group(1), match.group(2)
+        if name in env:
+            return env[name]
+        if default is not None:
+            return default
+        raise KeyError(f"environment variable {name} is not set")
+
+    return _ENV_REF.sub(sub, text)
+
+
+def redact_url(url: str) -> str:
+    """A connection URL safe for logs, errors and XCom (password and secret-looking query params hidden)."""
+    try:
+        parsed = make_url(url)
+    except Exception:  # not an SQLAlchemy URL: hide any user-info part
+        return re.sub(r"//[^@/]*@", "//***@", url)
+    query = {
+        k: ("***" if re.search(r"pass|secret|token|key", k, re.I) else v) for k, v in parsed.query.items()
+    }
+    return parsed.set(query=query).render_as_string(hide_password=True)

@@ -1,0 +1,118 @@
+"""Source configuration files (config/sources/*.yaml) and the registry that turns them into streams."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from archive_hub.settings import PROJECT_ROOT, Settings, expand_env
+from connectors.errors import ConfigError
+from connectors.stream import Stream
+
+
+class FondsConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    fonds_no: str = Field(pattern=r"^[A-Za-z0-9]+$")
+    fonds_name: str
+
+
+class SourceConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    kind: str
+    system: str
+    description: str = ""
+    connection: dict[str, Any]
+    mapping: str
+    fonds: FondsConfig
+    batch_size: int = Field(default=500, ge=1, le=100_000)
+    lookback_seconds: int = Field(default=300, ge=0)
+    quarantine_threshold: float = Field(default=0.05, ge=0, le=1)
+    schedule: str | None = None
+    path: Path | None = None
+
+    @property
+    def lookback(self) -> dt.timedelta:
+        return dt.timedelta(seconds=self.lookback_seconds)
+
+    @property
+    def mapping_path(self) -> Path:
+        path = Path(self.mapping)
+        return path if path.is_absolute() else PROJECT_ROOT / path
+
+    def context(self) -> dict[str, Any]:
+        return {
+            "source_id": self.id,
+            "system": self.system,
+            "fonds_no": self.fonds.fonds_no,
+            "fonds_name": self.fonds.fonds_name,
+        }
+
+
+def load_source(path: Path, settings: Settings | None = None) -> SourceConfig:
+    settings = settings or Settings.from_env()
+    try:
+        text = expand_env(path.read_text(encoding="utf-8"), {"ARCHIVE_HUB_HOME": str(settings.home)})
+    except KeyError as exc:
+        raise ConfigError(path.stem, str(path), str(exc.args[0])) from None
+    try:
+        return SourceConfig.model_validate({**yaml.safe_load(text), "path": path})
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        raise ConfigError(
+            path.stem, ".".join(str(p) for p in err["loc"]), f"{err['msg']} (in {path})"
+        ) from None
+
+
+def source_files(settings: Settings | None = None) -> list[Path]:
+    settings = settings or Settings.from_env()
+    return sorted(settings.sources_dir.glob("*.yaml"))
+
+
+def find_source(source_id: str, settings: Settings | None = None) -> SourceConfig:
+    settings = settings or Settings.from_env()
+    for path in source_files(settings):
+        if path.stem == source_id:
+            return load_source(path, settings)
+    known = ", ".join(p.stem for p in source_files(settings)) or "none"
+    raise ConfigError(source_id, "source", f"no config/sources/{source_id}.yaml (known: {known})")
+
+
+StreamFactory = Callable[[SourceConfig], Stream]
+_FACTORIES: dict[str, StreamFactory] = {}
+
+
+def register(kind: str) -> Callable[[StreamFactory], StreamFactory]:
+    def deco(factory: StreamFactory) -> StreamFactory:
+        _FACTORIES[kind] = factory
+        return factory
+
+    return deco
+
+
+def build_stream(config: SourceConfig) -> Stream:
+    if config.kind not in _FACTORIES:
+        raise ConfigError(
+            config.id,
+            "kind",
+            f"unknown connector kind {config.kind!r} (known: {', '.join(sorted(_FACTORIES))})",
+        )
+    return _FACTORIES[config.kind](config)
+
+
+@register("erp.database")
+def _erp_database(config: SourceConfig) -> Stream:
+    from connectors.erp.database import DatabaseVoucherStream
+
+    conn = config.connection
+    if "url" not in conn:
+        raise ConfigError(config.id, "connection.url", "is required")
+    root = conn.get("attachment_root")
+    return DatabaseVoucherStream(config.id, conn["url"], Path(root) if root else None, system=config.system)

@@ -1,0 +1,167 @@
+"""Filesystem store: stage → verify → make durable → publish by one atomic rename.
+
+A package directory becomes visible under the archive root only by rename(2) of a complete, synced
+staging directory on the same filesystem, so a crash at any moment leaves the whole package or
+nothing. Leftover staging directories from a crash are removed by `clean_staging`. Published
+packages are never overwritten: a changed record gets a new version directory.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+
+from archive_sink.durability import fsync_dir, syncfs, write_file
+from archive_sink.hashing import file_digests
+from archive_sink.package import ArchivePackage
+
+
+class PackageConflictError(RuntimeError):
+    """A different package already sits where this one would be published."""
+
+
+@dataclass
+class StagedPackage:
+    package: ArchivePackage
+    staging_path: Path
+
+
+class FilesystemArchive:
+    def __init__(self, root: Path, staging_root: Path | None = None, *, durable: bool = True) -> None:
+        self.root = Path(root)
+        self.staging_root = Path(staging_root) if staging_root else self.root / ".staging"
+        self.durable = durable
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.staging_root.mkdir(parents=True, exist_ok=True)
+
+    def location(self, package: ArchivePackage) -> Path:
+        return self.root / package.relative_path
+
+    def stage(self, package: ArchivePackage) -> StagedPackage:
+        """Write every file of the package under a fresh staging directory (not yet durable)."""
+        staging = self.staging_root / f"{uuid.uuid4().hex}.partial"
+        created: set[Path] = set()
+        for f in package.files:
+            target = staging / f.path
+            parent = target.parent
+            if parent not in created:
+                parent.mkdir(parents=True, exist_ok=True)
+                created.add(parent)
+            write_file(target, f.data)
+        return StagedPackage(package, staging)
+
+    def sync(self) -> None:
+        """Make everything staged so far durable (one syncfs for the whole batch)."""
+        if self.durable:
+            syncfs(self.staging_root)
+
+    def publish(self, staged: StagedPackage) -> Path:
+        """Rename a synced staging directory into place; refuses to overwrite another package."""
+        final = self.location(staged.package)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        if final.exists():
+            if read_fingerprint(final) == staged.package.fingerprint:
+                shutil.rmtree(staged.staging_path)  # published before a crash: keep the original
+                return final
+            raise PackageConflictError(f"{final} already holds a different package")
+        os.rename(staged.staging_path, final)
+        return final
+
+    def sync_published(self, paths: list[Path]) -> None:
+        if not self.durable:
+            return
+        syncfs(self.root)
+        for parent in {p.parent for p in paths}:
+            fsync_dir(parent)
+
+    def discard(self, staged: StagedPackage) -> None:
+        shutil.rmtree(staged.staging_path, ignore_errors=True)
+
+    def clean_staging(self) -> int:
+        """Remove staging leftovers of crashed runs; they were never visible."""
+        removed = 0
+        for entry in self.staging_root.iterdir():
+            shutil.rmtree(entry, ignore_errors=True)
+            removed += 1
+        return removed
+
+
+def read_fingerprint(package_dir: Path) -> str | None:
+    info = package_dir / "bag-info.txt"
+    if not info.exists():
+        return None
+    for line in info.read_text(encoding="utf-8").splitlines():
+        if line.startswith("Archive-Hub-Fingerprint:"):
+            return line.split(":", 1)[1].strip()
+    return None
+
+
+@dataclass
+class PackageProblem:
+    path: str
+    reason: str
+
+
+def verify_package_dir(
+    package_dir: Path, expected: dict[str, tuple[str, str, int]] | None = None
+) -> list[PackageProblem]:
+    """Re-hash every file against both manifests (and the catalog's record of them when given).
+
+    `expected` maps a file's path inside the bag to (sha256, sm3, size) as the catalog holds them.
+    """
+    problems: list[PackageProblem] = []
+    manifests: dict[str, dict[str, str]] = {}
+    for algorithm in ("sha256", "sm3"):
+        manifest = package_dir / f"manifest-{algorithm}.txt"
+        if not manifest.exists():
+            problems.append(PackageProblem(manifest.name, "manifest missing"))
+            continue
+        entries = {}
+        for line in manifest.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            entries[name] = digest
+        manifests[algorithm] = entries
+    tag_manifest = package_dir / "tagmanifest-sha256.txt"
+    tag_entries: dict[str, str] = {}
+    if tag_manifest.exists():
+        for line in tag_manifest.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.partition("  ")
+            tag_entries[name] = digest
+    else:
+        problems.append(PackageProblem(tag_manifest.name, "tag manifest missing"))
+
+    on_disk = (
+        {str(p.relative_to(package_dir)): p for p in (package_dir / "data").rglob("*") if p.is_file()}
+        if (package_dir / "data").is_dir()
+        else {}
+    )
+    listed = set(manifests.get("sha256", {})) | set(manifests.get("sm3", {}))
+    for name in sorted(listed - set(on_disk)):
+        problems.append(PackageProblem(name, "listed in the manifest but missing"))
+    for name in sorted(set(on_disk) - listed):
+        problems.append(PackageProblem(name, "present but not in any manifest"))
+    for name, path in sorted(on_disk.items()):
+        sha, sm3, size = file_digests(path)
+        if name in manifests.get("sha256", {}) and manifests["sha256"][name] != sha:
+            problems.append(PackageProblem(name, "SHA-256 differs from manifest-sha256.txt"))
+        if name in manifests.get("sm3", {}) and manifests["sm3"][name] != sm3:
+            problems.append(PackageProblem(name, "SM3 differs from manifest-sm3.txt"))
+        if expected is not None:
+            want = expected.get(name)
+            if want is None:
+                problems.append(PackageProblem(name, "not recorded in the catalog"))
+            elif want != (sha, sm3, size):
+                problems.append(PackageProblem(name, "hash or size differs from the catalog"))
+    for name, digest in sorted(tag_entries.items()):
+        path = package_dir / name
+        if not path.exists():
+            problems.append(PackageProblem(name, "tag file missing"))
+        elif file_digests(path)[0] != digest:
+            problems.append(PackageProblem(name, "tag file changed (tagmanifest-sha256.txt)"))
+    if expected is not None:
+        for name in sorted(set(expected) - set(on_disk) - set(tag_entries) - {"tagmanifest-sha256.txt"}):
+            problems.append(PackageProblem(name, "recorded in the catalog but missing on disk"))
+    return problems
