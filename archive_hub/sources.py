@@ -59,11 +59,25 @@ class SourceConfig(BaseModel):
 def load_source(path: Path, settings: Settings | None = None) -> SourceConfig:
     settings = settings or Settings.from_env()
     try:
-        text = expand_env(path.read_text(encoding="utf-8"), {"ARCHIVE_HUB_HOME": str(settings.home)})
-    except KeyError as exc:
-        raise ConfigError(path.stem, str(path), str(exc.args[0])) from None
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(path.stem, str(path), f"cannot read: {exc}") from None
+    extra = {"ARCHIVE_HUB_HOME": str(settings.home)}
+
+    def expand(value: Any, where: str) -> Any:
+        if isinstance(value, str):
+            try:
+                return expand_env(value, extra)
+            except KeyError as exc:
+                raise ConfigError(path.stem, where, f"{exc.args[0]} (in {path})") from None
+        if isinstance(value, dict):
+            return {k: expand(v, f"{where}.{k}" if where else str(k)) for k, v in value.items()}
+        if isinstance(value, list):
+            return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return value
+
     try:
-        return SourceConfig.model_validate({**yaml.safe_load(text), "path": path})
+        return SourceConfig.model_validate({**expand(doc, ""), "path": path})
     except ValidationError as exc:
         err = exc.errors()[0]
         raise ConfigError(

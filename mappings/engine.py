@@ -125,6 +125,8 @@ class _Mapper:
             and ({"from", "template", "const", "each", "object"} & set(spec))
         ):
             return self.leaf(spec, source, target)
+        if isinstance(spec, list):
+            return [self.node(item, source, f"{target}.{i}") for i, item in enumerate(spec)]
         if isinstance(spec, dict):
             out = {}
             for key, sub in spec.items():
@@ -256,7 +258,11 @@ def load_mapping(path: Path | str) -> Mapping:
 
 def _check_targets(spec: Any, model: Any, file: str, prefix: str) -> None:
     """Refuse a mapping that writes a field the canonical model does not have (typos caught at load)."""
-    if not isinstance(spec, dict):
+    if not isinstance(spec, dict | list):
+        return
+    if isinstance(spec, list):
+        for index, item in enumerate(spec):
+            _check_targets(item, _item_type(model), file, f"{prefix}{index}.")
         return
     is_leaf = set(spec) <= SPEC_KEYS and ({"from", "template", "const", "each", "object"} & set(spec))
     if is_leaf:

@@ -28,8 +28,10 @@ class SuiteFailure:
 @lru_cache(maxsize=1)
 def _suite() -> tuple[Any, Any]:
     import great_expectations as gx
+    from great_expectations.data_context.types.base import ProgressBarsConfig
 
     context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     asset = context.data_sources.add_pandas(name="mapped_batch").add_dataframe_asset(name="vouchers")
     batch_definition = asset.add_batch_definition_whole_dataframe("whole_batch")
     suite = context.suites.add(gx.ExpectationSuite(name=SUITE_NAME))

@@ -1,0 +1,59 @@
+"""Everything a step needs, rebuilt from (source id, run id) so Airflow tasks pass only those two."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+
+from archive_hub.catalog import Catalog
+from archive_hub.settings import Settings
+from archive_hub.sources import SourceConfig, build_stream, find_source
+from canonical_model.archival_code import ArchivalCodeRule
+from connectors.stream import Stream
+from mappings import Mapping, load_mapping
+
+Progress = Callable[[str, int, int | None], None]  # (phase, advance, total)
+
+
+def _noop(_phase: str, _advance: int, _total: int | None) -> None:
+    return None
+
+
+@dataclass
+class RunContext:
+    source: SourceConfig
+    run_id: str
+    settings: Settings
+    catalog: Catalog
+    progress: Progress = field(default=_noop)
+    code_rule: ArchivalCodeRule = field(default_factory=ArchivalCodeRule)
+
+    @classmethod
+    def open(
+        cls, source_id: str, run_id: str, settings: Settings | None = None, progress: Progress | None = None
+    ) -> RunContext:
+        settings = settings or Settings.from_env()
+        catalog = Catalog(settings.catalog_url)
+        catalog.create_schema()
+        return cls(find_source(source_id, settings), run_id, settings, catalog, progress or _noop)
+
+    @property
+    def run_dir(self) -> Path:
+        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", self.run_id)
+        path = self.settings.runs_root / self.source.id / safe
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    @cached_property
+    def stream(self) -> Stream:
+        return build_stream(self.source)
+
+    @cached_property
+    def mapping(self) -> Mapping:
+        return load_mapping(self.source.mapping_path)
+
+    def close(self) -> None:
+        self.catalog.dispose()

@@ -1,0 +1,49 @@
+"""Runs the steps: one at a time from Airflow tasks, or all in a row for `archive-hub sync`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from archive_hub.pipeline.archive import archive
+from archive_hub.pipeline.context import Progress, RunContext
+from archive_hub.pipeline.extract import extract
+from archive_hub.pipeline.finalize import finalize
+from archive_hub.pipeline.jsonl import read_json, write_json
+from archive_hub.pipeline.transform import transform
+from archive_hub.pipeline.validate import validate
+
+STEPS = ("extract", "map", "validate", "archive", "finalize")
+
+
+def run_step(step: str, source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
+    """Run one step; its summary is also saved in the run directory for the steps after it."""
+    ctx = RunContext.open(source_id, run_id, progress=progress)
+    try:
+        if step == "extract":
+            result = extract(ctx)
+        elif step == "map":
+            result = transform(ctx)
+        elif step == "validate":
+            result = validate(ctx)
+        elif step == "archive":
+            result = archive(ctx)
+        elif step == "finalize":
+            prior = {name: read_json(ctx.run_dir / f"{name}.json") for name in STEPS[:-1]}
+            result = finalize(ctx, prior["extract"], prior["map"], prior["validate"], prior["archive"])
+        else:
+            raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+        if step != "finalize":
+            write_json(ctx.run_dir / f"{step}.json", result)
+        return result
+    finally:
+        ctx.close()
+
+
+def run_sync(source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for step in STEPS:
+        result = run_step(step, source_id, run_id, progress)
+    return result
+
+
+__all__ = ["STEPS", "run_step", "run_sync", "write_json"]
