@@ -1,0 +1,51 @@
+"""Search the catalog by 档号, voucher number, period, amount and text."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
+
+
+@dataclass
+class SearchQuery:
+    archival_code: str | None = None
+    voucher_no: str | None = None
+    year: int | None = None
+    period: int | None = None
+    amount_min: Decimal | None = None
+    amount_max: Decimal | None = None
+    text: str | None = None
+    limit: int = 50
+
+
+def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, PackageRow | None]]:
+    query = select(ArchiveRecordRow, PackageRow).join(
+        PackageRow,
+        (PackageRow.record_id == ArchiveRecordRow.id)
+        & (PackageRow.version == ArchiveRecordRow.current_version),
+        isouter=True,
+    )
+    if q.archival_code:
+        query = query.where(ArchiveRecordRow.archival_code.like(f"{q.archival_code}%"))
+    if q.voucher_no:
+        query = query.where(ArchiveRecordRow.voucher_no == q.voucher_no)
+    if q.year:
+        query = query.where(ArchiveRecordRow.fiscal_year == q.year)
+    if q.period:
+        query = query.where(ArchiveRecordRow.period == q.period)
+    if q.amount_min is not None:
+        query = query.where(ArchiveRecordRow.amount_total >= q.amount_min)
+    if q.amount_max is not None:
+        query = query.where(ArchiveRecordRow.amount_total <= q.amount_max)
+    if q.text:
+        for word in q.text.split():
+            query = query.where(ArchiveRecordRow.search_text.contains(word))
+    query = query.order_by(
+        ArchiveRecordRow.fiscal_year, ArchiveRecordRow.period, ArchiveRecordRow.item_no
+    ).limit(q.limit)
+    return [(rec, pkg) for rec, pkg in session.execute(query).all()]

@@ -1,0 +1,78 @@
+"""Generates one Airflow 3 DAG per source configuration file (Task SDK, TaskFlow).
+
+Parse time only reads the small YAML files; everything heavy is imported inside the tasks. Tasks
+pass each other only the run id and small JSON summaries through XCom: records travel through the
+run directory. State (cursor, quarantine, 档号) lives in the hub's catalog, so asset-triggered or
+manual runs, which have no data interval, behave exactly like scheduled ones.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from airflow.sdk import dag, get_current_context, task
+
+from archive_hub.sources import SourceConfig, load_source, source_files
+
+DEFAULT_ARGS = {"retries": 2, "retry_delay": dt.timedelta(seconds=30), "retry_exponential_backoff": True}
+
+
+def _run(step: str, source_id: str) -> dict[str, Any]:
+    from airflow.sdk.exceptions import AirflowFailException
+
+    from archive_hub.pipeline.finalize import QuarantineThresholdError
+    from archive_hub.pipeline.runner import run_step
+    from connectors.errors import ConfigError, RecordError, SourceError
+    from mappings import MappingConfigError
+
+    run_id = get_current_context()["run_id"]
+    try:
+        return run_step(step, source_id, run_id)
+    except (ConfigError, MappingConfigError, QuarantineThresholdError, RecordError, SourceError) as exc:
+        # Retrying cannot fix these: fail now with the message that names the setting or record.
+        raise AirflowFailException(str(exc)) from None
+
+
+def build_dag(config: SourceConfig) -> Any:
+    source_id = config.id
+
+    @dag(
+        dag_id=f"archive_{source_id}",
+        description=config.description or f"archive {source_id}",
+        schedule=config.schedule,
+        start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        default_args=DEFAULT_ARGS,
+        tags=["archive-hub", config.kind],
+        doc_md=f"Archives `{source_id}` ({config.kind}) through extract → map → validate → archive → finalize.",
+    )
+    def archive_source() -> None:
+        @task(task_id="extract")
+        def extract() -> dict[str, Any]:
+            return _run("extract", source_id)
+
+        @task(task_id="map")
+        def map_records(_: dict[str, Any]) -> dict[str, Any]:
+            return _run("map", source_id)
+
+        @task(task_id="validate")
+        def validate(_: dict[str, Any]) -> dict[str, Any]:
+            return _run("validate", source_id)
+
+        @task(task_id="archive")
+        def archive(_: dict[str, Any]) -> dict[str, Any]:
+            return _run("archive", source_id)
+
+        @task(task_id="finalize", retries=0)
+        def finalize(_: dict[str, Any]) -> dict[str, Any]:
+            return _run("finalize", source_id)
+
+        finalize(archive(validate(map_records(extract()))))
+
+    return archive_source()
+
+
+def dags_from_config() -> dict[str, Any]:
+    return {f"archive_{path.stem}": build_dag(load_source(path)) for path in source_files()}

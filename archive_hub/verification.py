@@ -1,0 +1,109 @@
+"""`archive-hub verify`: re-hash every package against its manifests and the catalog, check the event
+chain, and find packages on disk the catalog does not know (四性检测: authenticity and integrity)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import func, select
+
+from archive_hub.catalog import Catalog
+from archive_hub.catalog.events import Event, append, verify_chain
+from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
+from archive_sink.filesystem import verify_package_dir
+
+
+@dataclass
+class VerifyReport:
+    packages: int = 0
+    files: int = 0
+    bytes: int = 0
+    events: int = 0
+    chain_ok: bool = True
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.chain_ok and not self.problems
+
+
+def verify_archive(
+    catalog: Catalog,
+    archive_root: Path,
+    progress: Callable[[int, int], None] | None = None,
+    record_event: bool = True,
+) -> VerifyReport:
+    report = VerifyReport()
+    with catalog.reading() as session:
+        total = session.execute(select(func.count(PackageRow.id))).scalar_one()
+        chain = verify_chain(session)
+        report.events, report.chain_ok = chain.events, chain.ok
+        if not chain.ok:
+            report.problems.append(f"event chain broken at event {chain.first_bad_seq}: {chain.reason}")
+        known_paths: set[str] = set()
+        last_id = 0
+        while True:
+            packages = session.execute(
+                select(PackageRow, ArchiveRecordRow.archival_code)
+                .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
+                .where(PackageRow.id > last_id)
+                .order_by(PackageRow.id)
+                .limit(500)
+            ).all()
+            if not packages:
+                break
+            ids = [p.id for p, _ in packages]
+            files: dict[int, dict[str, tuple[str, str, int]]] = {i: {} for i in ids}
+            for f in session.execute(select(FileRow).where(FileRow.package_id.in_(ids))).scalars():
+                files[f.package_id][f.path] = (f.sha256, f.sm3, f.size)
+            for package, code in packages:
+                last_id = package.id
+                known_paths.add(package.path)
+                path = archive_root / package.path
+                if not path.is_dir():
+                    report.problems.append(
+                        f"{code} v{package.version}: package directory {package.path} is missing"
+                    )
+                    continue
+                for problem in verify_package_dir(path, files[package.id]):
+                    report.problems.append(f"{code} v{package.version}: {problem.path}: {problem.reason}")
+                report.packages += 1
+                report.files += len(files[package.id])
+                report.bytes += package.byte_size
+            if progress:
+                progress(len(packages), total)
+        reserved = (
+            session.execute(
+                select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.status != "archived")
+            )
+            .scalars()
+            .all()
+        )
+        for code in reserved:
+            report.problems.append(
+                f"{code}: 档号 reserved but no package was published (re-run the sync to finish it)"
+            )
+    for bag in sorted(archive_root.glob("*/*/*/*/v*")):
+        rel = str(bag.relative_to(archive_root))
+        if bag.is_dir() and rel not in known_paths and not rel.startswith("."):
+            report.problems.append(f"{rel}: package on disk is not in the catalog")
+    if record_event:
+        with catalog.transaction() as session:
+            append(
+                session,
+                [
+                    Event(
+                        "verified",
+                        str(archive_root),
+                        {
+                            "packages": report.packages,
+                            "files": report.files,
+                            "ok": report.ok,
+                            "problems": len(report.problems),
+                        },
+                    )
+                ],
+            )
+    return report
