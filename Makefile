@@ -1,0 +1,36 @@
+# archive-hub: `make demo` runs the main job end to end; `make test` installs what it needs and runs
+# the whole suite. Everything lands under ./var (ignored by git).
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+export UV_PYTHON := 3.11
+
+.PHONY: setup demo test bench lint format clean
+
+# uv is installed with pip when missing; `uv sync --frozen` installs exactly what uv.lock says.
+setup:
+	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@$(UV) sync --frozen --quiet
+
+demo: setup
+	@$(UV) run --frozen archive-hub demo
+
+# The suite starts its own servers (PostgreSQL via scripts/postgres.sh; Airflow runs in-process).
+test: setup
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen pytest -q
+
+bench: setup
+	@$(UV) run --frozen python bench/bench_archive.py
+	@if [ -f bench/bench_bank.py ]; then $(UV) run --frozen python bench/bench_bank.py; fi
+
+lint: setup
+	@$(UV) run --frozen ruff check .
+	@$(UV) run --frozen ruff format --check .
+
+format: setup
+	@$(UV) run --frozen ruff format .
+	@$(UV) run --frozen ruff check --fix .
+
+clean:
+	@bash scripts/postgres.sh stop >/dev/null 2>&1 || true
+	rm -rf var
