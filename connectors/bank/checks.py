@@ -28,14 +28,26 @@ def balance_check(stmt: BankStatement) -> str:
     """
     booked = [e for e in stmt.entries if e.status == "booked"]
     ob, cb = stmt.opening_balance, stmt.closing_balance
+    running = _running_balance_check(stmt)
+    if running is not None and running != OK:
+        return running
     if ob is None or cb is None:
+        if running == OK:
+            return OK
         totals = _declared_totals_check(stmt)
         if totals is not None:
             return totals
         missing = "opening" if ob is None else "closing"
         if ob is None and cb is None:
             missing = "opening and closing"
-        return f"not checked: the statement carries no {missing} booked balance."
+        noun = (
+            "intraday report"
+            if stmt.is_intraday
+            else "notification"
+            if stmt.format.startswith("camt.054")
+            else "statement"
+        )
+        return f"not checked: the {noun} carries no {missing} booked balance."
     if ob.currency != cb.currency:
         return (
             f"does not add up: the opening balance is in {ob.currency} but the closing balance is in "
@@ -60,6 +72,29 @@ def balance_check(stmt: BankStatement) -> str:
     )
 
 
+def _running_balance_check(stmt: BankStatement) -> str | None:
+    """Exports with a running balance (余额) per row: each row's balance = previous balance + its amount."""
+    rows = [e for e in stmt.entries if e.balance_after is not None]
+    if not rows or len(rows) != len(stmt.entries):
+        return None
+    prev = stmt.opening_balance.amount if stmt.opening_balance else None
+    for e in rows:
+        assert e.balance_after is not None
+        if prev is not None and prev + e.amount != e.balance_after:
+            return (
+                f"does not add up: at {e.position} the balance {prev:f} + amount {e.amount:f} should be "
+                f"{prev + e.amount:f} but the row says {e.balance_after:f}: off by {e.balance_after - prev - e.amount:f} "
+                f"{e.currency}."
+            )
+        prev = e.balance_after
+    if stmt.closing_balance is not None and prev != stmt.closing_balance.amount:
+        return (
+            f"does not add up: the last row's balance is {prev:f} but the closing balance is "
+            f"{stmt.closing_balance.amount:f}: off by {stmt.closing_balance.amount - prev:f} {stmt.currency}."
+        )
+    return OK
+
+
 def _declared_totals_check(stmt: BankStatement) -> str | None:
     """Compare declared control totals (count/sum of debits and credits) with the entries."""
     t = stmt.declared_totals
@@ -82,7 +117,9 @@ def _declared_totals_check(stmt: BankStatement) -> str | None:
     if "entry_sum" in t:
         s = sum((e.amount for e in stmt.entries), Decimal(0))
         if s != Decimal(t["entry_sum"]):
-            problems.append(f"the file's control total is {Decimal(t['entry_sum']):f} but its entries total {s:f}")
+            problems.append(
+                f"the file's control total is {Decimal(t['entry_sum']):f} but its entries total {s:f}"
+            )
     if not problems:
         return OK
     return "does not add up: " + "; ".join(problems) + "."

@@ -35,9 +35,7 @@ from connectors.bank.errors import (
 
 FORMAT = "mt940"
 
-KNOWN_TAGS = frozenset(
-    "20 21 25 25P 28 28C 60F 60M 61 62F 62M 64 65 86 34F 13 13D 90D 90C NS".split()
-)
+KNOWN_TAGS = frozenset("20 21 25 25P 28 28C 60F 60M 61 62F 62M 64 65 86 34F 13 13D 90D 90C NS".split())
 _TAG_RE = re.compile(r":([0-9]{2}[A-Z]?|NS):")
 _BAL_RE = re.compile(r"([CD])(\d{6})([A-Z]{3})(.*)")
 _LINE61_RE = re.compile(
@@ -352,7 +350,9 @@ def _build(st: _Stmt, source: str) -> BankStatement:
         m = _34F_RE.fullmatch(f["34F"].value.strip())
         if not m:
             raise StatementFormatError(
-                source, f"line {f['34F'].line} (:34F:)", f"floor limit {f['34F'].value!r} is not currency+amount"
+                source,
+                f"line {f['34F'].line} (:34F:)",
+                f"floor limit {f['34F'].value!r} is not currency+amount",
             )
         currency = _currency(m.group(1), source, f"line {f['34F'].line} (:34F:)")
     else:
