@@ -25,7 +25,12 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Hub:
     home = tmp_path / "hub"
     home.mkdir()
     monkeypatch.setenv("ARCHIVE_HUB_HOME", str(home))
-    for name in ("ARCHIVE_HUB_CATALOG_URL", "ARCHIVE_HUB_ARCHIVE_ROOT", "ARCHIVE_HUB_STAGING_ROOT", "ARCHIVE_HUB_RUNS_ROOT"):
+    for name in (
+        "ARCHIVE_HUB_CATALOG_URL",
+        "ARCHIVE_HUB_ARCHIVE_ROOT",
+        "ARCHIVE_HUB_STAGING_ROOT",
+        "ARCHIVE_HUB_RUNS_ROOT",
+    ):
         monkeypatch.delenv(name, raising=False)
     return Hub(home, Settings.from_env(), f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}")
 
@@ -33,7 +38,9 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Hub:
 def seed(hub: Hub, vouchers: int = 120, **kwargs: object) -> object:
     from connectors.erp.sample_erp.seed import seed_sample_erp
 
-    hub.seed = seed_sample_erp(hub.erp_url, hub.home / "sample_erp" / "attachments", vouchers=vouchers, **kwargs)
+    hub.seed = seed_sample_erp(
+        hub.erp_url, hub.home / "sample_erp" / "attachments", vouchers=vouchers, **kwargs
+    )
     return hub.seed
 
 

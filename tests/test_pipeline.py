@@ -1,0 +1,268 @@
+"""The spine end to end on a seeded ERP: archive, quarantine, idempotency, versions, retry, verify.
+
+Runs on both catalog dialects (SQLite file and a real PostgreSQL server).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from pathlib import Path
+
+import bagit
+import defusedxml.ElementTree as DET
+import pytest
+from sqlalchemy import func, select, update
+
+from archive_hub.catalog import Catalog
+from archive_hub.catalog.events import verify_chain
+from archive_hub.catalog.models import ArchiveRecordRow, CursorRow, EventRow, PackageRow, QuarantineRow
+from archive_hub.pipeline import run_sync
+from archive_hub.pipeline.context import RunContext
+from archive_hub.pipeline.finalize import QuarantineThresholdError
+from archive_hub.pipeline.redrive import redrive
+from archive_hub.verification import verify_archive
+from connectors.erp.sample_erp.seed import touch_voucher
+from tests.conftest import Hub, seed
+
+NS = {"m": "urn:archive-hub:da-t-94:1"}
+
+
+def packages_on_disk(root: Path) -> list[Path]:
+    return sorted(p for p in root.glob("*/*/*/*/v*") if p.is_dir())
+
+
+def defects(hub: Hub) -> dict[str, str]:
+    return {str(b.voucher_id): str(b.defect) for b in hub.seed.bad_vouchers}  # type: ignore[attr-defined]
+
+
+def test_sync_archives_good_vouchers_and_quarantines_each_bad_one(hub: Hub, catalog_url: str) -> None:
+    seed(hub, vouchers=120)
+    summary = run_sync("erp_sample", "run-1")
+    assert summary["read"] == 125
+    assert summary["archived"] == 120
+    assert summary["quarantined"] == 5
+    catalog = Catalog(catalog_url)
+    with catalog.reading() as s:
+        items = {q.business_id: q for q in s.execute(select(QuarantineRow)).scalars()}
+        records = s.execute(select(ArchiveRecordRow)).scalars().all()
+    bad = defects(hub)
+    # Of two vouchers sharing a number, the one with the lower source id keeps it; the other waits.
+    dup = next(k for k, d in bad.items() if d == "duplicate_voucher_no")
+    dup_item = next(q for q in items.values() if "already used" in q.reason)
+    assert dup in (dup_item.business_id, dup_item.reason.rsplit(" ", 1)[-1])
+    bad = {k: d for k, d in bad.items() if k != dup} | {dup_item.business_id: "duplicate_voucher_no"}
+    assert set(items) == set(bad)
+    reasons = {bad[k]: (q.stage, q.reason) for k, q in items.items()}
+    assert reasons["unbalanced"][0] == "validate" and "not balanced" in reasons["unbalanced"][1]
+    assert reasons["missing_account"][0] == "map" and "account_code" in reasons["missing_account"][1]
+    assert reasons["invalid_date"][0] == "map" and "2025-13-45" in reasons["invalid_date"][1]
+    assert (
+        reasons["missing_attachment_file"][0] == "archive"
+        and "cannot be read" in reasons["missing_attachment_file"][1]
+    )
+    assert (
+        reasons["duplicate_voucher_no"][0] == "validate"
+        and "already used" in reasons["duplicate_voucher_no"][1]
+    )
+    for q in items.values():  # the original payload is kept for re-drive
+        assert q.raw_payload.startswith("{") and f'"id":{q.business_id},' in q.raw_payload
+        assert q.mapping_version == "erp_sample_voucher@1.0.0"
+    # 档号: one per record, 件号 gap-free from 1
+    assert len(records) == 120 and all(r.status == "archived" for r in records)
+    assert sorted(r.item_no for r in records) == list(range(1, 121))
+    assert len({r.archival_code for r in records}) == 120
+    assert len(packages_on_disk(hub.settings.archive_root)) == 120
+    report = verify_archive(catalog, hub.settings.archive_root)
+    assert report.ok, report.problems[:5]
+    catalog.dispose()
+
+
+def test_package_is_a_valid_bag_with_dat94_metadata(seeded_hub: Hub) -> None:
+    run_sync("erp_sample", "run-1")
+    root = seeded_hub.settings.archive_root
+    with_attachment = [p for p in packages_on_disk(root) if (p / "data" / "attachments").exists()]
+    assert with_attachment, "the seed puts an attachment on every 4th voucher"
+    package = with_attachment[0]
+    bag = bagit.Bag(str(package))
+    bag.validate()  # bagit-python re-hashes the payload against manifest-sha256.txt and the tag manifest
+    names = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
+    assert {
+        "bagit.txt",
+        "bag-info.txt",
+        "manifest-sha256.txt",
+        "manifest-sm3.txt",
+        "tagmanifest-sha256.txt",
+        "data/voucher.xml",
+        "data/metadata.xml",
+    } <= set(names)
+    meta = DET.parse(package / "data" / "metadata.xml").getroot()
+    entity = meta.find("m:文件实体", NS)
+    code = entity.findtext("m:档号", namespaces=NS)
+    assert code == package.parent.name and code.startswith("J001-KJ·2025-D30-PZ-")
+    assert entity.findtext("m:保管期限", namespaces=NS) == "30年"
+    assert entity.findtext("m:保管期限到期日", namespaces=NS) == "2056-01-01"
+    assert entity.findtext("m:会计资料形式", namespaces=NS) == "凭证"
+    assert entity.findtext("m:来源/m:全宗号", namespaces=NS) == "J001"
+    hashes = {
+        f.findtext("m:计算机文件名", namespaces=NS): [h.text for h in f.findall("m:哈希值", NS)]
+        for f in entity.findall("m:计算机文件", NS)
+    }
+    manifest_sm3 = dict(
+        reversed(line.split("  ", 1)) for line in (package / "manifest-sm3.txt").read_text().splitlines()
+    )
+    for name, (sha, sm3) in hashes.items():
+        assert manifest_sm3[name] == sm3 and len(sha) == 64
+    roles = {a.get("角色") for a in meta.find("m:机构人员实体", NS)}
+    assert {"制单", "审核", "记账", "会计主管"} <= roles
+    voucher = DET.parse(package / "data" / "voucher.xml").getroot()
+    totals = voucher.find("{urn:archive-hub:voucher:1}合计")
+    assert totals[0].text == totals[1].text  # balanced
+
+
+def test_rerun_is_idempotent(hub: Hub, catalog_url: str) -> None:
+    seed(hub, vouchers=120)
+    first = run_sync("erp_sample", "run-1")
+    catalog = Catalog(catalog_url)
+    with catalog.reading() as s:
+        events_before = s.execute(
+            select(func.count(EventRow.seq)).where(EventRow.kind == "archived")
+        ).scalar_one()
+        s.execute(update(CursorRow).values(value={"changed_at": "2000-01-01T00:00:00", "key": ""}))
+        s.commit()  # force the next run to re-read everything
+    second = run_sync("erp_sample", "run-2")
+    assert first["archived"] == 120
+    assert second["read"] == 125 and second["archived"] == 0 and second["unchanged"] == 120
+    assert second["quarantined"] == 5  # still bad, counted again ...
+    with catalog.reading() as s:
+        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 5  # ... but not duplicated
+        assert s.execute(select(func.count(PackageRow.id))).scalar_one() == 120
+        assert (
+            s.execute(select(func.count(EventRow.seq)).where(EventRow.kind == "archived")).scalar_one()
+            == events_before
+        )
+        assert max(q.attempts for q in s.execute(select(QuarantineRow)).scalars()) == 2
+    assert len(packages_on_disk(hub.settings.archive_root)) == 120
+    catalog.dispose()
+
+
+def test_changed_voucher_gets_a_new_linked_version(hub: Hub, catalog_url: str) -> None:
+    seed(hub, vouchers=40, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    touch_voucher(hub.erp_url, 7, new_summary="更正摘要：报销差旅费（补充发票）")
+    summary = run_sync("erp_sample", "run-2")
+    assert summary["new_versions"] == 1 and summary["archived"] == 0
+    catalog = Catalog(catalog_url)
+    with catalog.reading() as s:
+        record = s.execute(select(ArchiveRecordRow).where(ArchiveRecordRow.business_id == "7")).scalar_one()
+        versions = (
+            s.execute(
+                select(PackageRow).where(PackageRow.record_id == record.id).order_by(PackageRow.version)
+            )
+            .scalars()
+            .all()
+        )
+    assert record.current_version == 2 and "更正摘要" in record.search_text
+    assert [v.version for v in versions] == [1, 2]
+    assert versions[1].previous_package_id == versions[0].id
+    v1, v2 = (hub.settings.archive_root / v.path for v in versions)
+    assert v1.is_dir() and v2.is_dir()  # history kept, never overwritten
+    assert v1.parent == v2.parent  # same 档号
+    assert "Archive-Hub-Previous-Version: " + versions[0].path in (v2 / "bag-info.txt").read_text()
+    assert "替代" in (v2 / "data" / "metadata.xml").read_text()
+    assert verify_archive(catalog, hub.settings.archive_root).ok
+    catalog.dispose()
+
+
+def test_quarantined_voucher_fixed_in_the_erp_is_redriven(seeded_hub: Hub) -> None:
+    run_sync("erp_sample", "run-1")
+    unbalanced = next(k for k, d in defects(seeded_hub).items() if d == "unbalanced")
+    with sqlite3.connect(seeded_hub.erp_url.removeprefix("sqlite:///")) as erp:
+        lines = erp.execute(
+            "select id, debit, credit from erp_voucher_line where voucher_id=? order by line_no",
+            (unbalanced,),
+        ).fetchall()
+        debit = sum(float(r[1]) for r in lines)
+        credit_line = next(r for r in lines if float(r[2]) > 0)
+        other_credit = sum(float(r[2]) for r in lines if r[0] != credit_line[0])
+        erp.execute(
+            "update erp_voucher_line set credit=? where id=?",
+            (round(debit - other_credit, 2), credit_line[0]),
+        )
+    ctx = RunContext.open("erp_sample", "retry-1")
+    summary = redrive(ctx)
+    ctx.close()
+    assert summary["retried"] == 5 and summary["resolved"] == 1 and summary["still_quarantined"] == 4
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    with catalog.reading() as s:
+        row = s.execute(select(QuarantineRow).where(QuarantineRow.business_id == unbalanced)).scalar_one()
+        assert row.status == "resolved"
+        assert (
+            s.execute(select(ArchiveRecordRow).where(ArchiveRecordRow.business_id == unbalanced))
+            .scalar_one()
+            .status
+            == "archived"
+        )
+    catalog.dispose()
+
+
+def test_run_fails_above_the_quarantine_threshold_and_keeps_the_cursor(
+    seeded_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    src = seeded_hub.home / "sources"
+    src.mkdir()
+    config = (Path(__file__).parent.parent / "config" / "sources" / "erp_sample.yaml").read_text(
+        encoding="utf-8"
+    )
+    (src / "erp_sample.yaml").write_text(
+        config.replace("quarantine_threshold: 0.05", "quarantine_threshold: 0.01"), encoding="utf-8"
+    )
+    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(src))
+    with pytest.raises(
+        QuarantineThresholdError,
+        match=r"5 of 125 records \(4.0%\) were quarantined, above the threshold of 1.0%",
+    ):
+        run_sync("erp_sample", "run-1")
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    with catalog.reading() as s:
+        assert s.execute(select(CursorRow)).first() is None
+        assert (
+            s.execute(select(func.count(ArchiveRecordRow.id))).scalar_one() == 120
+        )  # good ones are archived
+    catalog.dispose()
+
+
+def test_verify_detects_tampering_with_a_package_and_with_the_event_log(seeded_hub: Hub) -> None:
+    run_sync("erp_sample", "run-1")
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    root = seeded_hub.settings.archive_root
+    assert verify_archive(catalog, root).ok
+    victim = packages_on_disk(root)[3]
+    (victim / "data" / "voucher.xml").write_bytes(
+        (victim / "data" / "voucher.xml").read_bytes().replace(b"</", b" </", 1)
+    )
+    problems = verify_archive(catalog, root).problems
+    assert any("voucher.xml" in p and "SHA-256 differs" in p for p in problems)
+    with catalog.transaction() as s:
+        s.execute(update(EventRow).where(EventRow.seq == 10).values(subject="forged"))
+    with catalog.reading() as s:
+        chain = verify_chain(s)
+    assert not chain.ok and chain.first_bad_seq == 10
+    catalog.dispose()
+
+
+def test_counts_reconcile_source_against_archive(seeded_hub: Hub) -> None:
+    """Every source voucher is either archived once or quarantined once: nothing lost, nothing doubled."""
+    run_sync("erp_sample", "run-1")
+    with sqlite3.connect(seeded_hub.erp_url.removeprefix("sqlite:///")) as erp:
+        source_ids = {str(r[0]) for r in erp.execute("select id from erp_voucher")}
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    with catalog.reading() as s:
+        archived = Counter(s.execute(select(ArchiveRecordRow.business_id)).scalars())
+        quarantined = Counter(
+            s.execute(select(QuarantineRow.business_id).where(QuarantineRow.status == "open")).scalars()
+        )
+    catalog.dispose()
+    assert max(archived.values()) == 1 and max(quarantined.values()) == 1
+    assert set(archived) | set(quarantined) == source_ids
+    assert not set(archived) & set(quarantined)
