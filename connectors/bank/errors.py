@@ -39,5 +39,5 @@ class StatementValueError(StatementError):
     """A field is syntactically there but its value is wrong: unknown currency, bad decimal separator, bad date."""
 
 
-class UnknownFormatError(StatementError):
+class UnknownFormatError(StatementFormatError):
     """Auto-detection found no parser that recognises the file."""

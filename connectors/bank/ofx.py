@@ -119,9 +119,11 @@ def _tree(text: str, source: str) -> _Node:
                     del stack[i:]
                     break
             else:
-                raise StatementFormatError(
-                    source, f"line {line}", f"closing tag </{tag}> without opening tag"
-                )
+                kids = stack[-1].children
+                if not (kids and kids[-1].tag == tag and kids[-1].text is not None):
+                    raise StatementFormatError(
+                        source, f"line {line}", f"closing tag </{tag}> without opening tag"
+                    )
             continue
         value = tail.strip()
         node = _Node(tag, line)
