@@ -315,6 +315,7 @@ def demo(
     from archive_hub.catalog.models import SyncRunRow
     from archive_hub.catalog.quarantine import open_items
     from archive_hub.verification import verify_archive
+    from archive_sink.filesystem import published_packages
     from connectors.erp.sample_erp.seed import seed_sample_erp
 
     settings = Settings.from_env()
@@ -355,7 +356,7 @@ def demo(
     console.print(
         f"verify: {report.packages} packages, {report.files} files, event chain of {report.events} events: {status}"
     )
-    example = next(iter(sorted(settings.archive_root.glob("*/*/*/*/v1"))), None)
+    example = next(iter(published_packages(settings.archive_root)), None)
     console.print("\n[bold]Results[/bold]")
     console.print(f"  archive packages : {settings.archive_root}")
     if example:

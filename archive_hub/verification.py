@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append, verify_chain
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
-from archive_sink.filesystem import verify_package_dir
+from archive_sink.filesystem import published_packages, verify_package_dir
 
 
 @dataclass
@@ -85,9 +85,9 @@ def verify_archive(
             report.problems.append(
                 f"{code}: 档号 reserved but no package was published (re-run the sync to finish it)"
             )
-    for bag in sorted(archive_root.glob("*/*/*/*/v*")):
+    for bag in published_packages(archive_root):
         rel = str(bag.relative_to(archive_root))
-        if bag.is_dir() and rel not in known_paths and not rel.startswith("."):
+        if rel not in known_paths:
             report.problems.append(f"{rel}: package on disk is not in the catalog")
     if record_event:
         with catalog.transaction() as session:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from archive_sink.durability import fsync_dir, syncfs, write_file
 from archive_sink.hashing import file_digests
-from archive_sink.package import ArchivePackage
+from archive_sink.package import ArchivePackage, PackageFile
 
 
 class PackageConflictError(RuntimeError):
@@ -58,17 +58,25 @@ class FilesystemArchive:
         if self.durable:
             syncfs(self.staging_root)
 
-    def publish(self, staged: StagedPackage) -> Path:
-        """Rename a synced staging directory into place; refuses to overwrite another package."""
+    def publish(self, staged: StagedPackage) -> tuple[Path, ArchivePackage]:
+        """Rename a synced staging directory into place and return what is now published there.
+
+        If a crash struck after an earlier attempt's rename but before its catalog commit, the same
+        content (same fingerprint) is already in place: that original is kept and returned, read back
+        from disk, so the catalog records the bytes that are really there. A different, uncatalogued
+        package in the way is moved to .orphaned/ rather than overwritten or trusted.
+        """
         final = self.location(staged.package)
         final.parent.mkdir(parents=True, exist_ok=True)
         if final.exists():
             if read_fingerprint(final) == staged.package.fingerprint:
-                shutil.rmtree(staged.staging_path)  # published before a crash: keep the original
-                return final
-            raise PackageConflictError(f"{final} already holds a different package")
+                shutil.rmtree(staged.staging_path)
+                return final, load_package(final, staged.package)
+            orphans = self.root / ".orphaned"
+            orphans.mkdir(exist_ok=True)
+            os.rename(final, orphans / f"{uuid.uuid4().hex}-{final.parent.name}-{final.name}")
         os.rename(staged.staging_path, final)
-        return final
+        return final, staged.package
 
     def sync_published(self, paths: list[Path]) -> None:
         if not self.durable:
@@ -87,6 +95,33 @@ class FilesystemArchive:
             shutil.rmtree(entry, ignore_errors=True)
             removed += 1
         return removed
+
+
+def load_package(path: Path, like: ArchivePackage) -> ArchivePackage:
+    """Read a published package back into memory (its real bytes and hashes)."""
+    tag_names = {f.path for f in like.tags}
+    payload, tags = [], []
+    roles = {f.path: (f.role, f.media_type) for f in like.files}
+    for file in sorted(p for p in path.rglob("*") if p.is_file()):
+        name = str(file.relative_to(path))
+        role, media = roles.get(name, ("attachment", "application/octet-stream"))
+        item = PackageFile(name, file.read_bytes(), role, media)
+        (tags if name in tag_names else payload).append(item)
+    return ArchivePackage(
+        like.archival_code, like.version, like.relative_path, like.fingerprint, payload, tags
+    )
+
+
+def published_packages(root: Path) -> list[Path]:
+    """Every visible package directory (<fonds>/<year>/<category>/<档号>/v<n>); staging is never listed."""
+    found = []
+    for fonds in (
+        sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        if root.is_dir()
+        else []
+    ):
+        found.extend(p for p in sorted(fonds.glob("*/*/*/v*")) if p.is_dir())
+    return found
 
 
 def read_fingerprint(package_dir: Path) -> str | None:

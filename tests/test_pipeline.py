@@ -22,6 +22,7 @@ from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.finalize import QuarantineThresholdError
 from archive_hub.pipeline.redrive import redrive
 from archive_hub.verification import verify_archive
+from archive_sink.filesystem import published_packages
 from connectors.erp.sample_erp.seed import touch_voucher
 from tests.conftest import Hub, seed
 
@@ -29,7 +30,7 @@ NS = {"m": "urn:archive-hub:da-t-94:1"}
 
 
 def packages_on_disk(root: Path) -> list[Path]:
-    return sorted(p for p in root.glob("*/*/*/*/v*") if p.is_dir())
+    return published_packages(root)
 
 
 def defects(hub: Hub) -> dict[str, str]:

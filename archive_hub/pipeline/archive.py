@@ -98,7 +98,8 @@ def record_columns(record: ArchiveRecord) -> dict[str, Any]:
 class Archiver:
     def __init__(self, ctx: RunContext, workers: int = 2) -> None:
         self.ctx = ctx
-        self.store = FilesystemArchive(ctx.settings.archive_root, ctx.settings.staging_root)
+        # One staging area per source: cleaning up after a crashed run never touches another source's work.
+        self.store = FilesystemArchive(ctx.settings.archive_root, ctx.settings.staging_root / ctx.source.id)
         self.pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self.counts = {"archived": 0, "new_versions": 0, "unchanged": 0, "quarantined": 0, "bytes": 0}
 
@@ -243,7 +244,10 @@ class Archiver:
 
         staged = self._map(build_and_stage, plan)
         self.store.sync()
-        published = [self.store.publish(s) for s in staged]
+        published = []
+        for p, item in zip(plan, staged, strict=True):
+            path, p.package = self.store.publish(item)
+            published.append(path)
         self.store.sync_published(published)
 
     def _register(self, plan: list[Planned]) -> None:
