@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Annotated
 
 import typer
 
@@ -29,11 +30,11 @@ def _main() -> None:
 
 @bank_app.command("parse")
 def parse_cmd(
-    file: Path = typer.Argument(..., help="statement file to read"),
-    format: str = typer.Option("auto", "--format", "-f", help="auto|mt940|camt|ofx|bai2|cn-csv"),
-    layout: str | None = typer.Option(
-        None, "--layout", help="Chinese export layout: icbc, cmb, ccb or a YAML path"
-    ),
+    file: Annotated[Path, typer.Argument(help="statement file to read")],
+    format: Annotated[str, typer.Option("--format", "-f", help="auto|mt940|camt|ofx|bai2|cn-csv")] = "auto",
+    layout: Annotated[
+        str | None, typer.Option("--layout", help="Chinese export layout: icbc, cmb, ccb or a YAML path")
+    ] = None,
 ) -> None:
     """Print {"statements": [...]} with balances, balance_check and entries (amounts signed, debit negative)."""
     try:

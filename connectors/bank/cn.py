@@ -272,7 +272,7 @@ def parse(data: bytes, *, source: str, layout: str | None = None) -> list[BankSt
             raise StatementFormatError(
                 source, pos(h), f"header has no column {cols[required]!r} required by layout {lay['name']}"
             )
-    preamble = "\n".join(",".join(_cell_str(c) for c in r) for r in rows[:h])
+    preamble = "\n".join(",".join(_cell_str(c) for c in r if _cell_str(c)) for r in rows[:h])
     pre: dict[str, str] = {}
     for key, rx in (lay.get("preamble") or {}).items():
         m = re.search(rx, preamble)

@@ -35,7 +35,30 @@ from connectors.bank.errors import (
 
 FORMAT = "mt940"
 
-KNOWN_TAGS = frozenset("20 21 25 25P 28 28C 60F 60M 61 62F 62M 64 65 86 34F 13 13D 90D 90C NS".split())
+KNOWN_TAGS = frozenset(
+    [
+        "20",
+        "21",
+        "25",
+        "25P",
+        "28",
+        "28C",
+        "60F",
+        "60M",
+        "61",
+        "62F",
+        "62M",
+        "64",
+        "65",
+        "86",
+        "34F",
+        "13",
+        "13D",
+        "90D",
+        "90C",
+        "NS",
+    ]
+)
 _TAG_RE = re.compile(r":([0-9]{2}[A-Z]?|NS):")
 _BAL_RE = re.compile(r"([CD])(\d{6})([A-Z]{3})(.*)")
 _LINE61_RE = re.compile(

@@ -156,8 +156,10 @@ def test_undeclared_entity_without_doctype_is_not_resolved() -> None:
 
 
 def test_ofx_with_doctype_is_refused() -> None:
-    data = (FIXTURES / "ofx2_creditcard.ofx").read_bytes().replace(
-        b"<OFX>", b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><OFX>', 1
+    data = (
+        (FIXTURES / "ofx2_creditcard.ofx")
+        .read_bytes()
+        .replace(b"<OFX>", b'<!DOCTYPE x [<!ENTITY e SYSTEM "file:///etc/passwd">]><OFX>', 1)
     )
     with pytest.raises(StatementSecurityError):
         ofx.parse(data, source="x.ofx")
@@ -223,9 +225,13 @@ def test_unknown_currency_is_refused_everywhere() -> None:
     with pytest.raises(StatementValueError, match="'ABC' is not an ISO 4217 code"):
         camt.parse(camt_doc(ccy="ABC"), source="x.xml")
     with pytest.raises(StatementValueError, match="'QQQ' is not an ISO 4217 code"):
-        ofx.parse((FIXTURES / "ofx1_checking.ofx").read_bytes().replace(b"<CURDEF>USD", b"<CURDEF>QQQ"), source="o")
+        ofx.parse(
+            (FIXTURES / "ofx1_checking.ofx").read_bytes().replace(b"<CURDEF>USD", b"<CURDEF>QQQ"), source="o"
+        )
     with pytest.raises(StatementValueError, match="'ZZZ' is not an ISO 4217 code"):
-        bai2.parse((FIXTURES / "bai2_two_accounts.bai").read_bytes().replace(b",USD,2/", b",ZZZ,2/"), source="b")
+        bai2.parse(
+            (FIXTURES / "bai2_two_accounts.bai").read_bytes().replace(b",USD,2/", b",ZZZ,2/"), source="b"
+        )
 
 
 def test_unknown_format_is_refused() -> None:
