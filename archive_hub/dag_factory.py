@@ -49,23 +49,23 @@ def build_dag(config: SourceConfig) -> Any:
         doc_md=f"Archives `{source_id}` ({config.kind}) through extract → map → validate → archive → finalize.",
     )
     def archive_source() -> None:
-        @task(task_id="extract")
+        @task(task_id="extract", multiple_outputs=False)
         def extract() -> dict[str, Any]:
             return _run("extract", source_id)
 
-        @task(task_id="map")
+        @task(task_id="map", multiple_outputs=False)
         def map_records(_: dict[str, Any]) -> dict[str, Any]:
             return _run("map", source_id)
 
-        @task(task_id="validate")
+        @task(task_id="validate", multiple_outputs=False)
         def validate(_: dict[str, Any]) -> dict[str, Any]:
             return _run("validate", source_id)
 
-        @task(task_id="archive")
+        @task(task_id="archive", multiple_outputs=False)
         def archive(_: dict[str, Any]) -> dict[str, Any]:
             return _run("archive", source_id)
 
-        @task(task_id="finalize", retries=0)
+        @task(task_id="finalize", retries=0, multiple_outputs=False)
         def finalize(_: dict[str, Any]) -> dict[str, Any]:
             return _run("finalize", source_id)
 
