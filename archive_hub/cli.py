@@ -281,6 +281,13 @@ def seed_sample_erp_cmd(
     console.print(summary.one_line())
 
 
+def run_dir_name(run_id: str) -> str:
+    """The folder name RunContext.run_dir uses for a run id."""
+    import re
+
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
+
+
 def airflow_env(settings: Settings) -> dict[str, str]:
     env = dict(os.environ)
     env.setdefault("AIRFLOW_HOME", str(settings.home / "airflow"))
@@ -362,7 +369,8 @@ def demo(
     if example:
         console.print(f"  one package      : {example}")
     console.print(f"  catalog (SQLite) : {settings.home / 'catalog.sqlite'}")
-    console.print(f"  run summary      : {settings.runs_root / 'erp_sample'}/<run id>/summary.json")
+    run_dir = run_dir_name(run.run_id)
+    console.print(f"  run summary      : {settings.runs_root / 'erp_sample' / run_dir / 'summary.json'}")
     console.print(f"  Airflow log      : {log}")
     console.print(
         "  try              : uv run archive-hub search --text 差旅费 | uv run archive-hub verify | uv run archive-hub quarantine list"
