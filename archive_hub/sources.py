@@ -111,7 +111,18 @@ def register(kind: str) -> Callable[[StreamFactory], StreamFactory]:
     return deco
 
 
+# Connectors that live in their own package register lazily: kind → "module:function(config)".
+LAZY_FACTORIES = {
+    "bank.inbox": "connectors.bank.inbox:stream_from_config",
+}
+
+
 def build_stream(config: SourceConfig) -> Stream:
+    if config.kind not in _FACTORIES and config.kind in LAZY_FACTORIES:
+        import importlib
+
+        module, _, name = LAZY_FACTORIES[config.kind].partition(":")
+        return getattr(importlib.import_module(module), name)(config)
     if config.kind not in _FACTORIES:
         raise ConfigError(
             config.id,

@@ -62,3 +62,8 @@ class Stream(Protocol):
 
     def read_keys(self, keys: Sequence[str]) -> list[SourceRecord]:
         """The current version of the given records (used to re-drive quarantine)."""
+
+
+# Optional on a stream: `on_archived(session, [(ArchiveRecord, 档号, package_id), ...])`, called inside
+# the catalog transaction that registers the packages, so derived rows (bank entries for
+# reconciliation, approval links) commit together with the archive write or not at all.

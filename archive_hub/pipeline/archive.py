@@ -329,6 +329,15 @@ class Archiver:
                     )
                 )
             append(session, events)
+            hook = getattr(ctx.stream, "on_archived", None)
+            if hook is not None:  # e.g. the bank connector records statement entries for reconciliation
+                hook(
+                    session,
+                    [
+                        (p.record, p.archival_code, package_id)
+                        for p, package_id in zip(plan, ids, strict=True)
+                    ],
+                )
             quarantine.resolve(
                 session, ctx.run_id, ctx.source.id, [p.record.source.business_id for p in plan]
             )

@@ -36,6 +36,7 @@ def _row(record: ArchiveRecord) -> dict[str, Any]:
         "record_date": record.date.isoformat() if record.date else None,
         "fonds_no": record.fonds.fonds_no,
         "responsible": record.responsible or None,
+        "category_item": record.category.item or None,
         "voucher_no": record.voucher_no,
         "book_code": v.book_code if v else None,
         "fiscal_year": v.fiscal_year if v else record.fiscal_year,
@@ -55,9 +56,13 @@ def check_batch(
     `archived_numbers` maps (book, year, period, 凭证号) already in the catalog to the business id that
     holds it, so a number reused by a different voucher is caught across runs too.
     """
-    rows = [_row(r) for r in records]
     by_key = {r.source.business_id: r for r in records}
-    ok, failures, evaluated = run_suite(rows)
+    vouchers = [_row(r) for r in records if r.voucher is not None]
+    others = [_row(r) for r in records if r.voucher is None]
+    ok_v, failures, evaluated = run_suite(vouchers, "vouchers")
+    ok_o, more, evaluated_o = run_suite(others, "records")
+    failures += more
+    ok, evaluated = ok_v and ok_o, evaluated + evaluated_o
     reasons: dict[str, list[str]] = defaultdict(list)
     duplicates: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for failure in failures:
