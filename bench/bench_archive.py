@@ -1,0 +1,573 @@
+"""End-to-end archive benchmark (issue 2, item 11): vouchers/s and MB/s beside the raw limit of this machine.
+
+Why: the sink promises hundreds of durable packages a second. This script shows how close the whole
+pipeline (extract → map → validate → archive → finalize) gets to what the disk allows with the
+*same* durability protocol, measured in the same run so the comparison survives noisy machines.
+
+What it does, in order (all under a fresh var/bench/archive-<timestamp>, same filesystem as var/):
+  1. seed a sample ERP with N vouchers, each with one ~50 KB attachment (timed, but in no figure);
+  2. run A: `run_sync` end to end (wall time of all five steps) into a fresh catalog + archive;
+  3. raw limit 1: for every package of run A (file list and sizes from its catalog, checked against
+     the disk), the same files with the same sizes written with os.open/os.write into a fresh tree,
+     in batches of the source's batch size, one syncfs per batch before renaming each package dir
+     into place, then one syncfs + fsync of the parent dirs: the sink's group-commit protocol;
+  4. run B: the same vouchers into another fresh catalog + archive, one `run_step` per step, timed;
+  5. raw limit 2 (the faster of the two raw runs is the limit, which is the conservative choice);
+  6. stricter context figure: the same bytes with fsync per file, per directory and per parent
+     (no syncfs), on the first BENCH_FSYNC_PACKAGES packages (default 1000);
+  7. run C (BENCH_PROFILE=1, default): the archive step alone under cProfile with one worker
+     (cProfile sees one thread), broken down by where the time goes.
+Before each phase everything dirty is flushed (syncfs) and nothing is deleted until the end, so a
+phase never pays for the previous one's writeback or for ext4 discards of deleted trees.
+
+Figures are printed as a table with PASS/MISS against the targets (end to end ≥ 50% of the raw
+limit, ≥ 500 vouchers/s) and written to var/bench/archive-latest.json. MB = 10^6 bytes. The big
+temporary tree is removed at the end unless BENCH_KEEP=1.
+
+Run: ``make bench`` or ``BENCH_VOUCHERS=10000 uv run python -m bench.bench_archive``.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import datetime as dt
+import io
+import json
+import os
+import platform
+import pstats
+import shutil
+import sqlite3
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+BENCH_ROOT = PROJECT_ROOT / "var" / "bench"
+SOURCE_ID = "erp_sample"
+TARGET_SHARE = 0.50
+TARGET_VPS = 500.0
+MB = 1_000_000
+
+
+# --------------------------------------------------------------------------- environment
+
+
+def use_run_dirs(home: Path, run: str) -> Path:
+    """Point the hub at <home>/<run>/ for catalog, archive and run files; the ERP stays in <home>/sample_erp."""
+    base = home / run
+    base.mkdir(parents=True, exist_ok=True)
+    os.environ["ARCHIVE_HUB_HOME"] = str(home)
+    os.environ["ARCHIVE_HUB_CATALOG_URL"] = f"sqlite:///{base / 'catalog.sqlite'}"
+    os.environ["ARCHIVE_HUB_ARCHIVE_ROOT"] = str(base / "archive")
+    os.environ["ARCHIVE_HUB_RUNS_ROOT"] = str(base / "runs")
+    os.environ.pop("ARCHIVE_HUB_STAGING_ROOT", None)
+    return base
+
+
+def mount_of(path: Path) -> dict[str, str]:
+    """The /proc/mounts entry holding `path` (longest mount-point prefix)."""
+    path = path.resolve()
+    best = {"mount_point": "?", "device": "?", "fstype": "?", "options": "?"}
+    best_len = -1
+    try:
+        lines = Path("/proc/mounts").read_text().splitlines()
+    except OSError:
+        return best
+    for line in lines:
+        parts = line.split()
+        if len(parts) < 4:
+            continue
+        point = parts[1].replace("\\040", " ")
+        if (str(path) == point or str(path).startswith(point.rstrip("/") + "/")) and len(point) > best_len:
+            best_len = len(point)
+            best = {"mount_point": point, "device": parts[0], "fstype": parts[2], "options": parts[3]}
+    return best
+
+
+def machine_facts() -> dict[str, Any]:
+    cpu = "?"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem_gb = None
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal:"):
+                mem_gb = round(int(line.split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return {
+        "cores": os.cpu_count(),
+        "usable_cores": affinity,
+        "cpu": cpu,
+        "memory_gb": mem_gb,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "filesystem_of_var": mount_of(BENCH_ROOT),
+        "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+    }
+
+
+# --------------------------------------------------------------------------- pipeline runs
+
+
+def warm_up_imports() -> None:
+    """Import what the steps import lazily, so a long-lived worker's state is what gets measured."""
+    import great_expectations  # noqa: F401
+
+    import archive_hub.pipeline
+    import archive_hub.quality  # noqa: F401
+
+
+def run_end_to_end(home: Path, run_id: str) -> tuple[float, dict[str, Any]]:
+    from archive_hub.pipeline import run_sync
+
+    use_run_dirs(home, "e2e")
+    started = time.perf_counter()
+    summary = run_sync(SOURCE_ID, run_id)
+    return time.perf_counter() - started, summary
+
+
+def run_per_step(home: Path, run_id: str) -> tuple[dict[str, float], dict[str, Any]]:
+    from archive_hub.pipeline import STEPS, run_step
+
+    use_run_dirs(home, "steps")
+    times: dict[str, float] = {}
+    result: dict[str, Any] = {}
+    for step in STEPS:
+        started = time.perf_counter()
+        result = run_step(step, SOURCE_ID, run_id)
+        times[step] = time.perf_counter() - started
+    return times, result
+
+
+# --------------------------------------------------------------------------- raw limit
+
+
+def package_layout(catalog: Path) -> list[tuple[str, list[tuple[str, int]]]]:
+    """(package path, [(file path, size), ...]) for every package, in the order it was archived."""
+    con = sqlite3.connect(f"file:{catalog}?mode=ro", uri=True)
+    try:
+        rows = con.execute(
+            "SELECT p.id, p.path, f.path, f.size FROM archive_package p "
+            "JOIN archive_file f ON f.package_id = p.id ORDER BY p.id, f.id"
+        ).fetchall()
+    finally:
+        con.close()
+    layout: list[tuple[str, list[tuple[str, int]]]] = []
+    last_id = None
+    for pid, ppath, fpath, size in rows:
+        if pid != last_id:
+            layout.append((ppath, []))
+            last_id = pid
+        layout[-1][1].append((fpath, size))
+    return layout
+
+
+def check_layout_against_disk(archive_root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) -> None:
+    """The catalog's file list must be exactly what sits on disk (otherwise the raw loop is not 'the same bytes')."""
+    for ppath, files in layout[:: max(1, len(layout) // 50)]:
+        on_disk = {
+            str(p.relative_to(archive_root / ppath)): p.stat().st_size
+            for p in (archive_root / ppath).rglob("*")
+            if p.is_file()
+        }
+        if on_disk != dict(files):
+            raise SystemExit(f"catalog file list differs from disk for {ppath}: {on_disk} != {dict(files)}")
+
+
+def raw_group_commit(
+    root: Path, layout: list[tuple[str, list[tuple[str, int]]]], batch_size: int
+) -> tuple[float, int, int]:
+    """The sink's protocol with nothing else: write, syncfs, rename each, syncfs + fsync parents, per batch."""
+    from archive_sink.durability import fsync_dir, syncfs
+
+    staging_root = root / ".staging"
+    staging_root.mkdir(parents=True)
+    biggest = max(size for _, files in layout for _, size in files)
+    buffer = memoryview(os.urandom(biggest))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    written = files_written = 0
+    started = time.perf_counter()
+    for start in range(0, len(layout), batch_size):
+        batch = layout[start : start + batch_size]
+        staged: list[tuple[Path, Path]] = []
+        for ppath, files in batch:
+            staging = staging_root / f"{uuid.uuid4().hex}.partial"
+            made: set[Path] = set()
+            for fpath, size in files:
+                target = staging / fpath
+                if target.parent not in made:
+                    target.parent.mkdir(parents=True, exist_ok=True)
+                    made.add(target.parent)
+                fd = os.open(target, flags, 0o644)
+                try:
+                    view = buffer[:size]
+                    while view:
+                        view = view[os.write(fd, view) :]
+                finally:
+                    os.close(fd)
+                written += size
+                files_written += 1
+            staged.append((staging, root / ppath))
+        syncfs(staging_root)
+        for staging, final in staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staging, final)
+        syncfs(root)
+        for parent in {final.parent for _, final in staged}:
+            fsync_dir(parent)
+    return time.perf_counter() - started, written, files_written
+
+
+def raw_fsync_each(root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) -> tuple[float, int, int]:
+    """Stricter, classic per-package durability: fsync every file and directory, rename, fsync the parent."""
+    from archive_sink.durability import fsync_dir
+
+    staging_root = root / ".staging"
+    staging_root.mkdir(parents=True)
+    biggest = max(size for _, files in layout for _, size in files)
+    buffer = memoryview(os.urandom(biggest))
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    written = files_written = 0
+    started = time.perf_counter()
+    for ppath, files in layout:
+        staging = staging_root / f"{uuid.uuid4().hex}.partial"
+        made: list[Path] = []
+        for fpath, size in files:
+            target = staging / fpath
+            if target.parent not in made:
+                target.parent.mkdir(parents=True, exist_ok=True)
+                made.append(target.parent)
+            fd = os.open(target, flags, 0o644)
+            try:
+                view = buffer[:size]
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            written += size
+            files_written += 1
+        for directory in sorted(set(made) | {staging}, key=lambda p: -len(p.parts)):
+            fsync_dir(directory)  # deepest first, so each entry is durable before its parent's
+        fsync_dir(staging_root)
+        final = root / ppath
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staging, final)
+        fsync_dir(final.parent)
+        fsync_dir(staging_root)
+    return time.perf_counter() - started, written, files_written
+
+
+# --------------------------------------------------------------------------- profile
+
+
+# (label, how to find the function: (file suffix, function name)); cumulative times, so nested ones overlap
+PROFILE_BUCKETS: list[tuple[str, str, str]] = [
+    ("read valid.jsonl + ArchiveRecord.model_validate", "pipeline/jsonl.py", "read_lines"),
+    ("  pydantic model_validate (archive input)", "pydantic/main.py", "model_validate"),
+    ("read attachments", "pipeline/archive.py", "read_attachment"),
+    ("catalog: known_records lookup", "catalog/records.py", "known_records"),
+    ("fingerprint (model_dump + json + sha256)", "archive_sink/package.py", "fingerprint"),
+    ("catalog: reserve 档号 (_reserve)", "pipeline/archive.py", "_reserve"),
+    ("build_package (total)", "archive_sink/package.py", "build_package"),
+    ("  voucher XML", "archive_sink/xml_documents.py", "voucher_xml"),
+    ("  metadata XML", "archive_sink/xml_documents.py", "metadata_xml"),
+    ("  hashing SHA-256 + SM3 (digests)", "archive_sink/hashing.py", "digests"),
+    ("stage: mkdir + os.open/os.write", "archive_sink/filesystem.py", "stage"),
+    ("syncfs before publish", "archive_sink/filesystem.py", "sync"),
+    ("publish: rename into place", "archive_sink/filesystem.py", "publish"),
+    ("syncfs + fsync parents after publish", "archive_sink/filesystem.py", "sync_published"),
+    ("catalog: packages/files/records/events (_register)", "pipeline/archive.py", "_register"),
+    ("  hash-chained event append", "catalog/events.py", "append"),
+    ("clean staging", "archive_sink/filesystem.py", "clean_staging"),
+]
+
+
+def profile_archive(home: Path, run_id: str) -> dict[str, Any]:
+    """Run C: extract/map/validate untimed, then the archive step alone under cProfile (one worker)."""
+    from archive_hub.pipeline import run_step
+    from archive_hub.pipeline.archive import archive
+    from archive_hub.pipeline.context import RunContext
+
+    use_run_dirs(home, "profile")
+    for step in ("extract", "map", "validate"):
+        run_step(step, SOURCE_ID, run_id)
+    ctx = RunContext.open(SOURCE_ID, run_id)
+    profiler = cProfile.Profile()
+    try:
+        started = time.perf_counter()
+        profiler.enable()
+        result = archive(ctx, workers=1)
+        profiler.disable()
+        wall = time.perf_counter() - started
+    finally:
+        ctx.close()
+    stats = pstats.Stats(profiler)
+    raw_stats: dict[Any, Any] = stats.stats  # type: ignore[attr-defined]
+    n = max(1, result["archived"] + result["new_versions"])
+    buckets = []
+    for label, suffix, name in PROFILE_BUCKETS:
+        cum = sum(
+            v[3] for (file, _line, func), v in raw_stats.items() if func == name and file.endswith(suffix)
+        )
+        buckets.append({"part": label, "seconds": round(cum, 3), "ms_per_voucher": round(cum / n * 1000, 3)})
+    top = io.StringIO()
+    pstats.Stats(profiler, stream=top).sort_stats("tottime").print_stats(15)
+    return {
+        "wall_s_under_profiler": round(wall, 3),
+        "archived": n,
+        "buckets": buckets,
+        "top_tottime": top.getvalue(),
+    }
+
+
+# --------------------------------------------------------------------------- report
+
+
+QUIESCE_LOG: list[float] = []
+
+
+def quiesce(path: Path, settle_s: float = 1.0) -> None:
+    """Flush what earlier phases left dirty (seeding, the previous run) so each phase pays only for itself."""
+    from archive_sink.durability import syncfs
+
+    started = time.perf_counter()
+    syncfs(path)
+    QUIESCE_LOG.append(time.perf_counter() - started)
+    time.sleep(settle_s)
+
+
+def rate(count: float, seconds: float) -> float:
+    return count / seconds if seconds > 0 else 0.0
+
+
+def verdict(ok: bool) -> str:
+    return "PASS" if ok else "MISS"
+
+
+def timed(label: str, fn: Callable[[], Any]) -> Any:
+    print(f"… {label}", flush=True)
+    started = time.perf_counter()
+    out = fn()
+    print(f"  done in {time.perf_counter() - started:.1f}s", flush=True)
+    return out
+
+
+def main() -> int:
+    n = int(os.environ.get("BENCH_VOUCHERS", "10000"))
+    keep = os.environ.get("BENCH_KEEP") == "1"
+    profile = os.environ.get("BENCH_PROFILE", "1") == "1"
+    fsync_packages = int(os.environ.get("BENCH_FSYNC_PACKAGES", "1000"))
+    stamp = dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    home = BENCH_ROOT / f"archive-{stamp}"
+    home.mkdir(parents=True, exist_ok=False)
+    facts = machine_facts()
+    print(f"archive benchmark: {n} vouchers, ~50 KB attachment each, home {home}", flush=True)
+
+    from connectors.erp.sample_erp.seed import seed_sample_erp
+
+    started = time.perf_counter()
+    seed_sample_erp(
+        f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}",
+        home / "sample_erp" / "attachments",
+        vouchers=n,
+        attachment_every=1,
+        attachment_size=50_000,
+        bad_records=False,
+    )
+    seed_s = time.perf_counter() - started
+    print(f"  seeded in {seed_s:.1f}s (not measured)", flush=True)
+    timed("warm-up imports (great_expectations, pipeline)", warm_up_imports)
+
+    from archive_hub.settings import Settings
+    from archive_hub.sources import find_source
+
+    use_run_dirs(home, "e2e")
+    batch_size = find_source(SOURCE_ID, Settings.from_env()).batch_size
+
+    try:
+        quiesce(home)
+        e2e_s, summary = timed("run A: run_sync end to end", lambda: run_end_to_end(home, "bench-e2e"))
+        archived = summary["archived"] + summary["new_versions"]
+        if archived != n or summary["quarantined"] or summary["status"] != "success":
+            raise SystemExit(f"run A did not archive every voucher: {summary}")
+        bytes_written = summary["bytes_written"]
+
+        layout = package_layout(home / "e2e" / "catalog.sqlite")
+        check_layout_against_disk(home / "e2e" / "archive", layout)
+        raw_bytes_expected = sum(size for _, files in layout for _, size in files)
+        if raw_bytes_expected != bytes_written or len(layout) != archived:
+            raise SystemExit(
+                f"layout mismatch: {len(layout)} packages / {raw_bytes_expected} B vs {archived} / {bytes_written}"
+            )
+        files_per_package = sum(len(f) for _, f in layout) / len(layout)
+
+        def raw_limit(i: int) -> float:
+            quiesce(home)
+            t, b, _ = timed(
+                f"raw limit {i}/2: same bytes, group commit, batch {batch_size}",
+                lambda: raw_group_commit(home / f"raw-{i}", layout, batch_size),
+            )
+            assert b == bytes_written, (b, bytes_written)
+            return t
+
+        raw_runs = [raw_limit(1)]
+        quiesce(home)
+        step_times, steps_summary = timed(
+            "run B: one run_step per step", lambda: run_per_step(home, "bench-steps")
+        )
+        if steps_summary["archived"] != n:
+            raise SystemExit(f"run B did not archive every voucher: {steps_summary}")
+        raw_runs.append(raw_limit(2))
+        raw_s = min(raw_runs)
+
+        strict_layout = layout[:fsync_packages]
+        strict_bytes = sum(size for _, files in strict_layout for _, size in files)
+        quiesce(home)
+        strict_s, _, _ = timed(
+            f"raw fsync-per-file on {len(strict_layout)} packages",
+            lambda: raw_fsync_each(home / "raw-fsync", strict_layout),
+        )
+
+        prof = None
+        if profile:
+            quiesce(home)
+            prof = timed(
+                "run C: archive step under cProfile (1 worker)", lambda: profile_archive(home, "bench-prof")
+            )
+    finally:
+        if not keep:  # deleted only at the end: big deletes (ext4 discard, journal) would slow later phases
+            timed(f"removing {home}", lambda: shutil.rmtree(home, ignore_errors=True))
+
+    e2e_vps, e2e_mbps = rate(archived, e2e_s), rate(bytes_written, e2e_s) / MB
+    raw_pps, raw_mbps = rate(len(layout), raw_s), rate(bytes_written, raw_s) / MB
+    strict_pps, strict_mbps = rate(len(strict_layout), strict_s), rate(strict_bytes, strict_s) / MB
+    share = e2e_mbps / raw_mbps if raw_mbps else 0.0
+    steps_total = sum(step_times.values())
+
+    w = 96
+    print()
+    print("=" * w)
+    print(f"ARCHIVE BENCHMARK  {dt.datetime.now().isoformat(timespec='seconds')}")
+    print("=" * w)
+    fs = facts["filesystem_of_var"]
+    print(
+        f"machine   {facts['cores']} cores ({facts['usable_cores']} usable), {facts['cpu']}, {facts['memory_gb']} GB RAM"
+    )
+    print(f"python    {facts['python']} on {facts['platform']}")
+    load = facts["load_average_at_start"]
+    if load:
+        note = "  (other work was running: figures are pessimistic)" if load[0] > 0.7 else ""
+        print(f"load      {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} at start (1/5/15 min){note}")
+    print(f"var/ fs   {fs['fstype']} on {fs['device']} at {fs['mount_point']} ({fs['options']})")
+    print(
+        f"workload  {archived} vouchers -> {len(layout)} packages, {files_per_package:.1f} files/package, "
+        f"{bytes_written / MB:.1f} MB ({bytes_written / archived / 1000:.1f} KB/package), batch {batch_size}"
+    )
+    print(
+        f"seeding   {seed_s:.1f}s (not part of any figure); flush before each phase: "
+        + ", ".join(f"{t:.2f}" for t in QUIESCE_LOG)
+        + " s"
+    )
+    print("-" * w)
+    print(f"{'figure':<44}{'time s':>9}{'vouchers/s':>13}{'MB/s':>9}   limit / target")
+    print("-" * w)
+    print(f"{'end to end: run_sync (5 steps)':<44}{e2e_s:>9.2f}{e2e_vps:>13.0f}{e2e_mbps:>9.1f}")
+    print(
+        f"{'raw limit: same bytes, syncfs group commit':<44}{raw_s:>9.2f}{raw_pps:>13.0f}{raw_mbps:>9.1f}   "
+        f"best of {', '.join(f'{t:.2f}' for t in raw_runs)} s"
+    )
+    print(
+        f"{'raw, fsync per file+dir (context, stricter)':<44}{strict_s:>9.2f}{strict_pps:>13.0f}{strict_mbps:>9.1f}   "
+        f"{len(strict_layout)} packages"
+    )
+    print("-" * w)
+    print(
+        f"{'end to end / raw limit':<44}{share * 100:>30.1f} %   target >= {TARGET_SHARE:.0%}  "
+        f"{verdict(share >= TARGET_SHARE)}"
+    )
+    print(
+        f"{'end to end vouchers/s':<44}{e2e_vps:>30.0f}     target >= {TARGET_VPS:.0f}    "
+        f"{verdict(e2e_vps >= TARGET_VPS)}"
+    )
+    print("-" * w)
+    print(
+        f"run B, one run_step per step (fresh catalog + archive), total {steps_total:.2f}s "
+        f"= {rate(n, steps_total):.0f} vouchers/s"
+    )
+    for step, t in step_times.items():
+        print(
+            f"  {step:<10}{t:>8.2f}s  {t / n * 1000:>7.3f} ms/voucher  {t / steps_total:>6.1%}  "
+            f"{rate(n, t):>9.0f} vouchers/s"
+        )
+    if prof:
+        print("-" * w)
+        print(
+            f"run C, archive step under cProfile, 1 worker: {prof['wall_s_under_profiler']:.2f}s "
+            f"(cumulative; indented rows are inside the row above)"
+        )
+        for b in prof["buckets"]:
+            print(f"  {b['part']:<54}{b['seconds']:>8.2f}s {b['ms_per_voucher']:>8.3f} ms/voucher")
+        print("  top functions by own time:")
+        lines = prof["top_tottime"].splitlines()
+        start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+        for line in lines[start:]:
+            if line.strip():
+                print("   " + line.replace(str(PROJECT_ROOT) + "/", "")[:150])
+    print("=" * w)
+
+    report = {
+        "when": dt.datetime.now().isoformat(timespec="seconds"),
+        "machine": facts,
+        "vouchers": archived,
+        "packages": len(layout),
+        "files_per_package": round(files_per_package, 2),
+        "bytes_written": bytes_written,
+        "batch_size": batch_size,
+        "seed_s": round(seed_s, 3),
+        "end_to_end": {
+            "seconds": round(e2e_s, 3),
+            "vouchers_per_s": round(e2e_vps, 1),
+            "mb_per_s": round(e2e_mbps, 2),
+        },
+        "raw_group_commit": {
+            "seconds": round(raw_s, 3),
+            "runs_s": [round(t, 3) for t in raw_runs],
+            "packages_per_s": round(raw_pps, 1),
+            "mb_per_s": round(raw_mbps, 2),
+        },
+        "raw_fsync_per_file": {
+            "packages": len(strict_layout),
+            "seconds": round(strict_s, 3),
+            "packages_per_s": round(strict_pps, 1),
+            "mb_per_s": round(strict_mbps, 2),
+        },
+        "share_of_raw": round(share, 4),
+        "targets": {
+            "share_of_raw": {"target": TARGET_SHARE, "pass": share >= TARGET_SHARE},
+            "vouchers_per_s": {"target": TARGET_VPS, "pass": e2e_vps >= TARGET_VPS},
+        },
+        "steps_s": {k: round(v, 3) for k, v in step_times.items()},
+        "archive_profile": {k: v for k, v in prof.items() if k != "top_tottime"} if prof else None,
+        "flush_before_phases_s": [round(t, 3) for t in QUIESCE_LOG],
+        "kept": str(home) if keep else None,
+    }
+    BENCH_ROOT.mkdir(parents=True, exist_ok=True)
+    (BENCH_ROOT / "archive-latest.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
+    print(f"figures written to {BENCH_ROOT / 'archive-latest.json'}" + (f"; kept {home}" if keep else ""))
+    return 0 if share >= TARGET_SHARE and e2e_vps >= TARGET_VPS else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
