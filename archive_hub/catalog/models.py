@@ -8,6 +8,7 @@ from decimal import Decimal
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     Date,
     DateTime,
     ForeignKey,
@@ -178,3 +179,75 @@ class ChainHeadRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     last_seq: Mapped[int] = mapped_column(Integer)
     last_hash: Mapped[str] = mapped_column(String(64))
+
+
+class BankStatementRow(Base):
+    """A bank statement (银行对账单) archived from a statement file: one row per statement fingerprint.
+
+    The same statement delivered again (re-export, other transport, renamed file) has the same
+    fingerprint and is not stored twice; `archival_code` names the package that holds the original.
+    """
+
+    __tablename__ = "bank_statement"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), unique=True)  # checks.statement_fingerprint
+    account: Mapped[str] = mapped_column(String(100), index=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    format: Mapped[str] = mapped_column(String(40))
+    statement_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    statement_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    sequence_number: Mapped[str | None] = mapped_column(String(40), nullable=True)
+    # Numeric(18, 4): ISO 4217 has 3- and 4-decimal currencies (BHD, KWD, CLF); 2 places would round them.
+    opening_balance: Mapped[Decimal | None] = mapped_column(Numeric(18, 4), nullable=True)
+    opening_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    closing_balance: Mapped[Decimal | None] = mapped_column(Numeric(18, 4), nullable=True)
+    closing_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    entry_count: Mapped[int] = mapped_column(Integer)
+    balance_check: Mapped[str] = mapped_column(Text)
+    archival_code: Mapped[str] = mapped_column(String(100), index=True)  # 档号 of the package
+    package_id: Mapped[int] = mapped_column(ForeignKey("archive_package.id"))
+    source_id: Mapped[str] = mapped_column(String(100))
+    file_sha256: Mapped[str] = mapped_column(String(64), index=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class BankStatementEntryRow(Base):
+    """One booked bank entry, for reconciliation (bank vs books); stored once per booking.
+
+    Overlapping intraday reports (MT942, camt.052) and the end-of-day statement repeat the same
+    bookings: (account, entry_hash, occurrence) is unique, so a repeat is dropped on insert. The
+    occurrence (1, 2 ...) counts identical bookings inside one statement, so two genuine identical
+    fees on one day are both kept. `entry_hash` is the SHA-256 of `entry_key` (checks.entry_key),
+    which is kept in full for reading.
+    """
+
+    __tablename__ = "bank_statement_entry"
+    __table_args__ = (
+        UniqueConstraint("account", "entry_hash", "occurrence", name="uq_bank_entry"),
+        Index("ix_bank_entry_booking", "account", "booking_date"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(100))
+    currency: Mapped[str] = mapped_column(String(3))
+    statement_fingerprint: Mapped[str] = mapped_column(String(64), index=True)
+    entry_key: Mapped[str] = mapped_column(Text)
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    occurrence: Mapped[int] = mapped_column(Integer, default=1)
+    booking_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    value_date: Mapped[dt.date | None] = mapped_column(Date, nullable=True)
+    amount: Mapped[Decimal] = mapped_column(Numeric(18, 4))  # signed: debit negative
+    reversal: Mapped[bool] = mapped_column(Boolean, default=False)
+    bank_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    customer_reference: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    end_to_end_id: Mapped[str | None] = mapped_column(String(200), nullable=True)
+    counterparty_name: Mapped[str | None] = mapped_column(Text, nullable=True)
+    counterparty_account: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    remittance: Mapped[str | None] = mapped_column(Text, nullable=True)
+    bank_transaction_code: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    archival_code: Mapped[str] = mapped_column(String(100), index=True)  # 档号 of the package
+    package_id: Mapped[int] = mapped_column(ForeignKey("archive_package.id"))
+    source_id: Mapped[str] = mapped_column(String(100))
+    file_sha256: Mapped[str] = mapped_column(String(64))
+    position: Mapped[str] = mapped_column(String(200))  # where in the original file
