@@ -18,6 +18,20 @@ def transform(ctx: RunContext) -> dict[str, Any]:
 
     def rows():
         for item in read_lines(ctx.run_dir / "extracted.jsonl"):
+            refused = item["data"].get("_refused") if isinstance(item["data"], dict) else None
+            if refused:  # the connector refused the record itself (e.g. a malformed bank file): say why
+                rejected.append(
+                    QuarantineEntry(
+                        ctx.source.id,
+                        ctx.stream.name,
+                        item["key"],
+                        "extract",
+                        str(refused),
+                        dumps(item["data"]),
+                        mapping.label,
+                    )
+                )
+                continue
             try:
                 record = mapping.apply(item["data"], item["key"], context)
             except MappingError as exc:
