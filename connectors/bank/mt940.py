@@ -19,13 +19,23 @@ say precisely where a file is wrong. The rules followed, each with its reason:
 from __future__ import annotations
 
 import calendar
+import codecs
 import datetime as dt
+import io
 import re
-from collections.abc import Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from decimal import Decimal
+from itertools import chain
+from pathlib import Path
+from typing import IO, Any, NoReturn
 
-from canonical_model.bank_statement import Balance, BankStatement, StatementEntry, is_iso_currency
+from canonical_model.bank_statement import (
+    Balance,
+    BankStatement,
+    StatementEntry,
+    is_iso_currency,
+)
 from connectors.bank import checks
 from connectors.bank.errors import (
     StatementEncodingError,
@@ -181,9 +191,10 @@ def _currency(code: str, source: str, where: str) -> str:
     return code
 
 
-def _balance(f: _Field, source: str, kind: str) -> Balance:
-    where = f"line {f.line} (:{f.tag}:)"
-    v = f.value.replace("\n", "").strip()
+def _balance(f: tuple[str, str, int], source: str, kind: str) -> Balance:
+    tag, value, line = f
+    where = f"line {line} (:{tag}:)"
+    v = value.replace("\n", "").strip()
     m = _BAL_RE.fullmatch(v)
     if not m:
         raise StatementFormatError(
@@ -199,8 +210,20 @@ def _balance(f: _Field, source: str, kind: str) -> Balance:
         amount=-amount if mark == "D" else amount,
         currency=_currency(ccy, source, where),
         date=_yymmdd(date_raw, source, where),
-        code=f.tag,
+        code=tag,
     )
+
+
+_REMIT_CODES = ("20", "21", "22", "23", "24", "25", "26", "27", "28", "29", "60", "61", "62", "63")
+_SEPA_NAMES = {k: f"sepa_{k.lower()}" for k in _SEPA_KEYS}
+_SEPA_SPLIT = re.compile(r"(" + "|".join(_SEPA_KEYS) + r")\+")
+# "?NN<text>" subfields; used only when every separator in the field is followed by two digits
+_SUBFIELDS = {"?": re.compile(r"\?(\d\d)([^?]*)"), ">": re.compile(r">(\d\d)([^>]*)")}
+# of the :86: keys, those an entry keeps in ``extra`` (the rest become entry fields)
+_DETAIL_TO_EXTRA = frozenset(
+    ["gvc", "booking_text", "primanota", "text_key_extension"]
+    + [f"sepa_{k.lower()}" for k in _SEPA_KEYS if k not in ("EREF", "MREF", "CRED")]
+)
 
 
 def parse_details(text: str) -> dict[str, str]:
@@ -208,136 +231,240 @@ def parse_details(text: str) -> dict[str, str]:
 
     German structured form (``GVC?00Buchungstext?20...?63``, also with ``>``) yields the subfields and,
     within the remittance subfields ?20–?29/?60–?63, the SEPA keywords EREF+/KREF+/MREF+/CRED+/SVWZ+/ABWA+…
-    Any other layout is kept as free text.
+    Any other layout is kept as free text. A subfield given twice is joined in order; a separator not
+    followed by a two-digit code is text of the subfield opened last.
     """
+    return _details(text, None)
+
+
+def _details(text: str, extra: dict[str, str] | None) -> dict[str, str]:
+    """``parse_details``; also copies the keys an entry keeps in ``extra`` there, in the same order."""
     out: dict[str, str] = {}
     flat = text.replace("\r", "")
-    m = _GER_RE.match(flat.lstrip())
-    if not m:
+    lead = flat.lstrip()
+    m = _GER_RE.match(lead)
+    if m is None:
         out["remittance"] = " ".join(part.strip() for part in flat.split("\n") if part.strip())
         return out
-    flat = flat.lstrip()
-    sep = m.group(2)
-    joined = flat.replace("\n", "")
-    out["gvc"] = m.group(1)
-    sub: dict[str, list[str]] = {}
-    for piece in joined[3:].split(sep)[1:]:
-        code, val = piece[:2], piece[2:]
-        if len(code) == 2 and code.isdigit():
-            sub.setdefault(code, []).append(val)
-        elif sub:  # a stray separator inside text: keep it as text of the last subfield
-            last = list(sub)[-1]
-            sub[last][-1] += sep + piece
-    if "00" in sub:
-        out["booking_text"] = "".join(sub["00"]).strip()
-    if "10" in sub:
-        out["primanota"] = "".join(sub["10"]).strip()
-    remit_codes = [f"{i:02d}" for i in (*range(20, 30), *range(60, 64))]
-    parts = [v for c in remit_codes for v in sub.get(c, [])]
-    bank = "".join(sub.get("30", [])).strip()
-    acct = "".join(sub.get("31", [])).strip() or "".join(sub.get("38", [])).strip()
-    name = "".join(sub.get("32", []) + sub.get("33", [])).strip()
+    gvc, sep = m.groups()
+    out["gvc"] = gvc
+    if extra is not None:
+        extra["gvc"] = gvc
+    joined = lead.replace("\n", "")
+    pairs = _SUBFIELDS[sep].findall(joined, 3)
+    sub: dict[str, str] = dict(pairs)
+    parts: list[str]
+    if len(sub) == len(pairs) == joined.count(sep):
+        # usual case: each subfield once, every separator followed by its two-digit code
+        parts = [v for v in map(sub.get, _REMIT_CODES) if v]
+    else:
+        lists: dict[str, list[str]] = {}
+        last = ""
+        pieces = joined[3:].split(sep)
+        del pieces[0]
+        for piece in pieces:
+            code = piece[:2]
+            if len(code) == 2 and code.isdigit():
+                seen = lists.get(code)
+                if seen is None:
+                    lists[code] = [piece[2:]]
+                    last = code
+                else:
+                    seen.append(piece[2:])
+            elif lists:  # a stray separator inside text: keep it as text of the last subfield
+                lists[last][-1] += sep + piece
+        sub = {c: "".join(v) for c, v in lists.items()}
+        parts = [v for c in _REMIT_CODES for v in lists.get(c, ())]
+    get = sub.get
+    v = get("00")
+    if v is not None:
+        out["booking_text"] = v = v.strip()
+        if extra is not None:
+            extra["booking_text"] = v
+    v = get("10")
+    if v is not None:
+        out["primanota"] = v = v.strip()
+        if extra is not None:
+            extra["primanota"] = v
+    bank = get("30", "").strip()
+    acct = get("31", "").strip() or get("38", "").strip()
+    name = (get("32", "") + get("33", "")).strip()
     if bank:
         out["counterparty_bank"] = bank
     if acct:
         out["counterparty_account"] = acct
     if name:
         out["counterparty_name"] = " ".join(name.split())
-    if "34" in sub:
-        out["text_key_extension"] = "".join(sub["34"]).strip()
+    v = get("34")
+    if v is not None:
+        out["text_key_extension"] = v = v.strip()
+        if extra is not None:
+            extra["text_key_extension"] = v
     remit = "".join(parts)
-    keyed = list(_SEPA_RE.finditer(remit))
-    if keyed:
-        pre = remit[: keyed[0].start()].strip()
-        for i, km in enumerate(keyed):
-            end = keyed[i + 1].start() if i + 1 < len(keyed) else len(remit)
-            out[f"sepa_{km.group(1).lower()}"] = remit[km.end() : end].strip()
+    split = _SEPA_SPLIT.split(remit)  # [text before, key, text, key, text, ...]
+    if len(split) > 1:
+        names = _SEPA_NAMES
+        it = iter(split)
+        pre = next(it).strip()
+        for key, val in zip(it, it, strict=True):
+            name = names[key]
+            out[name] = val = val.strip()
+            if extra is not None and name in _DETAIL_TO_EXTRA:
+                extra[name] = val
         out["remittance"] = out.get("sepa_svwz") or pre or remit.strip()
     else:
         out["remittance"] = " ".join(p.strip() for p in parts if p.strip())
     return out
 
 
-@dataclass
 class _Stmt:
-    line: int
-    fields: dict[str, _Field] = field(default_factory=dict)
-    entries: list[tuple[_Field, list[_Field], list[_Field]]] = field(default_factory=list)
-    info86: list[_Field] = field(default_factory=list)
-    ns: list[_Field] = field(default_factory=list)
-    available: list[_Field] = field(default_factory=list)
-    closed: bool = False  # closing balance seen: no more :61:
+    """The raw fields of one statement; fields are (tag, value, line), entries [value, line, :86:s, :NS:s]."""
+
+    __slots__ = ("line", "fields", "entries", "info86", "ns", "available", "closed")
+
+    def __init__(self, line: int, f20: tuple[str, str, int]) -> None:
+        self.line = line
+        self.fields: dict[str, tuple[str, str, int]] = {"20": f20}
+        self.entries: list[list[Any]] = []
+        self.info86: list[str] = []
+        self.ns: list[str] = []
+        self.available: list[tuple[str, str, int]] = []
+        self.closed = False  # closing balance seen: no more :61:
 
 
-def _fields_to_statements(fields: Iterator[_Field | int], source: str) -> Iterator[_Stmt]:
+_FIELD_KEY = {"28": "28C", "60M": "60F", "62M": "62F", "13": "13D"}
+_END_TAILS = frozenset(("", "}", "XXX"))
+_EOF: list[str | None] = [None]
+
+
+def _raw_statements(blocks: Iterable[list[str]], source: str) -> Iterator[_Stmt]:
+    """Lines (in blocks) to raw statements, one at a time: tokenizer and statement assembly in one loop.
+
+    Same rules as ``tokenize``: a field runs from a line starting with a known tag up to the next such
+    line or message end (``-``, ``-}``, ``-XXX``); other lines continue it. A field is handled when it
+    closes, so a refusal names the same field and line as reading the fields one by one would.
+    """
+    known = KNOWN_TAGS
     cur: _Stmt | None = None
     ended_at: int | None = None
-    for f in fields:
-        if isinstance(f, int):
-            if cur is not None:
-                yield cur
-                cur = None
-            ended_at = f
-            continue
-        if f.tag == "20":
-            if cur is not None:
-                yield cur
-            cur = _Stmt(line=f.line, fields={"20": f})
-            ended_at = None
-            continue
-        if cur is None:
-            after = f" after the end of the message at line {ended_at}" if ended_at else ""
-            raise StatementFormatError(
-                source,
-                f"line {f.line} (:{f.tag}:)",
-                f"field outside any statement{after}: no :20: transaction reference precedes it "
-                "(a fragment, not a complete MT940/MT942 message)",
-            )
-        tag = f.tag
-        if tag == "61":
-            if cur.closed:
-                raise StatementFormatError(
-                    source, f"line {f.line} (:61:)", "statement line after the closing balance :62:"
-                )
-            cur.entries.append((f, [], []))
-        elif tag == "86":
-            if cur.entries and not cur.closed:
-                cur.entries[-1][1].append(f)
+    cur_tag: str | None = None
+    cur_first = ""
+    cur_more: list[str] | None = None
+    cur_line = 0
+    lineno = 0
+    tag = ""
+    end = 0
+    for block in chain(blocks, (_EOF,)):
+        for raw in block:
+            if raw is None:
+                kind = 2  # end of input
             else:
-                cur.info86.append(f)
-        elif tag == "NS":
-            if cur.entries and not cur.closed:
-                cur.entries[-1][2].append(f)
-            else:
-                cur.ns.append(f)
-        elif tag in ("64", "65"):
-            cur.available.append(f)
-            cur.closed = True
-        elif tag in ("90D", "90C"):
-            cur.fields[tag] = f
-            cur.closed = True
-        elif tag == "34F":
-            cur.fields.setdefault("34F", f)  # MT942 may give a debit and a credit floor limit
-        else:
-            key = {"28": "28C", "60M": "60F", "62M": "62F", "13": "13D"}.get(tag, tag)
-            if key in cur.fields:
-                prev = cur.fields[key]
-                raise StatementFormatError(
-                    source,
-                    f"line {f.line} (:{tag}:)",
-                    f"second :{tag}: in the statement that starts at line {cur.line} (first at line "
-                    f"{prev.line}); the file is corrupt or a tag was mistyped",
+                lineno += 1
+                line = raw.rstrip("\r").strip("\x01\x03")
+                kind = 0
+                if line[:1] == ":":
+                    end = line.find(":", 1)
+                    tag = line[1:end] if end > 1 else ""
+                    if tag in known:
+                        kind = 1  # a field starts
+                    elif tag == "940" and cur_tag is None:
+                        continue  # Rabobank's ":940:" message-type header
+                if kind == 0:
+                    stripped = line.strip()
+                    if stripped[:1] == "-" and len(stripped) <= 4 and stripped[1:] in _END_TAILS:
+                        kind = 3  # message end
+                    else:
+                        if cur_tag is not None:
+                            if cur_more is None:
+                                cur_more = [line]
+                            else:
+                                cur_more.append(line)
+                        # else: header lines between messages ({1:...}, blank lines) are not data
+                        continue
+            if cur_tag is not None:
+                value = (
+                    cur_first.rstrip("\n ")
+                    if cur_more is None
+                    else "\n".join([cur_first, *cur_more]).rstrip("\n ")
                 )
-            cur.fields[key] = f
-            if key == "62F":
-                cur.closed = True
-    if cur is not None:
-        yield cur
+                ftag = cur_tag
+                if ftag == "61":
+                    if cur is None:
+                        _outside(ftag, cur_line, ended_at, source)
+                    if cur.closed:
+                        raise StatementFormatError(
+                            source, f"line {cur_line} (:61:)", "statement line after the closing balance :62:"
+                        )
+                    cur.entries.append([value, cur_line, None, None])
+                elif ftag == "86" or ftag == "NS":
+                    if cur is None:
+                        _outside(ftag, cur_line, ended_at, source)
+                    slot = 2 if ftag == "86" else 3
+                    if cur.entries and not cur.closed:
+                        last = cur.entries[-1]
+                        if last[slot] is None:
+                            last[slot] = [value]
+                        else:
+                            last[slot].append(value)
+                    elif slot == 2:
+                        cur.info86.append(value)
+                    else:
+                        cur.ns.append(value)
+                elif ftag == "20":
+                    if cur is not None:
+                        yield cur
+                    cur = _Stmt(cur_line, (ftag, value, cur_line))
+                    ended_at = None
+                elif cur is None:
+                    _outside(ftag, cur_line, ended_at, source)
+                elif ftag == "64" or ftag == "65":
+                    cur.available.append((ftag, value, cur_line))
+                    cur.closed = True
+                elif ftag == "90D" or ftag == "90C":
+                    cur.fields[ftag] = (ftag, value, cur_line)
+                    cur.closed = True
+                elif ftag == "34F":
+                    cur.fields.setdefault("34F", (ftag, value, cur_line))  # MT942: a debit and a credit limit
+                else:
+                    key = _FIELD_KEY.get(ftag, ftag)
+                    prev = cur.fields.get(key)
+                    if prev is not None:
+                        raise StatementFormatError(
+                            source,
+                            f"line {cur_line} (:{ftag}:)",
+                            f"second :{ftag}: in the statement that starts at line {cur.line} (first at line "
+                            f"{prev[2]}); the file is corrupt or a tag was mistyped",
+                        )
+                    cur.fields[key] = (ftag, value, cur_line)
+                    if key == "62F":
+                        cur.closed = True
+            if kind == 1:
+                cur_tag, cur_first, cur_more, cur_line = tag, line[end + 1 :], None, lineno
+            elif kind == 3:
+                cur_tag = None
+                if cur is not None:
+                    yield cur
+                    cur = None
+                ended_at = lineno
+            else:  # end of input
+                if cur is not None:
+                    yield cur
+                return
+
+
+def _outside(tag: str, line: int, ended_at: int | None, source: str) -> NoReturn:
+    after = f" after the end of the message at line {ended_at}" if ended_at else ""
+    raise StatementFormatError(
+        source,
+        f"line {line} (:{tag}:)",
+        f"field outside any statement{after}: no :20: transaction reference precedes it "
+        "(a fragment, not a complete MT940/MT942 message)",
+    )
 
 
 def _build(st: _Stmt, source: str) -> BankStatement:
     f = st.fields
-    where = f"statement at line {st.line} (:20:{f['20'].value.strip()})"
+    where = f"statement at line {st.line} (:20:{f['20'][1].strip()})"
     is_942 = ("34F" in f or "13D" in f) and "60F" not in f
     fmt = "mt942" if is_942 else "mt940"
     need = ["25", "28C"] + (["34F"] if is_942 else ["60F", "62F"])
@@ -354,38 +481,38 @@ def _build(st: _Stmt, source: str) -> BankStatement:
         raise StatementFormatError(
             source, where, f"{fmt.upper()} statement has no {', '.join(names[m] for m in missing)}{hint}"
         )
-    account = f["25"].value.replace("\n", "").strip()
+    account = f["25"][1].replace("\n", "").strip()
     if not account:
-        raise StatementFormatError(source, f"line {f['25'].line} (:25:)", "empty account identification")
-    num = f["28C"].value.replace("\n", "").strip()
+        raise StatementFormatError(source, f"line {f['25'][2]} (:25:)", "empty account identification")
+    num = f["28C"][1].replace("\n", "").strip()
     stmt_no, _, seq = num.partition("/")
     opening = closing = None
     balances: list[Balance] = []
     if "60F" in f:
-        opening = _balance(f["60F"], source, "opening" if f["60F"].tag == "60F" else "interim_opening")
+        opening = _balance(f["60F"], source, "opening" if f["60F"][0] == "60F" else "interim_opening")
         balances.append(opening)
     if "62F" in f:
-        closing = _balance(f["62F"], source, "closing" if f["62F"].tag == "62F" else "interim_closing")
+        closing = _balance(f["62F"], source, "closing" if f["62F"][0] == "62F" else "interim_closing")
         balances.append(closing)
     for a in st.available:
-        balances.append(_balance(a, source, "available" if a.tag == "64" else "forward_available"))
+        balances.append(_balance(a, source, "available" if a[0] == "64" else "forward_available"))
     if is_942:
-        m = _34F_RE.fullmatch(f["34F"].value.strip())
+        _, v34, l34 = f["34F"]
+        m = _34F_RE.fullmatch(v34.strip())
         if not m:
             raise StatementFormatError(
-                source,
-                f"line {f['34F'].line} (:34F:)",
-                f"floor limit {f['34F'].value!r} is not currency+amount",
+                source, f"line {l34} (:34F:)", f"floor limit {v34!r} is not currency+amount"
             )
-        currency = _currency(m.group(1), source, f"line {f['34F'].line} (:34F:)")
+        currency = _currency(m.group(1), source, f"line {l34} (:34F:)")
     else:
         assert opening is not None
         currency = opening.currency
     created = None
     if "13D" in f:
-        m = _13D_RE.fullmatch(f["13D"].value.strip())
+        _, v13, l13 = f["13D"]
+        m = _13D_RE.fullmatch(v13.strip())
         if m:
-            d = _yymmdd(m.group(1), source, f"line {f['13D'].line} (:13D:)")
+            d = _yymmdd(m.group(1), source, f"line {l13} (:13D:)")
             hhmm = m.group(2)
             tz = None
             if m.group(3):
@@ -396,22 +523,23 @@ def _build(st: _Stmt, source: str) -> BankStatement:
     totals: dict[str, str] = {}
     for tag, side in (("90D", "debit"), ("90C", "credit")):
         if tag in f:
-            w = f"line {f[tag].line} (:{tag}:)"
-            m = _90_RE.fullmatch(f[tag].value.strip())
+            _, v90, l90 = f[tag]
+            w = f"line {l90} (:{tag}:)"
+            m = _90_RE.fullmatch(v90.strip())
             if not m:
-                raise StatementFormatError(source, w, f"{f[tag].value!r} is not count + currency + amount")
+                raise StatementFormatError(source, w, f"{v90!r} is not count + currency + amount")
             _currency(m.group(2), source, w)
             totals[f"{side}_count"] = str(int(m.group(1)))
             totals[f"{side}_sum"] = format(_amount(m.group(3), source, w), "f")
-    entries = [_entry(e, d86, ns, currency, source) for e, d86, ns in st.entries]
-    info = "\n".join(x.value for x in st.info86) or None
+    entries = [_entry(e, currency, source) for e in st.entries]
+    info = "\n".join(st.info86) or None
     return BankStatement(
         format=fmt,
         source=source,
         position=f"line {st.line}",
         account=account,
         currency=currency,
-        statement_id=f["20"].value.strip(),
+        statement_id=f["20"][1].strip(),
         statement_number=stmt_no.strip() or None,
         sequence_number=seq.strip() or None,
         created_at=created,
@@ -424,69 +552,131 @@ def _build(st: _Stmt, source: str) -> BankStatement:
     )
 
 
-def _entry(f61: _Field, d86: list[_Field], ns: list[_Field], currency: str, source: str) -> StatementEntry:
-    where = f"line {f61.line} (:61:)"
-    first, _, supplementary = f61.value.partition("\n")
+# Dates repeat across a file: each distinct YYMMDD / YYMMDD+MMDD is checked once (bounded caches).
+_DATES: dict[str, tuple[dt.date, dt.date, bool]] = {}
+_DATE_CACHE_MAX = 100_000
+
+
+def _dates(vd: str, ed: str | None, source: str, where: str) -> tuple[dt.date, dt.date, bool]:
+    """(value date, entry date, value date moved to month end) of a :61: date pair, checked and cached."""
+    moved: dict[str, str] = {}
+    value_date = _yymmdd(vd, source, where, moved)
+    booking_date = _entry_date(ed, value_date, source, where) if ed else value_date
+    if len(_DATES) >= _DATE_CACHE_MAX:
+        _DATES.clear()
+    dates = _DATES[vd if ed is None else vd + ed] = (value_date, booking_date, bool(moved))
+    return dates
+
+
+_ENTRY_FIELDS_SET = frozenset(
+    [
+        "amount",
+        "currency",
+        "booking_date",
+        "value_date",
+        "reversal",
+        "bank_reference",
+        "customer_reference",
+        "end_to_end_id",
+        "mandate_id",
+        "creditor_id",
+        "counterparty_name",
+        "counterparty_account",
+        "counterparty_bank",
+        "remittance",
+        "bank_transaction_code",
+        "transaction_type",
+        "extra",
+        "source",
+        "position",
+    ]
+)
+_NO_DETAILS: dict[str, str] = {}
+_new = object.__new__
+_setattr = object.__setattr__
+
+
+def _entry(e: list[Any], currency: str, source: str) -> StatementEntry:
+    """One :61: (with its :86: and :NS: values) as an entry; every value checked here, once."""
+    value, line, d86, ns = e
+    first, _, supplementary = value.partition("\n")
     m = _LINE61_RE.fullmatch(first.strip())
-    if not m:
+    if m is None:
         raise StatementFormatError(
             source,
-            where,
+            f"line {line} (:61:)",
             f"statement line {first.strip()!r} is not YYMMDD[MMDD] + C/D/RC/RD + amount + "
             "transaction type (e.g. 2401310131D12,50NTRFNONREF)",
         )
+    vd, ed, mark, funds, amt, ttype, rest = m.groups()
     extra: dict[str, str] = {}
-    value_date = _yymmdd(m["vd"], source, where, extra)
-    booking_date = _entry_date(m["ed"], value_date, source, where) if m["ed"] else value_date
-    amount = _amount(m["amount"], source, where)
-    mark = m["mark"]
-    signed = amount if mark in ("C", "RD") else -amount
-    rest = m["rest"]
+    key = vd if ed is None else vd + ed
+    dates = _DATES.get(key)
+    if dates is None:
+        dates = _dates(vd, ed, source, f"line {line} (:61:)")
+    value_date, booking_date, moved = dates
+    if moved:
+        extra["raw_value_date"] = vd
+    if "." in amt or amt.count(",") > 1:
+        amount = _amount(amt, source, f"line {line} (:61:)")  # refuses it with the reason
+    else:  # the pattern already holds digits and at most one comma
+        amount = Decimal(amt.replace(",", ".").rstrip(".") or "0")
     cust, sep, bank_ref = rest.partition("//")
-    raw86 = "\n".join(x.value for x in d86)
-    det = parse_details(raw86) if d86 else {}
-    if m["funds"]:
-        extra["funds_code"] = m["funds"]
+    if funds:
+        extra["funds_code"] = funds
     if supplementary.strip():
         extra["supplementary"] = " ".join(supplementary.split())
-    if raw86:
-        extra["raw_86"] = raw86
-    for k in ("gvc", "booking_text", "primanota", "text_key_extension"):
-        if k in det:
-            extra[k] = det[k]
-    for k, v in det.items():
-        if k.startswith("sepa_") and k not in ("sepa_eref", "sepa_mref", "sepa_cred"):
-            extra[k] = v
-    if ns:
-        extra["ns"] = "\n".join(x.value for x in ns)
+    if d86 is not None:
+        raw86 = "\n".join(d86)
+        if raw86:
+            extra["raw_86"] = raw86
+        det = _details(raw86, extra)  # also puts gvc, booking text, ..., SEPA keys into extra
+    else:
+        det = _NO_DETAILS
+    if ns is not None:
+        extra["ns"] = "\n".join(ns)
     cust = cust.strip()
-    return StatementEntry(
-        amount=signed,
-        currency=currency,
-        booking_date=booking_date,
-        value_date=value_date,
-        reversal=mark.startswith("R"),
-        bank_reference=(bank_ref.strip() or None) if sep else None,
-        customer_reference=None if cust in ("", "NONREF") else cust,
-        end_to_end_id=det.get("sepa_eref"),
-        mandate_id=det.get("sepa_mref"),
-        creditor_id=det.get("sepa_cred"),
-        counterparty_name=det.get("counterparty_name"),
-        counterparty_account=det.get("counterparty_account"),
-        counterparty_bank=det.get("counterparty_bank"),
-        remittance=det.get("remittance") or None,
-        bank_transaction_code=det.get("gvc"),
-        transaction_type=m["type"].strip(),
-        extra=extra,
-        source=source,
-        position=f"line {f61.line}",
+    get = det.get
+    obj = _new(StatementEntry)
+    _setattr(
+        obj,
+        "__dict__",
+        {
+            "amount": amount if mark == "C" or mark == "RD" else -amount,
+            "currency": currency,
+            "booking_date": booking_date,
+            "value_date": value_date,
+            "booking_time": None,
+            "reversal": mark[0] == "R",
+            "status": "booked",
+            "bank_reference": (bank_ref.strip() or None) if sep else None,
+            "customer_reference": None if cust in ("", "NONREF") else cust,
+            "end_to_end_id": get("sepa_eref"),
+            "mandate_id": get("sepa_mref"),
+            "creditor_id": get("sepa_cred"),
+            "counterparty_name": get("counterparty_name"),
+            "counterparty_account": get("counterparty_account"),
+            "counterparty_bank": get("counterparty_bank"),
+            "remittance": get("remittance") or None,
+            "bank_transaction_code": get("gvc"),
+            "transaction_type": ttype.strip(),
+            "balance_after": None,
+            "details": [],
+            "extra": extra,
+            "source": source,
+            "position": f"line {line}",
+        },
     )
+    # what ``from_validated`` does, inlined: this runs once per entry
+    _setattr(obj, "__pydantic_fields_set__", set(_ENTRY_FIELDS_SET))
+    _setattr(obj, "__pydantic_extra__", None)
+    _setattr(obj, "__pydantic_private__", None)
+    return obj
 
 
-def iter_statements(text: str, *, source: str) -> Iterator[BankStatement]:
-    """Statements one by one, each with ``balance_check`` filled (memory: one statement at a time)."""
+def _statements(blocks: Iterable[list[str]], source: str) -> Iterator[BankStatement]:
     any_stmt = False
-    for st in _fields_to_statements(tokenize(text), source):
+    for st in _raw_statements(blocks, source):
         any_stmt = True
         s = _build(st, source)
         s.balance_check = checks.balance_check(s)
@@ -497,6 +687,114 @@ def iter_statements(text: str, *, source: str) -> Iterator[BankStatement]:
         )
 
 
+_CHUNK = 1 << 20
+_HEAD = 4096
+
+
+def _utf8_from_here(first: bytes, fp: IO[bytes]) -> bool:
+    """Whether ``first`` and the rest of a seekable stream are valid UTF-8 (read in chunks, then rewound)."""
+    start = fp.tell()
+    dec = codecs.getincrementaldecoder("utf-8")()
+    try:
+        chunk = first
+        while chunk:
+            if not chunk.isascii() or dec.getstate()[0]:
+                dec.decode(chunk)
+            chunk = fp.read(_CHUNK)
+        dec.decode(b"", True)
+    except UnicodeDecodeError:
+        return False
+    finally:
+        fp.seek(start)
+    return True
+
+
+def _line_blocks(fp: IO[bytes], source: str) -> Iterator[list[str]]:
+    """The lines of a binary stream, about 1 MiB at a time, decoded incrementally exactly as ``decode``.
+
+    The encoding is chosen for the whole file as ``decode`` does: UTF-8 if all of it is valid UTF-8, else
+    Latin-1. A seekable stream is checked in a first pass (chunked, nothing kept). A pipe cannot be read
+    twice: it is read as UTF-8 and switches to Latin-1 at the first invalid byte, which gives the same text
+    as long as nothing before it was non-ASCII; a file that mixes both is refused.
+    """
+    first = fp.read(_CHUNK)
+    while 0 < len(first) < _HEAD:
+        more = fp.read(_CHUNK)
+        if not more:
+            break
+        first += more
+    if first.startswith((b"\xff\xfe", b"\xfe\xff")) or b"\x00" in first[:_HEAD]:
+        pos, offset = first.find(b"\x00"), len(first)
+        while pos < 0:
+            more = fp.read(_CHUNK)
+            if not more:
+                break
+            found = more.find(b"\x00")
+            pos = offset + found if found >= 0 else -1
+            offset += len(more)
+        raise StatementEncodingError(
+            source,
+            f"byte {max(pos, 0)}",
+            "file contains NUL bytes or a UTF-16 byte-order mark; MT940 must be ASCII, Latin-1 or UTF-8 text",
+        )
+    if first.startswith(b"\xef\xbb\xbf"):
+        first = first[3:]
+    seekable = getattr(fp, "seekable", None)
+    checked = bool(seekable and seekable())
+    encoding = "utf-8" if not checked or _utf8_from_here(first, fp) else "latin-1"
+    dec = codecs.getincrementaldecoder(encoding)()
+    non_ascii = False
+    tail = ""
+    chunk = first
+    final = False
+    while True:
+        try:
+            text = dec.decode(chunk, final)
+        except UnicodeDecodeError:
+            if checked or non_ascii:
+                raise StatementEncodingError(
+                    source,
+                    None,
+                    "the stream is partly UTF-8 and partly Latin-1; read it from a seekable file so the "
+                    "encoding can be chosen for the whole file",
+                ) from None
+            pending = dec.getstate()[0]
+            dec = codecs.getincrementaldecoder("latin-1")()
+            text = dec.decode(pending + chunk, final)
+        if not non_ascii and not text.isascii():
+            non_ascii = True
+        if final:
+            yield [tail + text]
+            return
+        lines = (tail + text).split("\n") if tail else text.split("\n")
+        tail = lines.pop()
+        if lines:
+            yield lines
+        chunk = fp.read(_CHUNK)
+        if not chunk:
+            final = True
+
+
+def iter_statements(text: str, *, source: str) -> Iterator[BankStatement]:
+    """Statements of decoded text one by one, each with ``balance_check`` filled (see ``iter_stream``)."""
+    return _statements([text.split("\n")], source)
+
+
+def iter_stream(fp: IO[bytes], *, source: str) -> Iterator[BankStatement]:
+    """Statements from a binary stream one at a time, each with ``balance_check`` filled.
+
+    Memory holds one statement and a 1 MiB read buffer, never the file or its decoded text; the result and
+    the refusals are exactly those of ``parse`` on the same bytes.
+    """
+    return _statements(_line_blocks(fp, source), source)
+
+
+def parse_file(path: str | Path, *, source: str | None = None) -> list[BankStatement]:
+    """Every statement of an MT940/MT942 file on disk, read as a stream (``iter_stream`` to go one by one)."""
+    with open(path, "rb") as fp:
+        return list(iter_stream(fp, source=str(path) if source is None else source))
+
+
 def parse(data: bytes, *, source: str) -> list[BankStatement]:
     """Every statement in an MT940/MT942 file; refuses the whole file on the first error."""
-    return list(iter_statements(decode(data, source), source=source))
+    return list(iter_stream(io.BytesIO(data), source=source))
