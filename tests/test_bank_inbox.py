@@ -327,3 +327,141 @@ def test_dag_runs_for_real(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
         (item,) = s.execute(select(QuarantineRow)).scalars()
     catalog.dispose()
     assert item.reason.startswith("bomb.xml: line 2: XML contains a <!DOCTYPE declaration")
+
+
+# --- SFTP drop: a real SFTP server (asyncssh) on loopback ----------------------------------------------
+SFTP_PASSWORD = "pw-Do-Not-Leak-7f3a"
+
+
+class SftpPeer:
+    """asyncssh's SSH/SFTP server in a background thread, chrooted to `root`, password login."""
+
+    def __init__(self, root: Path) -> None:
+        import asyncio
+        import threading
+
+        import asyncssh
+
+        class Server(asyncssh.SSHServer):
+            def begin_auth(self, username: str) -> bool:
+                return True
+
+            def password_auth_supported(self) -> bool:
+                return True
+
+            def validate_password(self, username: str, password: str) -> bool:
+                return username == "bank" and password == SFTP_PASSWORD
+
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        key = asyncssh.generate_private_key("ssh-ed25519")
+
+        async def start():  # type: ignore[no-untyped-def]
+            return await asyncssh.create_server(
+                Server,
+                "127.0.0.1",
+                0,
+                server_host_keys=[key],
+                sftp_factory=lambda chan: asyncssh.SFTPServer(chan, chroot=str(root).encode()),
+            )
+
+        self.server = asyncio.run_coroutine_threadsafe(start(), self.loop).result(30)
+        self.port = self.server.sockets[0].getsockname()[1]
+        self.known_hosts_line = f"[127.0.0.1]:{self.port} {key.export_public_key().decode().strip()}\n"
+
+    def close(self) -> None:
+        import asyncio
+
+        async def stop() -> None:
+            self.server.close()
+            await self.server.wait_closed()
+
+        asyncio.run_coroutine_threadsafe(stop(), self.loop).result(30)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(10)
+
+
+@pytest.fixture
+def sftp_peer(tmp_path: Path):  # type: ignore[no-untyped-def]
+    root = tmp_path / "sftp-root"
+    (root / "outbox").mkdir(parents=True)
+    peer = SftpPeer(root)
+    yield peer, root / "outbox"
+    peer.close()
+
+
+def sftp_source(hub: Hub, monkeypatch: pytest.MonkeyPatch, port: int, known_hosts: Path) -> None:
+    """A source file of its own (kind bank.inbox with `sftp:`), in a temporary sources folder."""
+    sources = hub.home / "sources"
+    sources.mkdir()
+    doc = (
+        (REPO / "config" / "sources" / "bank_inbox.yaml")
+        .read_text()
+        .replace("id: bank_inbox", "id: bank_sftp")
+    )
+    doc = doc.replace(
+        'inbox: "${ARCHIVE_HUB_HOME}/bank_inbox"',
+        'inbox: "${ARCHIVE_HUB_HOME}/bank_sftp_inbox"\n'
+        f"  sftp: {{host: 127.0.0.1, port: {port}, username: bank, password: '${{BANK_SFTP_PASSWORD}}',"
+        f" path: /outbox, known_hosts: '{known_hosts}'}}",
+    )
+    (sources / "bank_sftp.yaml").write_text(doc)
+    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(sources))
+    hub.settings = hub.settings.__class__.from_env()
+
+
+def test_sftp_drop_is_fetched_into_the_inbox_and_archived(hub: Hub, sftp_peer, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    peer, outbox = sftp_peer
+    known_hosts = hub.home / "known_hosts"
+    known_hosts.write_text(peer.known_hosts_line)
+    sftp_source(hub, monkeypatch, peer.port, known_hosts)
+    monkeypatch.setenv("BANK_SFTP_PASSWORD", SFTP_PASSWORD)
+    for rel in ("mt940/mBank/mt940.sta", "camt/camt053.v2.multi.statement.xml"):
+        drop_peer(outbox, rel)
+    drop(outbox, "bomb.xml", BAD["bomb.xml"])
+    drop(outbox, "upload.sta.part", GOOD_MT940[:40])  # the bank is still uploading this one
+
+    summary = run_sync("bank_sftp", "run-1")
+    assert summary["archived"] == 2 and summary["quarantined"] == 1 and summary["status"] == "success"
+    inbox = hub.home / "bank_sftp_inbox"
+    assert sorted(p.name for p in inbox.iterdir()) == sorted(
+        ["bomb.xml", "camt_camt053.v2.multi.statement.xml", "mt940_mBank_mt940.sta"]
+    )
+    for p in inbox.iterdir():
+        assert p.read_bytes() == (outbox / p.name).read_bytes()
+
+    # Next run: nothing new on the server, nothing new in the archive.
+    again = run_sync("bank_sftp", "run-2")
+    assert again["read"] == 0 and again["archived"] == 0
+    # A new file on the server arrives on the next run.
+    drop_peer(outbox, "mt940/sberbank/171011_01234945.sta")
+    third = run_sync("bank_sftp", "run-3")
+    assert third["archived"] == 1
+
+    # The password is nowhere: not in run files, packages, quarantine or the catalog.
+    for path in hub.home.rglob("*"):
+        if path.is_file():
+            assert SFTP_PASSWORD.encode() not in path.read_bytes(), path
+
+
+def test_sftp_wrong_password_and_unknown_host_key_fail_naming_the_setting(  # type: ignore[no-untyped-def]
+    hub: Hub, sftp_peer, monkeypatch
+) -> None:
+    peer, _ = sftp_peer
+    known_hosts = hub.home / "known_hosts"
+    known_hosts.write_text(peer.known_hosts_line)
+    sftp_source(hub, monkeypatch, peer.port, known_hosts)
+    monkeypatch.setenv("BANK_SFTP_PASSWORD", "wrong-" + SFTP_PASSWORD)
+    stream = stream_from_config(find_source("bank_sftp", hub.settings))
+    with pytest.raises(
+        ConfigError, match=r"connection.sftp.password': SFTP login refused for bank@127.0.0.1"
+    ) as info:
+        stream.check()
+    assert SFTP_PASSWORD not in str(info.value) and SFTP_PASSWORD not in repr(stream)
+
+    known_hosts.write_text(peer.known_hosts_line.replace("[127.0.0.1]", "[127.0.0.2]"))
+    monkeypatch.setenv("BANK_SFTP_PASSWORD", SFTP_PASSWORD)
+    stream = stream_from_config(find_source("bank_sftp", hub.settings))
+    with pytest.raises(ConfigError, match=r"connection.sftp.known_hosts': host key of 127.0.0.1"):
+        stream.check()

@@ -702,5 +702,7 @@ def stream_from_config(config: SourceConfig) -> BankInboxStream:
         fallback_responsible=config.fonds.fonds_name,
     )
     if conn.get("sftp"):
-        raise ConfigError(config.id, "connection.sftp", "SFTP drops are not supported yet")
+        from connectors.bank.sftp import SftpDrop
+
+        return SftpDrop.from_config(stream, config.id, conn["sftp"])  # type: ignore[return-value]
     return stream
