@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive_sink.durability import fsync_dir, syncfs, write_file
+from archive_sink.durability import syncfs, write_file
 from archive_sink.hashing import file_digests
 from archive_sink.package import ArchivePackage, PackageFile
 
@@ -79,11 +79,13 @@ class FilesystemArchive:
         return final, staged.package
 
     def sync_published(self, paths: list[Path]) -> None:
-        if not self.durable:
-            return
-        syncfs(self.root)
-        for parent in {p.parent for p in paths}:
-            fsync_dir(parent)
+        """Make the renames durable before the catalog commits.
+
+        syncfs(2) writes back every dirty inode and commits the journal of the whole filesystem, which
+        includes the new directory entries, so a per-directory fsync after it would add nothing.
+        """
+        if self.durable and paths:
+            syncfs(self.root)
 
     def discard(self, staged: StagedPackage) -> None:
         shutil.rmtree(staged.staging_path, ignore_errors=True)

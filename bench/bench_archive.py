@@ -10,7 +10,7 @@ What it does, in order (all under a fresh var/bench/archive-<timestamp>, same fi
   3. raw limit 1: for every package of run A (file list and sizes from its catalog, checked against
      the disk), the same files with the same sizes written with os.open/os.write into a fresh tree,
      in batches of the source's batch size, one syncfs per batch before renaming each package dir
-     into place, then one syncfs + fsync of the parent dirs: the sink's group-commit protocol;
+     into place, then one syncfs: the sink's group-commit protocol;
   4. run B: the same vouchers into another fresh catalog + archive, one `run_step` per step, timed;
   5. raw limit 2 (the faster of the two raw runs is the limit, which is the conservative choice);
   6. stricter context figure: the same bytes with fsync per file, per directory and per parent
@@ -188,8 +188,8 @@ def check_layout_against_disk(archive_root: Path, layout: list[tuple[str, list[t
 def raw_group_commit(
     root: Path, layout: list[tuple[str, list[tuple[str, int]]]], batch_size: int
 ) -> tuple[float, int, int]:
-    """The sink's protocol with nothing else: write, syncfs, rename each, syncfs + fsync parents, per batch."""
-    from archive_sink.durability import fsync_dir, syncfs
+    """The sink's protocol with nothing else: write, syncfs, rename each, syncfs, per batch."""
+    from archive_sink.durability import syncfs
 
     staging_root = root / ".staging"
     staging_root.mkdir(parents=True)
@@ -223,9 +223,7 @@ def raw_group_commit(
         for staging, final in staged:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staging, final)
-        syncfs(root)
-        for parent in {final.parent for _, final in staged}:
-            fsync_dir(parent)
+        syncfs(root)  # like the sink: syncfs commits the renames; no per-directory fsync after it
     return time.perf_counter() - started, written, files_written
 
 
@@ -287,7 +285,7 @@ PROFILE_BUCKETS: list[tuple[str, str, str]] = [
     ("stage: mkdir + os.open/os.write", "archive_sink/filesystem.py", "stage"),
     ("syncfs before publish", "archive_sink/filesystem.py", "sync"),
     ("publish: rename into place", "archive_sink/filesystem.py", "publish"),
-    ("syncfs + fsync parents after publish", "archive_sink/filesystem.py", "sync_published"),
+    ("syncfs after publish", "archive_sink/filesystem.py", "sync_published"),
     ("catalog: packages/files/records/events (_register)", "pipeline/archive.py", "_register"),
     ("  hash-chained event append", "catalog/events.py", "append"),
     ("clean staging", "archive_sink/filesystem.py", "clean_staging"),

@@ -10,8 +10,15 @@ recognised by its fingerprint and adopted, never written twice.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import datetime as dt
-from concurrent.futures import ThreadPoolExecutor
+import multiprocessing
+import os
+import shutil
+import signal
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,7 +31,7 @@ from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, ut
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import KnownRecord, known_records
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.jsonl import read_lines
+from archive_hub.pipeline.jsonl import read_lines, write_lines
 from archive_hub.pipeline.validate import raw_payloads
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
@@ -110,7 +117,11 @@ class Archiver:
     def _map(self, fn, items):  # type: ignore[no-untyped-def]
         return list(self.pool.map(fn, items)) if self.pool else [fn(i) for i in items]
 
-    def run(self, records: list[ArchiveRecord]) -> None:
+    def run(self, records: list[ArchiveRecord], *, reserve_only: bool = False) -> set[str]:
+        """Archive one batch; with reserve_only, just give new records their 档号 (phase 1 of a parallel run).
+
+        Returns the keys quarantined here, so a later phase does not count them twice.
+        """
         ctx = self.ctx
         failures: list[tuple[str, str]] = []
 
@@ -135,14 +146,16 @@ class Archiver:
             fp = fingerprint(record, atts)
             k = known.get(record.source.business_id)
             if k and k.status == "archived" and k.current_fingerprint == fp:
-                self.counts["unchanged"] += 1
+                if not reserve_only:
+                    self.counts["unchanged"] += 1
                 continue
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
         if plan:
             self._reserve(plan)
-            self._write(plan)
-            self._register(plan)
+            if not reserve_only:
+                self._write(plan)
+                self._register(plan)
         if failures:
             raw = raw_payloads(ctx, {key for key, _ in failures})
             entries = [
@@ -160,7 +173,9 @@ class Archiver:
             with ctx.catalog.transaction() as session:
                 quarantine.put(session, ctx.run_id, entries)
             self.counts["quarantined"] += len(entries)
-        ctx.progress("archive", len(records), None)
+        if not reserve_only:
+            ctx.progress("archive", len(records), None)
+        return {key for key, _ in failures}
 
     def _reserve(self, plan: list[Planned]) -> None:
         """Give each new record its 档号 in one transaction (gap-free: numbers and rows commit together)."""
@@ -347,18 +362,91 @@ class Archiver:
             p.attachments = []  # free memory early
 
 
-def archive(ctx: RunContext, workers: int = 2) -> dict[str, Any]:
-    archiver = Archiver(ctx, workers)
-    cleaned = archiver.store.clean_staging()
+def _batches(ctx: RunContext) -> Iterator[list[ArchiveRecord]]:
     batch: list[ArchiveRecord] = []
+    for item in read_lines(ctx.run_dir / "valid.jsonl"):
+        batch.append(ArchiveRecord.model_validate(item["record"]))
+        if len(batch) >= ctx.source.batch_size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def default_workers() -> int:
+    return max(1, int(os.environ.get("ARCHIVE_HUB_ARCHIVE_WORKERS", min(2, os.cpu_count() or 1))))
+
+
+def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
+    """Archive every valid record of the run.
+
+    With several workers the step runs in two phases: this process reserves the 档号 of all new
+    records batch by batch (so 件号 follow source order, gap-free), then worker processes each take
+    whole batches end to end (build, stage, sync, publish, register), using both cores. A worker
+    dies with this process (PR_SET_PDEATHSIG), so killing the step never leaves a writer behind.
+    """
+    workers = default_workers() if workers is None else workers
+    archiver = Archiver(ctx, workers=1)
+    cleaned = archiver.store.clean_staging()
+    batch_dir = ctx.run_dir / "archive-batches"
     try:
-        for item in read_lines(ctx.run_dir / "valid.jsonl"):
-            batch.append(ArchiveRecord.model_validate(item["record"]))
-            if len(batch) >= ctx.source.batch_size:
+        if workers <= 1:
+            for batch in _batches(ctx):
                 archiver.run(batch)
-                batch = []
-        if batch:
-            archiver.run(batch)
+            return {"step": "archive", **archiver.counts, "staging_leftovers_removed": cleaned, "workers": 1}
+        shutil.rmtree(batch_dir, ignore_errors=True)
+        batch_dir.mkdir()
+        failed: set[str] = set()
+        files = []
+        for index, batch in enumerate(_batches(ctx)):
+            failed |= archiver.run(batch, reserve_only=True)
+            path = batch_dir / f"{index:05d}.jsonl"
+            write_lines(
+                path,
+                ({"record": r.model_dump(mode="json")} for r in batch if r.source.business_id not in failed),
+            )
+            files.append(path)
     finally:
         archiver.close()
-    return {"step": "archive", **archiver.counts, "staging_leftovers_removed": cleaned}
+    counts = dict(archiver.counts)
+    ctx.catalog.engine.dispose()  # no pooled connection may cross the fork
+    mp = multiprocessing.get_context("fork")
+    with ProcessPoolExecutor(
+        workers, mp_context=mp, initializer=_worker_init, initargs=(ctx.source.id, ctx.run_id)
+    ) as pool:
+        for result in as_completed([pool.submit(_worker_batch, str(path)) for path in files]):
+            part = result.result()
+            for key, value in part.items():
+                counts[key] = counts.get(key, 0) + value
+            ctx.progress("archive", part.get("records", 0), None)
+    counts.pop("records", None)
+    shutil.rmtree(batch_dir, ignore_errors=True)
+    return {"step": "archive", **counts, "staging_leftovers_removed": cleaned, "workers": workers}
+
+
+_WORKER: dict[str, Any] = {}
+
+
+def _worker_init(source_id: str, run_id: str) -> None:
+    _die_with_parent()
+    ctx = RunContext.open(source_id, run_id)
+    _WORKER["ctx"] = ctx
+
+
+def _worker_batch(path: str) -> dict[str, int]:
+    ctx: RunContext = _WORKER["ctx"]
+    archiver = Archiver(ctx, workers=1)
+    records = [ArchiveRecord.model_validate(item["record"]) for item in read_lines(Path(path))]
+    archiver.run(records)
+    return {**archiver.counts, "records": len(records)}
+
+
+def _die_with_parent() -> None:
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): a killed archive step takes its workers with it."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGKILL)
+    except (OSError, AttributeError):  # pragma: no cover - non-Linux
+        pass
+    if os.getppid() == 1:  # the parent died before prctl took effect
+        os._exit(1)
