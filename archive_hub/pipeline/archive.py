@@ -31,7 +31,7 @@ from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, ut
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import KnownRecord, known_records
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.jsonl import read_lines, write_lines
+from archive_hub.pipeline.jsonl import read_raw_lines, write_raw_lines
 from archive_hub.pipeline.validate import raw_payloads
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
@@ -362,15 +362,18 @@ class Archiver:
             p.attachments = []  # free memory early
 
 
-def _batches(ctx: RunContext) -> Iterator[list[ArchiveRecord]]:
+def _batches(ctx: RunContext) -> Iterator[tuple[list[ArchiveRecord], list[str]]]:
+    """Batches of valid records with their JSON lines (handed to workers as they are)."""
     batch: list[ArchiveRecord] = []
-    for item in read_lines(ctx.run_dir / "valid.jsonl"):
-        batch.append(ArchiveRecord.model_validate(item["record"]))
+    lines: list[str] = []
+    for line in read_raw_lines(ctx.run_dir / "valid.jsonl"):
+        batch.append(ArchiveRecord.model_validate_json(line))
+        lines.append(line)
         if len(batch) >= ctx.source.batch_size:
-            yield batch
-            batch = []
+            yield batch, lines
+            batch, lines = [], []
     if batch:
-        yield batch
+        yield batch, lines
 
 
 def default_workers() -> int:
@@ -391,19 +394,19 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
     batch_dir = ctx.run_dir / "archive-batches"
     try:
         if workers <= 1:
-            for batch in _batches(ctx):
+            for batch, _ in _batches(ctx):
                 archiver.run(batch)
             return {"step": "archive", **archiver.counts, "staging_leftovers_removed": cleaned, "workers": 1}
         shutil.rmtree(batch_dir, ignore_errors=True)
         batch_dir.mkdir()
         failed: set[str] = set()
         files = []
-        for index, batch in enumerate(_batches(ctx)):
+        for index, (batch, lines) in enumerate(_batches(ctx)):
             failed |= archiver.run(batch, reserve_only=True)
             path = batch_dir / f"{index:05d}.jsonl"
-            write_lines(
+            write_raw_lines(
                 path,
-                ({"record": r.model_dump(mode="json")} for r in batch if r.source.business_id not in failed),
+                (line for r, line in zip(batch, lines, strict=True) if r.source.business_id not in failed),
             )
             files.append(path)
     finally:
@@ -436,7 +439,7 @@ def _worker_init(source_id: str, run_id: str) -> None:
 def _worker_batch(path: str) -> dict[str, int]:
     ctx: RunContext = _WORKER["ctx"]
     archiver = Archiver(ctx, workers=1)
-    records = [ArchiveRecord.model_validate(item["record"]) for item in read_lines(Path(path))]
+    records = [ArchiveRecord.model_validate_json(line) for line in read_raw_lines(Path(path))]
     archiver.run(records)
     return {**archiver.counts, "records": len(records)}
 

@@ -52,3 +52,23 @@ def write_json(path: Path, value: Any) -> None:
 
 def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
+
+
+def write_raw_lines(path: Path, lines: Iterable[str]) -> int:
+    """Lines that are already JSON (e.g. pydantic's model_dump_json), written atomically."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    count = 0
+    with tmp.open("w", encoding="utf-8") as fh:
+        for line in lines:
+            fh.write(line)
+            fh.write("\n")
+            count += 1
+    os.replace(tmp, path)
+    return count
+
+
+def read_raw_lines(path: Path) -> Iterator[str]:
+    with path.open(encoding="utf-8") as fh:
+        for line in fh:
+            if line.strip():
+                yield line.rstrip("\n")

@@ -7,7 +7,7 @@ from typing import Any
 from archive_hub.catalog import quarantine
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.jsonl import dumps, read_lines, write_lines
+from archive_hub.pipeline.jsonl import dumps, read_lines, write_raw_lines
 from mappings import MappingError
 
 
@@ -47,9 +47,9 @@ def transform(ctx: RunContext) -> dict[str, Any]:
                     )
                 )
                 continue
-            yield {"key": item["key"], "record": record.model_dump(mode="json")}
+            yield record.model_dump_json()
 
-    mapped = write_lines(ctx.run_dir / "mapped.jsonl", rows())
+    mapped = write_raw_lines(ctx.run_dir / "mapped.jsonl", rows())  # one ArchiveRecord JSON per line
     with ctx.catalog.transaction() as session:
         quarantine.put(session, ctx.run_id, rejected)
     return {"step": "map", "mapping": mapping.label, "mapped": mapped, "quarantined": len(rejected)}

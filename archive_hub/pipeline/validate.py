@@ -8,7 +8,7 @@ from archive_hub.catalog import quarantine
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import archived_voucher_numbers
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.jsonl import dumps, read_lines, write_lines
+from archive_hub.pipeline.jsonl import dumps, read_lines, read_raw_lines, write_raw_lines
 from archive_hub.quality import check_batch
 from canonical_model.record import ArchiveRecord
 
@@ -24,9 +24,8 @@ def raw_payloads(ctx: RunContext, keys: set[str]) -> dict[str, str]:
 
 
 def validate(ctx: RunContext) -> dict[str, Any]:
-    records = [
-        ArchiveRecord.model_validate(item["record"]) for item in read_lines(ctx.run_dir / "mapped.jsonl")
-    ]
+    lines = list(read_raw_lines(ctx.run_dir / "mapped.jsonl"))
+    records = [ArchiveRecord.model_validate_json(line) for line in lines]
     numbers = {
         (r.voucher.book_code, r.voucher.fiscal_year, r.voucher.period, r.voucher_no)
         for r in records
@@ -51,8 +50,9 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     ]
     with ctx.catalog.transaction() as session:
         quarantine.put(session, ctx.run_id, entries)
-    valid = write_lines(
+    keep = {r.source.business_id for r in accepted}
+    valid = write_raw_lines(
         ctx.run_dir / "valid.jsonl",
-        ({"key": r.source.business_id, "record": r.model_dump(mode="json")} for r in accepted),
+        (line for line, record in zip(lines, records, strict=True) if record.source.business_id in keep),
     )
     return {"step": "validate", "valid": valid, "quarantined": len(entries), **summary}
