@@ -18,7 +18,7 @@ import os
 import shutil
 import signal
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor, as_completed
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -103,19 +103,14 @@ def record_columns(record: ArchiveRecord) -> dict[str, Any]:
 
 
 class Archiver:
-    def __init__(self, ctx: RunContext, workers: int = 2) -> None:
+    def __init__(self, ctx: RunContext) -> None:
         self.ctx = ctx
         # One staging area per source: cleaning up after a crashed run never touches another source's work.
         self.store = FilesystemArchive(ctx.settings.archive_root, ctx.settings.staging_root / ctx.source.id)
-        self.pool = ThreadPoolExecutor(max_workers=workers) if workers > 1 else None
         self.counts = {"archived": 0, "new_versions": 0, "unchanged": 0, "quarantined": 0, "bytes": 0}
 
     def close(self) -> None:
-        if self.pool:
-            self.pool.shutdown()
-
-    def _map(self, fn, items):  # type: ignore[no-untyped-def]
-        return list(self.pool.map(fn, items)) if self.pool else [fn(i) for i in items]
+        """Nothing to release today; kept so callers need not change when a store holds connections."""
 
     def run(self, records: list[ArchiveRecord], *, reserve_only: bool = False) -> set[str]:
         """Archive one batch; with reserve_only, just give new records their 档号 (phase 1 of a parallel run).
@@ -131,7 +126,7 @@ class Archiver:
             except AttachmentError as exc:
                 return record, str(exc)
 
-        loaded = self._map(load, records)
+        loaded = [load(r) for r in records]
         ready = []
         for record, atts in loaded:
             if isinstance(atts, str):
@@ -257,7 +252,7 @@ class Archiver:
             )
             return self.store.stage(p.package)
 
-        staged = self._map(build_and_stage, plan)
+        staged = [build_and_stage(p) for p in plan]
         self.store.sync()
         published = []
         for p, item in zip(plan, staged, strict=True):
@@ -389,7 +384,7 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
     dies with this process (PR_SET_PDEATHSIG), so killing the step never leaves a writer behind.
     """
     workers = default_workers() if workers is None else workers
-    archiver = Archiver(ctx, workers=1)
+    archiver = Archiver(ctx)
     cleaned = archiver.store.clean_staging()
     batch_dir = ctx.run_dir / "archive-batches"
     try:
@@ -438,7 +433,7 @@ def _worker_init(source_id: str, run_id: str) -> None:
 
 def _worker_batch(path: str) -> dict[str, int]:
     ctx: RunContext = _WORKER["ctx"]
-    archiver = Archiver(ctx, workers=1)
+    archiver = Archiver(ctx)
     records = [ArchiveRecord.model_validate_json(line) for line in read_raw_lines(Path(path))]
     archiver.run(records)
     return {**archiver.counts, "records": len(records)}
