@@ -1,14 +1,16 @@
 # archive-hub: `make demo` runs the main job end to end; `make test` installs what it needs and runs
 # the whole suite. Everything lands under ./var (ignored by git).
 SHELL := /bin/bash
-UV := $(shell command -v uv 2>/dev/null || echo "$(HOME)/.local/bin/uv")
+# `python3 -m uv` works wherever pip put uv (user site, pyenv, system), even before PATH knows it.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 export UV_PYTHON := 3.11
 
 .PHONY: setup demo test bench lint format clean
 
 # uv is installed with pip when missing; `uv sync --frozen` installs exactly what uv.lock says.
 setup:
-	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet --user uv || python3 -m pip install --quiet uv
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet uv \
+		|| python3 -m pip install --quiet --user uv
 	@$(UV) sync --frozen --quiet
 
 demo: setup
