@@ -30,6 +30,7 @@ from canonical_model.bank_statement import (
     BankStatement,
     StatementEntry,
     TransactionDetail,
+    from_validated,
     is_iso_currency,
 )
 from connectors.bank import checks
@@ -183,6 +184,12 @@ class _Reader:
             ) from None
 
 
+# Only these elements reach Python as events; the rest of the tree is built by libxml2 alone and read from
+# the Ntry subtree directly. Depth and namespace are checked on each event (the wildcard also matches
+# other namespaces), so the rules are those of a full start/end walk.
+_EVENT_TAGS = ("{*}Ntry", "{*}Stmt", "{*}Rpt", "{*}Ntfctn", "{*}GrpHdr")
+
+
 def iter_statements(fp: IO[bytes], *, source: str) -> Iterator[BankStatement]:
     """Stream statements from a camt.052/053/054 file object, one at a time, memory flat."""
     head = fp.read(_HEAD_BYTES)
@@ -192,6 +199,7 @@ def iter_statements(fp: IO[bytes], *, source: str) -> Iterator[BankStatement]:
     ctx = etree.iterparse(
         _Prefixed(head, fp),
         events=("start", "end"),
+        tag=_EVENT_TAGS,
         resolve_entities=False,
         no_network=True,
         huge_tree=False,
@@ -200,62 +208,80 @@ def iter_statements(fp: IO[bytes], *, source: str) -> Iterator[BankStatement]:
         remove_comments=True,
         remove_pis=True,
     )
-    depth = -1
+    root: Any = None
     r: _Reader | None = None
     msg_type = version = ""
     rec_tag = ntry_tag = ""
+    paths: _Paths | None = None
+    checked = 0  # children of the root already checked to be the message container
+    open_rec: Any = None  # the record (depth 2) being read
     grp: dict[str, Any] = {}
     entries: list[StatementEntry] = []
     rec_index = 0
     n_records = 0
     try:
         for event, el in ctx:
-            if event == "start":
-                depth += 1
-                if depth == 0:
-                    msg_type, version, ns = _root(el, source)
-                    r = _Reader(ns, source)
-                    rec_tag = f"{{{ns}}}{_RECORD[msg_type]}"
-                    ntry_tag = f"{{{ns}}}Ntry"
-                elif depth == 1 and r is not None and not _is_container(el, r.ns, msg_type):
-                    raise StatementFormatError(
-                        source,
-                        f"line {el.sourceline}",
-                        f"element {etree.QName(el).localname} where camt.{msg_type} requires "
-                        f"{_CONTAINER[msg_type]}",
-                    )
-                elif depth == 2 and el.tag == rec_tag:
-                    rec_index += 1
-                    entries = []
-                continue
-            # end event
-            assert r is not None
-            if depth == 3 and el.tag == ntry_tag:
+            if r is None:
+                root = el
+                while (up := root.getparent()) is not None:
+                    root = up
+                msg_type, version, ns = _root(root, source)
+                r = _Reader(ns, source)
+                rec_tag = f"{{{ns}}}{_RECORD[msg_type]}"
+                ntry_tag = f"{{{ns}}}Ntry"
+                paths = _paths(ns)
+            tag = el.tag
+            if event == "end" and tag == ntry_tag and open_rec is not None and el.getparent() is open_rec:
+                # the usual event: an entry of the open record (its container was checked at the record start)
                 label = f"{_RECORD[msg_type]}[{rec_index}]/Ntry[{len(entries) + 1}]"
-                entries.append(_entry(r, el, label))
-                el.getparent().remove(el)  # keep memory flat
-            elif depth == 2:
-                if el.tag == rec_tag:
-                    n_records += 1
-                    stmt = _record(r, el, msg_type, version, rec_index, grp, entries)
-                    stmt.balance_check = checks.balance_check(stmt)
-                    entries = []
-                    el.getparent().remove(el)
-                    yield stmt
-                elif etree.QName(el).localname == "GrpHdr":
-                    grp = {
-                        "message_id": r.text(el, "MsgId"),
-                        "created_at": r.datetime(el, "CreDtTm", "GrpHdr/CreDtTm"),
-                    }
-                    el.clear()
-            depth -= 1
+                entries.append(_entry(r, el, label, paths))  # type: ignore[arg-type]
+                open_rec.remove(el)  # keep memory flat
+                continue
+            depth, top = _position(el)
+            if top is not None:
+                # libxml2 builds the tree ahead of the events: check only root children started before ``el``
+                checked = _check_containers(root, checked, r.ns, msg_type, source, upto=top)
+            if event == "end":
+                if tag == ntry_tag:
+                    if depth == 3:
+                        label = f"{_RECORD[msg_type]}[{rec_index}]/Ntry[{len(entries) + 1}]"
+                        entries.append(_entry(r, el, label, paths))  # type: ignore[arg-type]
+                        el.getparent().remove(el)
+                elif depth == 2:
+                    if tag == rec_tag:
+                        open_rec = None
+                        n_records += 1
+                        stmt = _record(r, el, msg_type, version, rec_index, grp, entries)
+                        stmt.balance_check = checks.balance_check(stmt)
+                        entries = []
+                        el.getparent().remove(el)
+                        yield stmt
+                    elif etree.QName(el).localname == "GrpHdr":
+                        grp = {
+                            "message_id": r.text(el, "MsgId"),
+                            "created_at": r.datetime(el, "CreDtTm", "GrpHdr/CreDtTm"),
+                        }
+                        el.clear()
+            elif depth == 2 and tag == rec_tag:
+                rec_index += 1
+                entries = []
+                open_rec = el
     except etree.XMLSyntaxError as e:
+        if r is None:
+            _check_head_elements(head, source)
+        else:
+            _check_containers(root, checked, r.ns, msg_type, source)
         line = e.position[0] if e.position else getattr(e, "lineno", None)
         raise StatementFormatError(
             source, f"line {line}" if line else None, f"XML is not well-formed (truncated?): {e.msg}"
         ) from None
     if r is None:
-        raise StatementFormatError(source, "line 1", "no XML root element")
+        root = ctx.root
+        if root is None:
+            raise StatementFormatError(source, "line 1", "no XML root element")
+        msg_type, version, ns = _root(root, source)
+        r = _Reader(ns, source)
+    _check_containers(root, checked, r.ns, msg_type, source)
     if n_records == 0:
         raise StatementFormatError(
             source,
@@ -263,6 +289,69 @@ def iter_statements(fp: IO[bytes], *, source: str) -> Iterator[BankStatement]:
             f"the message has no {_RECORD[msg_type]} element: it carries no "
             f"{'statement' if msg_type == '053' else 'report' if msg_type == '052' else 'notification'}",
         )
+
+
+def _position(el: Any) -> tuple[int, Any]:
+    """(depth, the root child that contains ``el`` or is ``el``; None for the root itself)."""
+    depth = 0
+    top = None
+    up = el.getparent()
+    while up is not None:
+        depth += 1
+        top = el
+        el = up
+        up = el.getparent()
+    return depth, top
+
+
+def _check_containers(root: Any, checked: int, ns: str, msg_type: str, source: str, upto: Any = None) -> int:
+    """Refuse the first child of the root, from index ``checked`` up to ``upto`` (or the last), that is not
+    the message container; return how many children are now checked."""
+    end = len(root) if upto is None else root.index(upto) + 1
+    for el in root[checked:end]:
+        if not _is_container(el, ns, msg_type):
+            raise StatementFormatError(
+                source,
+                f"line {el.sourceline}",
+                f"element {etree.QName(el).localname} where camt.{msg_type} requires {_CONTAINER[msg_type]}",
+            )
+    return max(checked, end)
+
+
+def _check_head_elements(head: bytes, source: str) -> None:
+    """The root and container checks on the start of the file, for XML that breaks before any record.
+
+    Which element is wrong is a clearer reason than where the XML breaks, and it is what a reader that
+    stops at each element would report first.
+    """
+    depth = -1
+    msg_type = ns = ""
+    try:
+        for event, el in etree.iterparse(
+            io.BytesIO(head),
+            events=("start", "end"),
+            resolve_entities=False,
+            no_network=True,
+            huge_tree=False,
+            load_dtd=False,
+            remove_comments=True,
+            remove_pis=True,
+        ):
+            if event == "end":
+                depth -= 1
+                continue
+            depth += 1
+            if depth == 0:
+                msg_type, _, ns = _root(el, source)
+            elif depth == 1 and not _is_container(el, ns, msg_type):
+                raise StatementFormatError(
+                    source,
+                    f"line {el.sourceline}",
+                    f"element {etree.QName(el).localname} where camt.{msg_type} requires "
+                    f"{_CONTAINER[msg_type]}",
+                )
+    except etree.XMLSyntaxError:
+        return
 
 
 def _is_container(el: Any, ns: str, msg_type: str) -> bool:
@@ -285,65 +374,246 @@ def _root(el: Any, source: str) -> tuple[str, str, str]:
     return m.group(1), m.group(2), q.namespace or ""
 
 
-def _party_name(r: _Reader, el: Any, role: str) -> str | None:
-    return r.text(el, f"RltdPties/{role}/Nm", f"RltdPties/{role}/Pty/Nm")
+class _Paths:
+    """What is read below an ``Ntry`` and a ``TxDtls``, as tries keyed by namespaced tag.
+
+    Each node is (kind, children, path): kind 0 records the first element at ``path`` and descends into
+    every occurrence (``find`` semantics for a multi-step path), kind 1 descends only into the first (a
+    ``find`` then relative reads), kind 2 collects every occurrence (``findall``). One walk of the subtree
+    then answers all look-ups from a dict.
+    """
+
+    def __init__(self, ns: str) -> None:
+        self.ntry = _trie(ns, _NTRY_PATHS, first_only={"BookgDt", "ValDt"}, collect={"NtryDtls/TxDtls"})
+        self.tx = _trie(ns, _TX_PATHS, first_only=set(), collect={"RmtInf/Ustrd"})
 
 
-def _party_account(r: _Reader, el: Any, role: str) -> str | None:
-    base = f"RltdPties/{role}Acct/Id"
-    return r.text(el, f"{base}/IBAN", f"{base}/Othr/Id", f"{base}/PrtryAcct/Id", f"{base}/BBAN")
+def _btc_paths() -> list[str]:
+    return ["BkTxCd/Domn/Cd", "BkTxCd/Domn/Fmly/Cd", "BkTxCd/Domn/Fmly/SubFmlyCd", "BkTxCd/Prtry/Cd"]
 
 
-def _party_id(r: _Reader, el: Any, role: str) -> str | None:
-    for base in (f"RltdPties/{role}", f"RltdPties/{role}/Pty"):
-        v = r.text(el, f"{base}/Id/OrgId/BICOrBEI", f"{base}/Id/OrgId/AnyBIC", f"{base}/Id/OrgId/Othr/Id")
-        if v:
-            return v
-        v = r.text(el, f"{base}/Id/PrvtId/Othr/Id")
+_NTRY_PATHS = [
+    "Amt",
+    "CdtDbtInd",
+    "Sts/Cd",
+    "Sts/Prtry",
+    "BookgDt/Dt",
+    "BookgDt/DtTm",
+    "ValDt/Dt",
+    "ValDt/DtTm",
+    "NtryDtls/TxDtls",
+    "NtryRef",
+    "AddtlNtryInf",
+    "RvslInd",
+    "AcctSvcrRef",
+    *_btc_paths(),
+]
+_TX_PATHS = [
+    "Amt",
+    "AmtDtls/TxAmt/Amt",
+    "RmtInf/Ustrd",
+    "RmtInf/Strd/AddtlRmtInf",
+    "RmtInf/Strd/CdtrRefInf/Ref",
+    "AddtlTxInf",
+    *[f"Refs/{k}" for k in ("EndToEndId", "MndtId", "InstrId", "TxId", "UETR", "AcctSvcrRef")],
+    *_btc_paths(),
+]
+for _role in ("Dbtr", "Cdtr"):
+    for _party in (_role, f"Ultmt{_role}"):
+        _TX_PATHS += [f"RltdPties/{_party}/Nm", f"RltdPties/{_party}/Pty/Nm"]
+    for _base in (f"RltdPties/{_role}", f"RltdPties/{_role}/Pty"):
+        _TX_PATHS += [f"{_base}/Id/OrgId/{k}" for k in ("BICOrBEI", "AnyBIC", "Othr/Id")] + [
+            f"{_base}/Id/PrvtId/Othr/Id"
+        ]
+    _TX_PATHS += [f"RltdPties/{_role}Acct/Id/{k}" for k in ("IBAN", "Othr/Id", "PrtryAcct/Id", "BBAN")]
+    _TX_PATHS += [f"RltdAgts/{_role}Agt/FinInstnId/{k}" for k in ("BIC", "BICFI", "ClrSysMmbId/MmbId", "Nm")]
+
+
+def _trie(ns: str, paths: list[str], first_only: set[str], collect: set[str]) -> dict[str, Any]:
+    root: dict[str, Any] = {}
+    for path in paths:
+        node = root
+        steps = path.split("/")
+        for i, step in enumerate(steps):
+            sub_path = "/".join(steps[: i + 1])
+            kind = 2 if sub_path in collect else 1 if sub_path in first_only else 0
+            entry = node.setdefault(f"{{{ns}}}{step}", (kind, {}, sub_path))
+            node = entry[1]
+    return root
+
+
+@lru_cache(maxsize=64)
+def _paths(ns: str) -> _Paths:
+    return _Paths(ns)
+
+
+def _walk(el: Any, trie: dict[str, Any], out: dict[str, Any]) -> None:
+    for child in el:
+        node = trie.get(child.tag)
+        if node is None:
+            continue
+        kind, sub, path = node
+        if kind == 2:
+            seen = out.get(path)
+            if seen is None:
+                out[path] = [child]
+            else:
+                seen.append(child)
+        elif path not in out:
+            out[path] = child
+            if sub:
+                _walk(child, sub, out)
+        elif kind == 0 and sub:
+            _walk(child, sub, out)
+
+
+def _t(idx: dict[str, Any], path: str) -> str | None:
+    """Text of the first element at ``path``, whitespace collapsed; None if absent or blank (``_Reader.text``)."""
+    node = idx.get(path)
+    if node is None:
+        return None
+    text = node.text
+    return (" ".join(text.split()) or None) if text else None
+
+
+def _t2(idx: dict[str, Any], *paths: str) -> str | None:
+    for p in paths:
+        v = _t(idx, p)
         if v:
             return v
     return None
 
 
-def _agent(r: _Reader, el: Any, role: str) -> str | None:
-    base = f"RltdAgts/{role}Agt/FinInstnId"
-    return r.text(el, f"{base}/BIC", f"{base}/BICFI", f"{base}/ClrSysMmbId/MmbId", f"{base}/Nm")
+def _date(
+    r: _Reader, idx: dict[str, Any], name: str, label: str
+) -> tuple[dt.date | None, dt.datetime | None]:
+    node = idx.get(name)
+    if node is None:
+        return None, None
+    d = _t(idx, name + "/Dt")
+    t = _t(idx, name + "/DtTm")
+    try:
+        if d:
+            return dt.date.fromisoformat(d[:10]), None
+        if t:
+            stamp = dt.datetime.fromisoformat(t)
+            return stamp.date(), stamp
+    except ValueError:
+        raise StatementValueError(
+            r.source, r.where(node, label), f"date {d or t!r} is not an ISO 8601 date"
+        ) from None
+    return None, None
 
 
-def _btc(r: _Reader, el: Any) -> tuple[str | None, str | None]:
-    dom = r.text(el, "BkTxCd/Domn/Cd")
-    fam = r.text(el, "BkTxCd/Domn/Fmly/Cd")
-    sub = r.text(el, "BkTxCd/Domn/Fmly/SubFmlyCd")
-    prtry = r.text(el, "BkTxCd/Prtry/Cd")
+def _btc(idx: dict[str, Any]) -> tuple[str | None, str | None]:
+    dom = _t(idx, "BkTxCd/Domn/Cd")
+    fam = _t(idx, "BkTxCd/Domn/Fmly/Cd")
+    sub = _t(idx, "BkTxCd/Domn/Fmly/SubFmlyCd")
+    prtry = _t(idx, "BkTxCd/Prtry/Cd")
     code = "/".join(x for x in (dom, fam, sub) if x) or None
     return code, prtry
 
 
-def _detail(r: _Reader, tx: Any, label: str, credit: bool) -> TransactionDetail:
-    amt_el = r.find(tx, "Amt")
+def _party_id(idx: dict[str, Any], role: str) -> str | None:
+    for base in (f"RltdPties/{role}", f"RltdPties/{role}/Pty"):
+        v = _t2(idx, f"{base}/Id/OrgId/BICOrBEI", f"{base}/Id/OrgId/AnyBIC", f"{base}/Id/OrgId/Othr/Id")
+        if v:
+            return v
+        v = _t(idx, f"{base}/Id/PrvtId/Othr/Id")
+        if v:
+            return v
+    return None
+
+
+_DETAIL_FIELDS_SET = frozenset(
+    [
+        "amount",
+        "currency",
+        "end_to_end_id",
+        "mandate_id",
+        "instruction_id",
+        "transaction_id",
+        "bank_reference",
+        "counterparty_name",
+        "counterparty_account",
+        "counterparty_bank",
+        "counterparty_id",
+        "remittance",
+        "creditor_reference",
+        "bank_transaction_code",
+    ]
+)
+_ENTRY_FIELDS_SET = frozenset(
+    [
+        "amount",
+        "currency",
+        "booking_date",
+        "value_date",
+        "booking_time",
+        "reversal",
+        "status",
+        "bank_reference",
+        "customer_reference",
+        "end_to_end_id",
+        "mandate_id",
+        "counterparty_name",
+        "counterparty_account",
+        "counterparty_bank",
+        "remittance",
+        "bank_transaction_code",
+        "details",
+        "extra",
+        "source",
+        "position",
+    ]
+)
+
+
+def _detail(r: _Reader, tx: Any, label: str, credit: bool, trie: dict[str, Any]) -> TransactionDetail:
+    idx: dict[str, Any] = {}
+    _walk(tx, trie, idx)
+    amt_el = idx.get("Amt")
     if amt_el is None:
-        amt_el = r.find(tx, "AmtDtls/TxAmt/Amt")
+        amt_el = idx.get("AmtDtls/TxAmt/Amt")
     amount = currency = None
     if amt_el is not None:
         amount, currency = r.amount(amt_el, label + "/Amt")
     other = "Dbtr" if credit else "Cdtr"
-    ustrd = [" ".join(u.text.split()) for u in r.findall(tx, "RmtInf/Ustrd") if u.text and u.text.strip()]
-    code, prtry = _btc(r, tx)
-    return TransactionDetail(
-        amount=amount,
-        currency=currency,
-        end_to_end_id=_noref(r.text(tx, "Refs/EndToEndId")),
-        mandate_id=r.text(tx, "Refs/MndtId"),
-        instruction_id=r.text(tx, "Refs/InstrId"),
-        transaction_id=r.text(tx, "Refs/TxId", "Refs/UETR"),
-        bank_reference=r.text(tx, "Refs/AcctSvcrRef"),
-        counterparty_name=_party_name(r, tx, f"Ultmt{other}") or _party_name(r, tx, other),
-        counterparty_account=_party_account(r, tx, other),
-        counterparty_bank=_agent(r, tx, other),
-        counterparty_id=_party_id(r, tx, other),
-        remittance=" ".join(ustrd) or r.text(tx, "RmtInf/Strd/AddtlRmtInf", "AddtlTxInf"),
-        creditor_reference=r.text(tx, "RmtInf/Strd/CdtrRefInf/Ref"),
-        bank_transaction_code=code or prtry,
+    ustrd = [" ".join(u.text.split()) for u in idx.get("RmtInf/Ustrd", ()) if u.text and u.text.strip()]
+    code, prtry = _btc(idx)
+    pty = f"RltdPties/{other}"
+    return from_validated(
+        TransactionDetail,
+        {
+            "amount": amount,
+            "currency": currency,
+            "end_to_end_id": _noref(_t(idx, "Refs/EndToEndId")),
+            "mandate_id": _t(idx, "Refs/MndtId"),
+            "instruction_id": _t(idx, "Refs/InstrId"),
+            "transaction_id": _t2(idx, "Refs/TxId", "Refs/UETR"),
+            "bank_reference": _t(idx, "Refs/AcctSvcrRef"),
+            "counterparty_name": _t2(idx, f"RltdPties/Ultmt{other}/Nm", f"RltdPties/Ultmt{other}/Pty/Nm")
+            or _t2(idx, f"{pty}/Nm", f"{pty}/Pty/Nm"),
+            "counterparty_account": _t2(
+                idx,
+                f"{pty}Acct/Id/IBAN",
+                f"{pty}Acct/Id/Othr/Id",
+                f"{pty}Acct/Id/PrtryAcct/Id",
+                f"{pty}Acct/Id/BBAN",
+            ),
+            "counterparty_bank": _t2(
+                idx,
+                f"RltdAgts/{other}Agt/FinInstnId/BIC",
+                f"RltdAgts/{other}Agt/FinInstnId/BICFI",
+                f"RltdAgts/{other}Agt/FinInstnId/ClrSysMmbId/MmbId",
+                f"RltdAgts/{other}Agt/FinInstnId/Nm",
+            ),
+            "counterparty_id": _party_id(idx, other),
+            "remittance": " ".join(ustrd) or _t2(idx, "RmtInf/Strd/AddtlRmtInf", "AddtlTxInf"),
+            "creditor_reference": _t(idx, "RmtInf/Strd/CdtrRefInf/Ref"),
+            "bank_transaction_code": code or prtry,
+        },
+        _DETAIL_FIELDS_SET,
     )
 
 
@@ -351,61 +621,73 @@ def _noref(v: str | None) -> str | None:
     return None if v in (None, "NOTPROVIDED") else v
 
 
-def _entry(r: _Reader, el: Any, label: str) -> StatementEntry:
+def _entry(r: _Reader, el: Any, label: str, paths: _Paths) -> StatementEntry:
+    idx: dict[str, Any] = {}
+    _walk(el, paths.ntry, idx)
     where = r.where(el, label)
-    amt_el = r.find(el, "Amt")
+    amt_el = idx.get("Amt")
     if amt_el is None:
         raise StatementFormatError(r.source, where, "entry has no Amt")
     amount, currency = r.amount(amt_el, label + "/Amt")
-    ind = r.text(el, "CdtDbtInd")
+    ind = _t(idx, "CdtDbtInd")
     if ind not in ("CRDT", "DBIT"):
         raise StatementFormatError(r.source, where, f"CdtDbtInd is {ind!r}; expected CRDT or DBIT")
     credit = ind == "CRDT"
-    sts_raw = r.text(el, "Sts/Cd", "Sts/Prtry", "Sts")
+    sts_raw = _t2(idx, "Sts/Cd", "Sts/Prtry", "Sts")
     status = _STATUS.get(sts_raw or "BOOK")
     if status is None:
         raise StatementFormatError(
             r.source, where, f"entry status {sts_raw!r} is not BOOK, PDNG, INFO or FUTR"
         )
-    booking_date, booking_time = r.date(el, "BookgDt", label + "/BookgDt")
-    value_date, _ = r.date(el, "ValDt", label + "/ValDt")
-    code, prtry = _btc(r, el)
+    booking_date, booking_time = _date(r, idx, "BookgDt", label + "/BookgDt")
+    value_date, _ = _date(r, idx, "ValDt", label + "/ValDt")
+    code, prtry = _btc(idx)
+    tx_trie = paths.tx
     details = [
-        _detail(r, tx, f"{label}/TxDtls[{i}]", credit)
-        for i, tx in enumerate(r.findall(el, "NtryDtls/TxDtls"), start=1)
+        _detail(r, tx, f"{label}/TxDtls[{i}]", credit, tx_trie)
+        for i, tx in enumerate(idx.get("NtryDtls/TxDtls", ()), start=1)
     ]
     one = details[0] if len(details) == 1 else None
     extra: dict[str, str] = {}
     if prtry:
         extra["proprietary_code"] = prtry
-    for key, path in (("entry_ref", "NtryRef"), ("additional_info", "AddtlNtryInf")):
-        v = r.text(el, path)
-        if v:
-            extra[key] = v
+    v = _t(idx, "NtryRef")
+    if v:
+        extra["entry_ref"] = v
+    v = _t(idx, "AddtlNtryInf")
+    if v:
+        extra["additional_info"] = v
     if len(details) > 1:
         extra["batch_count"] = str(len(details))
     remittance = (one.remittance if one else None) or extra.get("additional_info")
-    return StatementEntry(
-        amount=amount if credit else -amount,
-        currency=currency,
-        booking_date=booking_date,
-        value_date=value_date,
-        booking_time=booking_time,
-        reversal=(r.text(el, "RvslInd") or "").lower() in ("true", "1"),
-        status=status,  # type: ignore[arg-type]
-        bank_reference=r.text(el, "AcctSvcrRef") or (one.bank_reference if one else None),
-        customer_reference=one.instruction_id if one else None,
-        end_to_end_id=one.end_to_end_id if one else None,
-        mandate_id=one.mandate_id if one else None,
-        counterparty_name=one.counterparty_name if one else None,
-        counterparty_account=one.counterparty_account if one else None,
-        counterparty_bank=one.counterparty_bank if one else None,
-        remittance=remittance,
-        bank_transaction_code=code or prtry,
-        details=details,
-        extra=extra,
-        source=r.source,
-        position=where,
+    return from_validated(
+        StatementEntry,
+        {
+            "amount": amount if credit else -amount,
+            "currency": currency,
+            "booking_date": booking_date,
+            "value_date": value_date,
+            "booking_time": booking_time,
+            "reversal": (_t(idx, "RvslInd") or "").lower() in ("true", "1"),
+            "status": status,
+            "bank_reference": _t(idx, "AcctSvcrRef") or (one.bank_reference if one else None),
+            "customer_reference": one.instruction_id if one else None,
+            "end_to_end_id": one.end_to_end_id if one else None,
+            "mandate_id": one.mandate_id if one else None,
+            "creditor_id": None,
+            "counterparty_name": one.counterparty_name if one else None,
+            "counterparty_account": one.counterparty_account if one else None,
+            "counterparty_bank": one.counterparty_bank if one else None,
+            "remittance": remittance,
+            "bank_transaction_code": code or prtry,
+            "transaction_type": None,
+            "balance_after": None,
+            "details": details,
+            "extra": extra,
+            "source": r.source,
+            "position": where,
+        },
+        _ENTRY_FIELDS_SET,
     )
 
 
