@@ -377,15 +377,16 @@ def _root(el: Any, source: str) -> tuple[str, str, str]:
 class _Paths:
     """What is read below an ``Ntry`` and a ``TxDtls``, as tries keyed by namespaced tag.
 
-    Each node is (kind, children, path): kind 0 records the first element at ``path`` and descends into
-    every occurrence (``find`` semantics for a multi-step path), kind 1 descends only into the first (a
-    ``find`` then relative reads), kind 2 collects every occurrence (``findall``). One walk of the subtree
-    then answers all look-ups from a dict.
+    Each node is (mode, children, path). Mode 0 only leads further down; 1 keeps the text of the first
+    element at ``path`` (whitespace collapsed, None if blank: what ``_Reader.text`` reads); 2 keeps the first
+    element itself; 3 keeps the first element and reads below it only (a ``find`` then relative reads);
+    4 collects every occurrence (``findall``). Modes 0-2 descend into every occurrence, which is ``find``
+    semantics for a multi-step path. One walk of the subtree answers all look-ups from a dict.
     """
 
     def __init__(self, ns: str) -> None:
-        self.ntry = _trie(ns, _NTRY_PATHS, first_only={"BookgDt", "ValDt"}, collect={"NtryDtls/TxDtls"})
-        self.tx = _trie(ns, _TX_PATHS, first_only=set(), collect={"RmtInf/Ustrd"})
+        self.ntry = _trie(ns, _NTRY_PATHS, {"Amt": 2, "BookgDt": 3, "ValDt": 3, "NtryDtls/TxDtls": 4})
+        self.tx = _trie(ns, _TX_PATHS, {"Amt": 2, "AmtDtls/TxAmt/Amt": 2, "RmtInf/Ustrd": 4})
 
 
 def _btc_paths() -> list[str]:
@@ -395,6 +396,7 @@ def _btc_paths() -> list[str]:
 _NTRY_PATHS = [
     "Amt",
     "CdtDbtInd",
+    "Sts",
     "Sts/Cd",
     "Sts/Prtry",
     "BookgDt/Dt",
@@ -429,16 +431,16 @@ for _role in ("Dbtr", "Cdtr"):
     _TX_PATHS += [f"RltdAgts/{_role}Agt/FinInstnId/{k}" for k in ("BIC", "BICFI", "ClrSysMmbId/MmbId", "Nm")]
 
 
-def _trie(ns: str, paths: list[str], first_only: set[str], collect: set[str]) -> dict[str, Any]:
+def _trie(ns: str, paths: list[str], modes: dict[str, int]) -> dict[str, Any]:
     root: dict[str, Any] = {}
+    wanted = set(paths)
     for path in paths:
         node = root
         steps = path.split("/")
         for i, step in enumerate(steps):
             sub_path = "/".join(steps[: i + 1])
-            kind = 2 if sub_path in collect else 1 if sub_path in first_only else 0
-            entry = node.setdefault(f"{{{ns}}}{step}", (kind, {}, sub_path))
-            node = entry[1]
+            mode = modes.get(sub_path, 1 if sub_path in wanted else 0)
+            node = node.setdefault(f"{{{ns}}}{step}", (mode, {}, sub_path))[1]
     return root
 
 
@@ -452,36 +454,27 @@ def _walk(el: Any, trie: dict[str, Any], out: dict[str, Any]) -> None:
         node = trie.get(child.tag)
         if node is None:
             continue
-        kind, sub, path = node
-        if kind == 2:
+        mode, sub, path = node
+        if mode == 1:
+            if path not in out:
+                text = child.text
+                out[path] = (" ".join(text.split()) or None) if text else None
+        elif mode == 2:
+            if path not in out:
+                out[path] = child
+        elif mode == 3:
+            if path in out:
+                continue
+            out[path] = child
+        elif mode == 4:
             seen = out.get(path)
             if seen is None:
                 out[path] = [child]
             else:
                 seen.append(child)
-        elif path not in out:
-            out[path] = child
-            if sub:
-                _walk(child, sub, out)
-        elif kind == 0 and sub:
+            continue
+        if sub:
             _walk(child, sub, out)
-
-
-def _t(idx: dict[str, Any], path: str) -> str | None:
-    """Text of the first element at ``path``, whitespace collapsed; None if absent or blank (``_Reader.text``)."""
-    node = idx.get(path)
-    if node is None:
-        return None
-    text = node.text
-    return (" ".join(text.split()) or None) if text else None
-
-
-def _t2(idx: dict[str, Any], *paths: str) -> str | None:
-    for p in paths:
-        v = _t(idx, p)
-        if v:
-            return v
-    return None
 
 
 def _date(
@@ -490,8 +483,8 @@ def _date(
     node = idx.get(name)
     if node is None:
         return None, None
-    d = _t(idx, name + "/Dt")
-    t = _t(idx, name + "/DtTm")
+    d = idx.get(name + "/Dt")
+    t = idx.get(name + "/DtTm")
     try:
         if d:
             return dt.date.fromisoformat(d[:10]), None
@@ -506,23 +499,42 @@ def _date(
 
 
 def _btc(idx: dict[str, Any]) -> tuple[str | None, str | None]:
-    dom = _t(idx, "BkTxCd/Domn/Cd")
-    fam = _t(idx, "BkTxCd/Domn/Fmly/Cd")
-    sub = _t(idx, "BkTxCd/Domn/Fmly/SubFmlyCd")
-    prtry = _t(idx, "BkTxCd/Prtry/Cd")
-    code = "/".join(x for x in (dom, fam, sub) if x) or None
-    return code, prtry
+    get = idx.get
+    code = "/".join([x for x in (get(_DOM), get(_FAM), get(_SUB)) if x]) or None
+    return code, get(_PRTRY)
 
 
-def _party_id(idx: dict[str, Any], role: str) -> str | None:
-    for base in (f"RltdPties/{role}", f"RltdPties/{role}/Pty"):
-        v = _t2(idx, f"{base}/Id/OrgId/BICOrBEI", f"{base}/Id/OrgId/AnyBIC", f"{base}/Id/OrgId/Othr/Id")
-        if v:
-            return v
-        v = _t(idx, f"{base}/Id/PrvtId/Othr/Id")
+_DOM, _FAM, _SUB, _PRTRY = _btc_paths()
+_STS = ("Sts/Cd", "Sts/Prtry", "Sts")
+
+
+def _first(get: Any, paths: tuple[str, ...]) -> str | None:
+    for p in paths:
+        v = get(p)
         if v:
             return v
     return None
+
+
+def _role_paths(role: str) -> tuple[tuple[str, ...], ...]:
+    """(name, account, agent, party id) look-up paths of the counterparty, in order of preference."""
+    pty = f"RltdPties/{role}"
+    agt = f"RltdAgts/{role}Agt/FinInstnId"
+    ids: list[str] = []
+    for base in (pty, f"{pty}/Pty"):
+        ids += [f"{base}/Id/OrgId/BICOrBEI", f"{base}/Id/OrgId/AnyBIC", f"{base}/Id/OrgId/Othr/Id"]
+        ids.append(f"{base}/Id/PrvtId/Othr/Id")
+    return (
+        (f"RltdPties/Ultmt{role}/Nm", f"RltdPties/Ultmt{role}/Pty/Nm", f"{pty}/Nm", f"{pty}/Pty/Nm"),
+        tuple(f"{pty}Acct/Id/{k}" for k in ("IBAN", "Othr/Id", "PrtryAcct/Id", "BBAN")),
+        tuple(f"{agt}/{k}" for k in ("BIC", "BICFI", "ClrSysMmbId/MmbId", "Nm")),
+        tuple(ids),
+    )
+
+
+_ROLE_PATHS = {True: _role_paths("Dbtr"), False: _role_paths("Cdtr")}  # by "entry is a credit"
+_TX_ID = ("Refs/TxId", "Refs/UETR")
+_TX_REMIT = ("RmtInf/Strd/AddtlRmtInf", "AddtlTxInf")
 
 
 _DETAIL_FIELDS_SET = frozenset(
@@ -572,45 +584,32 @@ _ENTRY_FIELDS_SET = frozenset(
 def _detail(r: _Reader, tx: Any, label: str, credit: bool, trie: dict[str, Any]) -> TransactionDetail:
     idx: dict[str, Any] = {}
     _walk(tx, trie, idx)
-    amt_el = idx.get("Amt")
+    get = idx.get
+    amt_el = get("Amt")
     if amt_el is None:
-        amt_el = idx.get("AmtDtls/TxAmt/Amt")
+        amt_el = get("AmtDtls/TxAmt/Amt")
     amount = currency = None
     if amt_el is not None:
         amount, currency = r.amount(amt_el, label + "/Amt")
-    other = "Dbtr" if credit else "Cdtr"
-    ustrd = [" ".join(u.text.split()) for u in idx.get("RmtInf/Ustrd", ()) if u.text and u.text.strip()]
+    ustrd = [" ".join(u.text.split()) for u in get("RmtInf/Ustrd", ()) if u.text and u.text.strip()]
     code, prtry = _btc(idx)
-    pty = f"RltdPties/{other}"
+    names, accounts, agents, ids = _ROLE_PATHS[credit]
     return from_validated(
         TransactionDetail,
         {
             "amount": amount,
             "currency": currency,
-            "end_to_end_id": _noref(_t(idx, "Refs/EndToEndId")),
-            "mandate_id": _t(idx, "Refs/MndtId"),
-            "instruction_id": _t(idx, "Refs/InstrId"),
-            "transaction_id": _t2(idx, "Refs/TxId", "Refs/UETR"),
-            "bank_reference": _t(idx, "Refs/AcctSvcrRef"),
-            "counterparty_name": _t2(idx, f"RltdPties/Ultmt{other}/Nm", f"RltdPties/Ultmt{other}/Pty/Nm")
-            or _t2(idx, f"{pty}/Nm", f"{pty}/Pty/Nm"),
-            "counterparty_account": _t2(
-                idx,
-                f"{pty}Acct/Id/IBAN",
-                f"{pty}Acct/Id/Othr/Id",
-                f"{pty}Acct/Id/PrtryAcct/Id",
-                f"{pty}Acct/Id/BBAN",
-            ),
-            "counterparty_bank": _t2(
-                idx,
-                f"RltdAgts/{other}Agt/FinInstnId/BIC",
-                f"RltdAgts/{other}Agt/FinInstnId/BICFI",
-                f"RltdAgts/{other}Agt/FinInstnId/ClrSysMmbId/MmbId",
-                f"RltdAgts/{other}Agt/FinInstnId/Nm",
-            ),
-            "counterparty_id": _party_id(idx, other),
-            "remittance": " ".join(ustrd) or _t2(idx, "RmtInf/Strd/AddtlRmtInf", "AddtlTxInf"),
-            "creditor_reference": _t(idx, "RmtInf/Strd/CdtrRefInf/Ref"),
+            "end_to_end_id": _noref(get("Refs/EndToEndId")),
+            "mandate_id": get("Refs/MndtId"),
+            "instruction_id": get("Refs/InstrId"),
+            "transaction_id": _first(get, _TX_ID),
+            "bank_reference": get("Refs/AcctSvcrRef"),
+            "counterparty_name": _first(get, names),
+            "counterparty_account": _first(get, accounts),
+            "counterparty_bank": _first(get, agents),
+            "counterparty_id": _first(get, ids),
+            "remittance": " ".join(ustrd) or _first(get, _TX_REMIT),
+            "creditor_reference": get("RmtInf/Strd/CdtrRefInf/Ref"),
             "bank_transaction_code": code or prtry,
         },
         _DETAIL_FIELDS_SET,
@@ -629,11 +628,11 @@ def _entry(r: _Reader, el: Any, label: str, paths: _Paths) -> StatementEntry:
     if amt_el is None:
         raise StatementFormatError(r.source, where, "entry has no Amt")
     amount, currency = r.amount(amt_el, label + "/Amt")
-    ind = _t(idx, "CdtDbtInd")
+    ind = idx.get("CdtDbtInd")
     if ind not in ("CRDT", "DBIT"):
         raise StatementFormatError(r.source, where, f"CdtDbtInd is {ind!r}; expected CRDT or DBIT")
     credit = ind == "CRDT"
-    sts_raw = _t2(idx, "Sts/Cd", "Sts/Prtry", "Sts")
+    sts_raw = _first(idx.get, _STS)
     status = _STATUS.get(sts_raw or "BOOK")
     if status is None:
         raise StatementFormatError(
@@ -651,10 +650,10 @@ def _entry(r: _Reader, el: Any, label: str, paths: _Paths) -> StatementEntry:
     extra: dict[str, str] = {}
     if prtry:
         extra["proprietary_code"] = prtry
-    v = _t(idx, "NtryRef")
+    v = idx.get("NtryRef")
     if v:
         extra["entry_ref"] = v
-    v = _t(idx, "AddtlNtryInf")
+    v = idx.get("AddtlNtryInf")
     if v:
         extra["additional_info"] = v
     if len(details) > 1:
@@ -668,9 +667,9 @@ def _entry(r: _Reader, el: Any, label: str, paths: _Paths) -> StatementEntry:
             "booking_date": booking_date,
             "value_date": value_date,
             "booking_time": booking_time,
-            "reversal": (_t(idx, "RvslInd") or "").lower() in ("true", "1"),
+            "reversal": (idx.get("RvslInd") or "").lower() in ("true", "1"),
             "status": status,
-            "bank_reference": _t(idx, "AcctSvcrRef") or (one.bank_reference if one else None),
+            "bank_reference": idx.get("AcctSvcrRef") or (one.bank_reference if one else None),
             "customer_reference": one.instruction_id if one else None,
             "end_to_end_id": one.end_to_end_id if one else None,
             "mandate_id": one.mandate_id if one else None,
