@@ -97,7 +97,7 @@ def sync(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title=f"run {summary['run_id']} of {summary['source']}: {summary['status']}")
+    table = Table(title=f"{summary['source']}: {summary['status']}", caption=f"run {summary['run_id']}")
     table.add_column("what")
     table.add_column("count", justify="right")
     for key in ("read", "archived", "new_versions", "unchanged", "quarantined"):
@@ -316,13 +316,14 @@ def run_airflow_dag(dag_id: str, settings: Settings, log: Path) -> int:
 def demo(
     vouchers: Annotated[int, typer.Option(help="sample vouchers to seed on the first run")] = 3000,
 ) -> None:
-    """Seed the sample ERP (first time), run its Airflow DAG for real, verify, and say where the results are."""
+    """Seed the sample ERP and bank inbox (first time), run both Airflow DAGs for real, verify, say where results are."""
     from sqlalchemy import select
 
     from archive_hub.catalog.models import SyncRunRow
     from archive_hub.catalog.quarantine import open_items
     from archive_hub.verification import verify_archive
     from archive_sink.filesystem import published_packages
+    from connectors.bank.sample_statements import write_sample_inbox
     from connectors.erp.sample_erp.seed import seed_sample_erp
 
     settings = Settings.from_env()
@@ -335,43 +336,62 @@ def demo(
         console.print(
             f"[bold]sample ERP[/bold]: {erp} (already seeded; this run shows the idempotent re-run)"
         )
-    log = settings.home / "airflow" / f"dags-test-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
-    log.parent.mkdir(parents=True, exist_ok=True)
-    with console.status(
-        "running DAG archive_erp_sample with Airflow (extract → map → validate → archive → finalize)"
-    ):
-        rc = run_airflow_dag("archive_erp_sample", settings, log)
-    if rc != 0:
-        _fail(f"the Airflow DAG run failed (exit {rc}); its log: {log}")
-    catalog = _catalog()
-    with catalog.reading() as session:
-        run = session.execute(select(SyncRunRow).order_by(SyncRunRow.started_at.desc()).limit(1)).scalar_one()
-        items = open_items(session, "erp_sample")
-    _print_summary(run.summary)
-    if items:
-        table = Table(
-            title="quarantined (fix in the ERP or the mapping, then `archive-hub quarantine retry --source erp_sample`)"
+    inbox = settings.home / "bank_inbox"
+    if not inbox.exists():
+        files = write_sample_inbox(inbox)
+        console.print(
+            f"[bold]bank inbox[/bold]: {len(files)} statement files (ICBC export, camt.053, MT940, one truncated) in {inbox}"
         )
-        for col in ("record", "stage", "reason"):
-            table.add_column(col, overflow="fold")
-        for i in items:
-            table.add_row(i.business_id, i.stage, i.reason)
-        console.print(table)
+    catalog = _catalog()
+    for source_id in ("erp_sample", "bank_inbox"):
+        log = settings.home / "airflow" / f"dags-test-{source_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with console.status(
+            f"running DAG archive_{source_id} with Airflow (extract → map → validate → archive → finalize)"
+        ):
+            rc = run_airflow_dag(f"archive_{source_id}", settings, log)
+        if rc != 0:
+            _fail(f"the Airflow DAG run archive_{source_id} failed (exit {rc}); its log: {log}")
+        with catalog.reading() as session:
+            run = session.execute(
+                select(SyncRunRow)
+                .where(SyncRunRow.source_id == source_id)
+                .order_by(SyncRunRow.started_at.desc())
+                .limit(1)
+            ).scalar_one()
+            items = open_items(session, source_id)
+        _print_summary(run.summary)
+        if items:
+            table = Table(
+                title=f"quarantined (fix the source or the mapping, then `archive-hub quarantine retry --source {source_id}`)"
+            )
+            for col in ("record", "stage", "reason"):
+                table.add_column(col, overflow="fold")
+            for i in items:
+                table.add_row(i.business_id[:16], i.stage, i.reason)
+            console.print(table)
+        console.print(
+            f"  run summary: {settings.runs_root / source_id / run_dir_name(run.run_id) / 'summary.json'}"
+        )
+        console.print(f"  Airflow log: {log}")
     with console.status("verifying every package (SHA-256 + SM3) and the event chain"):
         report = verify_archive(catalog, settings.archive_root)
     status = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
     console.print(
         f"verify: {report.packages} packages, {report.files} files, event chain of {report.events} events: {status}"
     )
-    example = next(iter(published_packages(settings.archive_root)), None)
+    packages = published_packages(settings.archive_root)
+    voucher = next((p for p in packages if "-PZ-" in p.parent.name), None)
+    statement = next((p for p in packages if "-QT-" in p.parent.name), None)
     console.print("\n[bold]Results[/bold]")
     console.print(f"  archive packages : {settings.archive_root}")
-    if example:
-        console.print(f"  one package      : {example}")
+    if voucher:
+        console.print(f"  a voucher        : {voucher}")
+    if statement:
+        console.print(f"  a bank statement : {statement}")
     console.print(f"  catalog (SQLite) : {settings.home / 'catalog.sqlite'}")
-    run_dir = run_dir_name(run.run_id)
-    console.print(f"  run summary      : {settings.runs_root / 'erp_sample' / run_dir / 'summary.json'}")
-    console.print(f"  Airflow log      : {log}")
+    console.print(f"  quarantined bytes: {settings.home / 'quarantine'}")
+    console.print(f"  run summaries    : {settings.runs_root}/<source>/<run>/summary.json")
     console.print(
         "  try              : uv run archive-hub search --text 差旅费 | uv run archive-hub verify | uv run archive-hub quarantine list"
     )
