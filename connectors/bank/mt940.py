@@ -235,20 +235,44 @@ def parse_details(text: str) -> dict[str, str]:
     Any other layout is kept as free text. A subfield given twice is joined in order; a separator not
     followed by a two-digit code is text of the subfield opened last.
     """
-    return _details(text, None)
-
-
-def _details(text: str, extra: dict[str, str] | None) -> dict[str, str]:
-    """``parse_details``; also copies the keys an entry keeps in ``extra`` there, in the same order."""
+    gvc, booking, primanota, bank, account, name, key_ext, sepa, remittance = _details(text, None)
     out: dict[str, str] = {}
+    if gvc is not None:
+        out["gvc"] = gvc
+    if booking is not None:
+        out["booking_text"] = booking
+    if primanota is not None:
+        out["primanota"] = primanota
+    if bank:
+        out["counterparty_bank"] = bank
+    if account:
+        out["counterparty_account"] = account
+    if name:
+        out["counterparty_name"] = name
+    if key_ext is not None:
+        out["text_key_extension"] = key_ext
+    out.update(sepa)
+    out["remittance"] = remittance
+    return out
+
+
+_Details = tuple[
+    str | None, str | None, str | None, str | None, str | None, str | None, str | None, dict[str, str], str
+]
+_NO_SEPA: dict[str, str] = {}
+
+
+def _details(text: str, extra: dict[str, str] | None) -> _Details:
+    """(gvc, booking text, primanota, counterparty bank, account, name, text key extension, SEPA keys,
+    remittance) of an :86: field, as ``parse_details`` gives them; the keys an entry keeps in ``extra``
+    are put there too, in ``parse_details`` order."""
     flat = text.replace("\r", "")
     lead = flat.lstrip()
     m = _GER_RE.match(lead)
     if m is None:
-        out["remittance"] = " ".join(part.strip() for part in flat.split("\n") if part.strip())
-        return out
+        remittance = " ".join(part.strip() for part in flat.split("\n") if part.strip())
+        return None, None, None, None, None, None, None, _NO_SEPA, remittance
     gvc, sep = m.groups()
-    out["gvc"] = gvc
     if extra is not None:
         extra["gvc"] = gvc
     joined = lead.replace("\n", "")
@@ -257,7 +281,7 @@ def _details(text: str, extra: dict[str, str] | None) -> dict[str, str]:
     parts: list[str]
     if len(sub) == len(pairs) == joined.count(sep):
         # usual case: each subfield once, every separator followed by its two-digit code
-        parts = [v for v in map(sub.get, _REMIT_CODES) if v]
+        parts = list(filter(None, map(sub.get, _REMIT_CODES)))
     else:
         lists: dict[str, list[str]] = {}
         last = ""
@@ -277,45 +301,44 @@ def _details(text: str, extra: dict[str, str] | None) -> dict[str, str]:
         sub = {c: "".join(v) for c, v in lists.items()}
         parts = [v for c in _REMIT_CODES for v in lists.get(c, ())]
     get = sub.get
-    v = get("00")
-    if v is not None:
-        out["booking_text"] = v = v.strip()
+    booking = get("00")
+    if booking is not None:
+        booking = booking.strip()
         if extra is not None:
-            extra["booking_text"] = v
-    v = get("10")
-    if v is not None:
-        out["primanota"] = v = v.strip()
+            extra["booking_text"] = booking
+    primanota = get("10")
+    if primanota is not None:
+        primanota = primanota.strip()
         if extra is not None:
-            extra["primanota"] = v
+            extra["primanota"] = primanota
     bank = get("30", "").strip()
-    acct = get("31", "").strip() or get("38", "").strip()
+    account = get("31", "").strip() or get("38", "").strip()
     name = (get("32", "") + get("33", "")).strip()
-    if bank:
-        out["counterparty_bank"] = bank
-    if acct:
-        out["counterparty_account"] = acct
     if name:
-        out["counterparty_name"] = " ".join(name.split())
-    v = get("34")
-    if v is not None:
-        out["text_key_extension"] = v = v.strip()
+        name = " ".join(name.split())
+    key_ext = get("34")
+    if key_ext is not None:
+        key_ext = key_ext.strip()
         if extra is not None:
-            extra["text_key_extension"] = v
+            extra["text_key_extension"] = key_ext
     remit = "".join(parts)
-    split = _SEPA_SPLIT.split(remit)  # [text before, key, text, key, text, ...]
-    if len(split) > 1:
+    split = _SEPA_SPLIT.split(remit) if "+" in remit else None  # [text before, key, text, key, ...]
+    if split is not None and len(split) > 1:
+        sepa: dict[str, str] = {}
         names = _SEPA_NAMES
         it = iter(split)
         pre = next(it).strip()
         for key, val in zip(it, it, strict=True):
-            name = names[key]
-            out[name] = val = val.strip()
-            if extra is not None and name in _DETAIL_TO_EXTRA:
-                extra[name] = val
-        out["remittance"] = out.get("sepa_svwz") or pre or remit.strip()
+            sepa[names[key]] = val.strip()
+        if extra is not None:
+            for k, v in sepa.items():
+                if k in _DETAIL_TO_EXTRA:
+                    extra[k] = v
+        remittance = sepa.get("sepa_svwz") or pre or remit.strip()
     else:
-        out["remittance"] = " ".join(p.strip() for p in parts if p.strip())
-    return out
+        sepa = _NO_SEPA
+        remittance = " ".join(p.strip() for p in parts if p.strip())
+    return gvc, booking, primanota, bank, account, name, key_ext, sepa, remittance
 
 
 class _Stmt:
@@ -606,7 +629,6 @@ _ENTRY_FIELDS_SET = frozenset(
         "position",
     ]
 )
-_NO_DETAILS: dict[str, str] = {}
 _new = object.__new__
 _setattr = object.__setattr__
 
@@ -645,13 +667,15 @@ def _entry(e: list[Any], currency: str, source: str) -> StatementEntry:
         raw86 = "\n".join(d86)
         if raw86:
             extra["raw_86"] = raw86
-        det = _details(raw86, extra)  # also puts gvc, booking text, ..., SEPA keys into extra
+        # also puts gvc, booking text, primanota, key extension and SEPA keys into extra
+        gvc, _, _, cp_bank, cp_account, cp_name, _, sepa, remittance = _details(raw86, extra)
+        sget = sepa.get
+        eref, mref, cred = sget("sepa_eref"), sget("sepa_mref"), sget("sepa_cred")
     else:
-        det = _NO_DETAILS
+        gvc = cp_bank = cp_account = cp_name = remittance = eref = mref = cred = None
     if ns is not None:
         extra["ns"] = "\n".join(ns)
     cust = cust.strip()
-    get = det.get
     obj = _new(StatementEntry)
     _setattr(
         obj,
@@ -666,14 +690,14 @@ def _entry(e: list[Any], currency: str, source: str) -> StatementEntry:
             "status": "booked",
             "bank_reference": (bank_ref.strip() or None) if sep else None,
             "customer_reference": None if cust in ("", "NONREF") else cust,
-            "end_to_end_id": get("sepa_eref"),
-            "mandate_id": get("sepa_mref"),
-            "creditor_id": get("sepa_cred"),
-            "counterparty_name": get("counterparty_name"),
-            "counterparty_account": get("counterparty_account"),
-            "counterparty_bank": get("counterparty_bank"),
-            "remittance": get("remittance") or None,
-            "bank_transaction_code": get("gvc"),
+            "end_to_end_id": eref,
+            "mandate_id": mref,
+            "creditor_id": cred,
+            "counterparty_name": cp_name or None,
+            "counterparty_account": cp_account or None,
+            "counterparty_bank": cp_bank or None,
+            "remittance": remittance or None,
+            "bank_transaction_code": gvc,
             "transaction_type": ttype.strip(),
             "balance_after": None,
             "details": [],
