@@ -378,9 +378,9 @@ def default_workers() -> int:
 def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
     """Archive every valid record of the run.
 
-    With several workers the step runs in two phases: this process reserves the 档号 of all new
-    records batch by batch (so 件号 follow source order, gap-free), then worker processes each take
-    whole batches end to end (build, stage, sync, publish, register), using both cores. A worker
+    With several workers this process reserves the 档号 of new records batch by batch (so 件号 follow
+    source order, gap-free) and hands each reserved batch to worker processes that take it end to end
+    (build, stage, sync, publish, register) while the next batch is reserved, using both cores. A worker
     dies with this process (PR_SET_PDEATHSIG), so killing the step never leaves a writer behind.
     """
     workers = default_workers() if workers is None else workers
@@ -395,28 +395,39 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
         shutil.rmtree(batch_dir, ignore_errors=True)
         batch_dir.mkdir()
         failed: set[str] = set()
-        files = []
-        for index, (batch, lines) in enumerate(_batches(ctx)):
-            failed |= archiver.run(batch, reserve_only=True)
-            path = batch_dir / f"{index:05d}.jsonl"
-            write_raw_lines(
-                path,
-                (line for r, line in zip(batch, lines, strict=True) if r.source.business_id not in failed),
-            )
-            files.append(path)
+        futures = []
+        mp = multiprocessing.get_context("fork")
+        pool: ProcessPoolExecutor | None = None
+        try:
+            for index, (batch, lines) in enumerate(_batches(ctx)):
+                failed |= archiver.run(batch, reserve_only=True)
+                path = batch_dir / f"{index:05d}.jsonl"
+                write_raw_lines(
+                    path,
+                    (
+                        line
+                        for r, line in zip(batch, lines, strict=True)
+                        if r.source.business_id not in failed
+                    ),
+                )
+                ctx.catalog.engine.dispose()  # no pooled connection may cross a fork
+                if pool is None:
+                    pool = ProcessPoolExecutor(
+                        workers, mp_context=mp, initializer=_worker_init, initargs=(ctx.source.id, ctx.run_id)
+                    )
+                # workers start on this batch while the next one is being reserved
+                futures.append(pool.submit(_worker_batch, str(path)))
+            counts = dict(archiver.counts)
+            for result in as_completed(futures):
+                part = result.result()
+                for key, value in part.items():
+                    counts[key] = counts.get(key, 0) + value
+                ctx.progress("archive", part.get("records", 0), None)
+        finally:
+            if pool is not None:
+                pool.shutdown(wait=True, cancel_futures=True)
     finally:
         archiver.close()
-    counts = dict(archiver.counts)
-    ctx.catalog.engine.dispose()  # no pooled connection may cross the fork
-    mp = multiprocessing.get_context("fork")
-    with ProcessPoolExecutor(
-        workers, mp_context=mp, initializer=_worker_init, initargs=(ctx.source.id, ctx.run_id)
-    ) as pool:
-        for result in as_completed([pool.submit(_worker_batch, str(path)) for path in files]):
-            part = result.result()
-            for key, value in part.items():
-                counts[key] = counts.get(key, 0) + value
-            ctx.progress("archive", part.get("records", 0), None)
     counts.pop("records", None)
     shutil.rmtree(batch_dir, ignore_errors=True)
     return {"step": "archive", **counts, "staging_leftovers_removed": cleaned, "workers": workers}
