@@ -272,8 +272,8 @@ def raw_fsync_each(root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) 
 
 # (label, how to find the function: (file suffix, function name)); cumulative times, so nested ones overlap
 PROFILE_BUCKETS: list[tuple[str, str, str]] = [
-    ("read valid.jsonl + ArchiveRecord.model_validate", "pipeline/jsonl.py", "read_lines"),
-    ("  pydantic model_validate (archive input)", "pydantic/main.py", "model_validate"),
+    ("read valid.jsonl lines", "pipeline/jsonl.py", "read_raw_lines"),
+    ("pydantic model_validate_json (archive input)", "pydantic/main.py", "model_validate_json"),
     ("read attachments", "pipeline/archive.py", "read_attachment"),
     ("catalog: known_records lookup", "catalog/records.py", "known_records"),
     ("fingerprint (model_dump + json + sha256)", "archive_sink/package.py", "fingerprint"),
