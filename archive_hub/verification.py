@@ -67,7 +67,7 @@ def verify_archive(
                         f"{code} v{package.version}: package directory {package.path} is missing"
                     )
                     continue
-                for problem in verify_package_dir(path, files[package.id]):
+                for problem in verify_package_dir(path, files[package.id], code):
                     report.problems.append(f"{code} v{package.version}: {problem.path}: {problem.reason}")
                 report.packages += 1
                 report.files += len(files[package.id])

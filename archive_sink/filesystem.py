@@ -16,6 +16,7 @@ from pathlib import Path
 
 from archive_sink.durability import syncfs, write_file
 from archive_sink.hashing import file_digests
+from archive_sink.metadata_check import check_metadata
 from archive_sink.package import ArchivePackage, PackageFile
 
 
@@ -143,9 +144,12 @@ class PackageProblem:
 
 
 def verify_package_dir(
-    package_dir: Path, expected: dict[str, tuple[str, str, int]] | None = None
+    package_dir: Path,
+    expected: dict[str, tuple[str, str, int]] | None = None,
+    archival_code: str | None = None,
 ) -> list[PackageProblem]:
-    """Re-hash every file against both manifests (and the catalog's record of them when given).
+    """Re-hash every file against both manifests (and the catalog's record of them when given),
+    then check the DA/T 94 metadata against the manifests and the catalog's 档号.
 
     `expected` maps a file's path inside the bag to (sha256, sm3, size) as the catalog holds them.
     """
@@ -201,4 +205,10 @@ def verify_package_dir(
     if expected is not None:
         for name in sorted(set(expected) - set(on_disk) - set(tag_entries) - {"tagmanifest-sha256.txt"}):
             problems.append(PackageProblem(name, "recorded in the catalog but missing on disk"))
+    if "data/metadata.xml" in on_disk:
+        for reason in check_metadata(package_dir, archival_code, manifests.get("sha256", {})):
+            name, _, text = reason.partition(": ")
+            problems.append(PackageProblem(name, text))
+    else:
+        problems.append(PackageProblem("data/metadata.xml", "metadata missing"))
     return problems

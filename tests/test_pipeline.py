@@ -267,3 +267,24 @@ def test_counts_reconcile_source_against_archive(seeded_hub: Hub) -> None:
     assert max(archived.values()) == 1 and max(quarantined.values()) == 1
     assert set(archived) | set(quarantined) == source_ids
     assert not set(archived) & set(quarantined)
+
+
+def test_metadata_is_checked_against_catalog_code_and_manifests(seeded_hub: Hub) -> None:
+    """四性检测: metadata parses (defused), names the catalog's 档号, describes every content file."""
+    from archive_sink.filesystem import verify_package_dir
+
+    run_sync("erp_sample", "run-1")
+    package = published_packages(seeded_hub.settings.archive_root)[0]
+    code = package.parent.name
+    assert verify_package_dir(package, archival_code=code) == []
+    wrong = verify_package_dir(package, archival_code=code.replace("0001", "0002"))
+    assert any("档号" in p.reason and "differs from the catalog" in p.reason for p in wrong)
+    meta = package / "data" / "metadata.xml"
+    meta.write_bytes(
+        meta.read_bytes().replace(
+            b"<?xml version='1.0' encoding='UTF-8'?>",
+            b"<?xml version='1.0'?><!DOCTYPE x [<!ENTITY e SYSTEM 'file:///etc/passwd'>]>",
+        )
+    )
+    refused = verify_package_dir(package, archival_code=code)
+    assert any("DOCTYPE/ENTITY" in p.reason for p in refused)
