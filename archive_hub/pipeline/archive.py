@@ -413,7 +413,10 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
                 ctx.catalog.engine.dispose()  # no pooled connection may cross a fork
                 if pool is None:
                     pool = ProcessPoolExecutor(
-                        workers, mp_context=mp, initializer=_worker_init, initargs=(ctx.source.id, ctx.run_id)
+                        workers,
+                        mp_context=mp,
+                        initializer=_worker_init,
+                        initargs=(ctx.source.id, ctx.run_id, os.getpid()),
                     )
                 # workers start on this batch while the next one is being reserved
                 futures.append(pool.submit(_worker_batch, str(path)))
@@ -436,8 +439,8 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(source_id: str, run_id: str) -> None:
-    _die_with_parent()
+def _worker_init(source_id: str, run_id: str, parent_pid: int) -> None:
+    _die_with_parent(parent_pid)
     ctx = RunContext.open(source_id, run_id)
     _WORKER["ctx"] = ctx
 
@@ -450,12 +453,12 @@ def _worker_batch(path: str) -> dict[str, int]:
     return {**archiver.counts, "records": len(records)}
 
 
-def _die_with_parent() -> None:
+def _die_with_parent(parent_pid: int) -> None:
     """prctl(PR_SET_PDEATHSIG, SIGKILL): a killed archive step takes its workers with it."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)
     except (OSError, AttributeError):  # pragma: no cover - non-Linux
         pass
-    if os.getppid() == 1:  # the parent died before prctl took effect
+    if os.getppid() != parent_pid:  # the parent died before prctl took effect
         os._exit(1)
