@@ -34,7 +34,8 @@ from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.redrive import redrive
 from archive_hub.sources import find_source
 from archive_hub.verification import verify_archive
-from connectors.bank.inbox import SKIP_EVENT, BankInboxStream, stream_from_config
+from connectors.bank.inbox import BankInboxStream, stream_from_config
+from connectors.bank.statement_catalog import SKIP_EVENT
 from connectors.errors import ConfigError
 from connectors.testing import read_all, stream_test_class
 from tests.bank.test_bad_input import BILLION_LAUGHS, GOOD_MT940, camt_doc

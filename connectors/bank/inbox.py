@@ -27,15 +27,15 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from canonical_model.bank_statement import BankStatement
-from connectors.bank import checks, detect
+from connectors.bank import checks, detect, statement_catalog
 from connectors.bank.errors import StatementError, UnknownFormatError
+from connectors.bank.statement_catalog import PARSED_NAME
 from connectors.errors import ConfigError
 from connectors.stream import Cursor, SourceRecord
 
@@ -47,9 +47,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PARSED_NAME = "statement.json"
 PARTIAL_SUFFIXES = (".part", ".tmp", ".partial", ".filepart", ".crdownload", ".swp")
-SKIP_EVENT = "bank-duplicate-skipped"
 CONNECTION_KEYS = {"inbox", "layout", "settle_seconds", "sftp"}
 _EPOCH = dt.datetime(1970, 1, 1)
 
@@ -433,195 +431,21 @@ class BankInboxStream:
             ],
         }
 
-    # -- catalog look-ups (the hub's state; none when the stream runs without a catalog) ---------
-    def _catalog(self):  # type: ignore[no-untyped-def]
-        from archive_hub.catalog import Catalog
-
-        return Catalog(self.catalog_url) if self.catalog_url else None
-
+    # -- the hub's state (none when the stream runs without a catalog): see statement_catalog -----
     def _known_files(self, shas: list[str]) -> set[str]:
-        """Files archived, quarantined or skipped as duplicates before: nothing new can come from them."""
-        catalog = self._catalog()
-        if catalog is None or not shas:
-            return set()
-        from sqlalchemy import select
-
-        from archive_hub.catalog.models import ArchiveRecordRow, EventRow, QuarantineRow
-
-        known: set[str] = set()
-        try:
-            with catalog.reading() as session:
-                for chunk in _chunks(shas, 500):
-                    known.update(
-                        session.execute(
-                            select(ArchiveRecordRow.business_id).where(
-                                ArchiveRecordRow.source_id == self.source_id,
-                                ArchiveRecordRow.status == "archived",
-                                ArchiveRecordRow.business_id.in_(chunk),
-                            )
-                        ).scalars()
-                    )
-                    # Refused before and still open in quarantine: the same bytes give the same refusal;
-                    # `archive-hub quarantine retry` re-drives them once the cause is fixed.
-                    known.update(
-                        session.execute(
-                            select(QuarantineRow.business_id).where(
-                                QuarantineRow.source_id == self.source_id,
-                                QuarantineRow.status == "open",
-                                QuarantineRow.business_id.in_(chunk),
-                            )
-                        ).scalars()
-                    )
-                    subjects = [f"{self.source_id}:{s}" for s in chunk]
-                    known.update(
-                        s.split(":", 1)[1]
-                        for s in session.execute(
-                            select(EventRow.subject).where(
-                                EventRow.kind == SKIP_EVENT, EventRow.subject.in_(subjects)
-                            )
-                        ).scalars()
-                    )
-        finally:
-            catalog.dispose()
-        return known
+        return statement_catalog.known_files(self.catalog_url, self.source_id, shas)
 
     def _archived_statements(self, fingerprints: list[str]) -> dict[str, str]:
-        """fingerprint → 档号 of the statements already in the catalog."""
-        catalog = self._catalog()
-        if catalog is None:
-            return {}
-        from sqlalchemy import select
-
-        from archive_hub.catalog.models import BankStatementRow
-
-        try:
-            with catalog.reading() as session:
-                return dict(
-                    session.execute(
-                        select(BankStatementRow.fingerprint, BankStatementRow.archival_code).where(
-                            BankStatementRow.fingerprint.in_(fingerprints)
-                        )
-                    ).all()
-                )
-        finally:
-            catalog.dispose()
+        return statement_catalog.archived_statements(self.catalog_url, fingerprints)
 
     def _note_skipped(self, state: _ReadState) -> None:
         """One hash-chained event per skipped file, so the skip is visible and the file not re-parsed."""
         new, state.noted = state.skipped[state.noted :], len(state.skipped)
-        catalog = self._catalog()
-        if catalog is None or not new:
-            return
-        from archive_hub.catalog.events import Event, append
+        statement_catalog.note_skipped(self.catalog_url, self.source_id, new)
 
-        try:
-            with catalog.transaction() as session:
-                append(
-                    session,
-                    [
-                        Event(
-                            SKIP_EVENT,
-                            f"{self.source_id}:{s['sha256']}",
-                            {k: v for k, v in s.items() if k != "sha256"},
-                        )
-                        for s in new
-                    ],
-                )
-        finally:
-            catalog.dispose()
-
-    # -- the archive transaction hook ------------------------------------------------------------
     def on_archived(self, session: Session, items: list[tuple[ArchiveRecord, str, int]]) -> None:
         """Statements and booked entries of the archived files, committed with the packages."""
-        from archive_hub.catalog.models import BankStatementEntryRow, BankStatementRow
-
-        statement_rows: list[dict[str, Any]] = []
-        entry_rows: list[dict[str, Any]] = []
-        for record, code, package_id in items:
-            parsed = next((a for a in reversed(record.attachments) if a.name == PARSED_NAME), None)
-            if parsed is None:
-                continue
-            doc = json.loads(Path(parsed.uri.removeprefix("file://")).read_text(encoding="utf-8"))
-            sha = record.source.business_id
-            common = {
-                "archival_code": code,
-                "package_id": package_id,
-                "source_id": self.source_id,
-                "file_sha256": sha,
-            }
-            for s in doc["statements"]:
-                statement_rows.append(
-                    {
-                        "fingerprint": s["fingerprint"],
-                        "account": s["account"],
-                        "currency": s["currency"],
-                        "format": s["format"],
-                        "statement_id": s["statement_id"],
-                        "statement_number": s["statement_number"],
-                        "sequence_number": s["sequence_number"],
-                        "opening_balance": _decimal(s["opening_balance"]),
-                        "opening_date": _date(s["opening_balance_date"]),
-                        "closing_balance": _decimal(s["closing_balance"]),
-                        "closing_date": _date(s["closing_balance_date"]),
-                        "entry_count": s["entry_count"],
-                        "balance_check": s["balance_check"],
-                        **common,
-                    }
-                )
-                entry_rows.extend(_entry_rows(s, common))
-        if statement_rows:
-            _insert_ignoring_duplicates(session, BankStatementRow, statement_rows)
-        if entry_rows:
-            _insert_ignoring_duplicates(session, BankStatementEntryRow, entry_rows)
-
-
-def _entry_rows(statement: dict[str, Any], common: dict[str, Any]) -> list[dict[str, Any]]:
-    """Booked entries only: a pending entry becomes a booking later and is stored then."""
-    rows = []
-    seen: dict[str, int] = {}
-    for e, key in zip(statement["entries"], statement["entry_keys"], strict=True):
-        if e.get("status", "booked") != "booked":
-            continue
-        digest = hashlib.sha256(key.encode()).hexdigest()
-        seen[digest] = seen.get(digest, 0) + 1
-        rows.append(
-            {
-                "account": statement["account"],
-                "currency": e["currency"],
-                "statement_fingerprint": statement["fingerprint"],
-                "entry_key": key,
-                "entry_hash": digest,
-                "occurrence": seen[digest],
-                "booking_date": _date(e["booking_date"]),
-                "value_date": _date(e["value_date"]),
-                "amount": Decimal(e["amount"]),
-                "reversal": bool(e["reversal"]),
-                "bank_reference": _cut(e["bank_reference"], 200),
-                "customer_reference": _cut(e["customer_reference"], 200),
-                "end_to_end_id": _cut(e["end_to_end_id"], 200),
-                "counterparty_name": e["counterparty_name"],
-                "counterparty_account": _cut(e["counterparty_account"], 100),
-                "remittance": e["remittance"],
-                "bank_transaction_code": _cut(e["bank_transaction_code"], 100),
-                "position": _cut(e["position"], 200) or "",
-                **common,
-            }
-        )
-    return rows
-
-
-def _insert_ignoring_duplicates(session: Session, table: Any, rows: list[dict[str, Any]]) -> None:
-    from sqlalchemy.dialects import postgresql, sqlite
-
-    dialect = session.get_bind().dialect.name
-    insert = postgresql.insert if dialect == "postgresql" else sqlite.insert
-    for chunk in _chunks(rows, 500):
-        session.execute(insert(table).on_conflict_do_nothing(), chunk)
-
-
-def _chunks(items: Sequence[Any], size: int) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
+        statement_catalog.record_archived(session, self.source_id, items)
 
 
 def _sha256_file(path: Path) -> str:
@@ -654,18 +478,6 @@ def _date_from(s: BankStatement) -> dt.date | None:
 
 def _iso(value: dt.date | None) -> str | None:
     return value.isoformat() if value else None
-
-
-def _date(value: str | None) -> dt.date | None:
-    return dt.date.fromisoformat(value[:10]) if value else None
-
-
-def _decimal(value: str | None) -> Decimal | None:
-    return Decimal(value) if value not in (None, "") else None
-
-
-def _cut(value: str | None, limit: int) -> str | None:
-    return value[:limit] if value else value
 
 
 def stream_from_config(config: SourceConfig) -> BankInboxStream:
