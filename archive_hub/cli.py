@@ -204,6 +204,45 @@ def search(
     console.print(table)
 
 
+@app.command()
+def reconcile(
+    source: Annotated[str, typer.Argument(help="source id")],
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+) -> None:
+    """Auditor's check: every record the source holds now is archived (current version) or quarantined."""
+    from archive_hub.pipeline.context import RunContext
+    from archive_hub.reconciliation import STATUSES
+    from archive_hub.reconciliation import reconcile as run_reconcile
+
+    ctx = RunContext.open(source, f"reconcile-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}")
+    try:
+        report = run_reconcile(ctx)
+    finally:
+        ctx.close()
+    if as_json:
+        print(json.dumps(report.as_dict(), ensure_ascii=False, indent=2))
+    else:
+        table = Table(title=f"{source}: {report.source_records} records in the source vs the archive")
+        table.add_column("period")
+        for status in STATUSES:
+            table.add_column(status, justify="right")
+        for period, counts in sorted(report.by_period.items()):
+            table.add_row(period, *(str(counts.get(s, 0)) for s in STATUSES))
+        table.add_row("total", *(str(report.counts.get(s, 0)) for s in STATUSES), style="bold")
+        console.print(table)
+        for problem in report.problems[:20]:
+            console.print(
+                f"  {problem['status']}: record {problem['record']} {problem.get('reason') or ''}",
+                highlight=False,
+            )
+        if report.archived_not_in_source:
+            console.print(
+                f"  {len(report.archived_not_in_source)} archived record(s) no longer in the source (kept)"
+            )
+    if not report.ok:
+        raise typer.Exit(4)
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     source: Annotated[str | None, typer.Option(help="only this source")] = None,

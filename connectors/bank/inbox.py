@@ -194,6 +194,17 @@ class BankInboxStream:
         records = [self._record(found[k], state, dedupe=False) for k in keys if k in found]
         return [r for r in records if r is not None]
 
+    def inventory(self) -> Iterator[list[SourceRecord]]:
+        """Every distinct file in the inbox now, read or not (for `archive-hub reconcile`)."""
+        files = self._distinct(self._listing(settled_only=False))
+        skipped = statement_catalog.skipped_files(self.catalog_url, self.source_id, [f.sha256 for f in files])
+        yield [
+            SourceRecord(
+                self.name, f.sha256, f.changed_at, {"file": f.name, "skipped_duplicate": f.sha256 in skipped}
+            )
+            for f in files
+        ]
+
     # -- listing ---------------------------------------------------------------------------------
     def _listing(self, settled_only: bool = True) -> list[_File]:
         if not self.inbox.is_dir():

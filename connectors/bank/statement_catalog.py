@@ -77,6 +77,29 @@ def known_files(catalog_url: str | None, source_id: str, shas: list[str]) -> set
     return known
 
 
+def skipped_files(catalog_url: str | None, source_id: str, shas: list[str]) -> set[str]:
+    """Files skipped because every statement in them was archived from another file."""
+    if not catalog_url or not shas:
+        return set()
+    catalog = Catalog(catalog_url)
+    found: set[str] = set()
+    try:
+        with catalog.reading() as session:
+            for chunk in _chunks(shas, 500):
+                subjects = [f"{source_id}:{s}" for s in chunk]
+                found.update(
+                    s.split(":", 1)[1]
+                    for s in session.execute(
+                        select(EventRow.subject).where(
+                            EventRow.kind == SKIP_EVENT, EventRow.subject.in_(subjects)
+                        )
+                    ).scalars()
+                )
+    finally:
+        catalog.dispose()
+    return found
+
+
 def archived_statements(catalog_url: str | None, fingerprints: list[str]) -> dict[str, str]:
     """fingerprint → 档号 of the statements already in the catalog."""
     if not catalog_url:
