@@ -432,7 +432,8 @@ def demo(
     console.print(f"  quarantined bytes: {settings.home / 'quarantine'}")
     console.print(f"  run summaries    : {settings.runs_root}/<source>/<run>/summary.json")
     console.print(
-        "  try              : uv run archive-hub search --text 差旅费 | uv run archive-hub verify | uv run archive-hub quarantine list"
+        "  try              : uv run archive-hub search --text 差旅费 | uv run archive-hub reconcile erp_sample\n"
+        "                     uv run archive-hub verify | uv run archive-hub quarantine list"
     )
 
 
