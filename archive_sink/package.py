@@ -12,6 +12,7 @@ import hashlib
 import json
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from archive_sink.hashing import digests
 from archive_sink.xml_documents import metadata_xml, voucher_xml
@@ -22,9 +23,19 @@ BAGIT_TXT = b"BagIt-Version: 1.0\nTag-File-Character-Encoding: UTF-8\n"
 
 @dataclass(frozen=True)
 class AttachmentBytes:
+    """An attachment's bytes with both digests, computed once (fingerprint and manifests share them)."""
+
     name: str
     media_type: str
     data: bytes
+
+    @cached_property
+    def sha256(self) -> str:
+        return hashlib.sha256(self.data).hexdigest()
+
+    @cached_property
+    def sm3(self) -> str:
+        return hashlib.new("sm3", self.data).hexdigest()
 
 
 @dataclass
@@ -85,7 +96,7 @@ def fingerprint(record: ArchiveRecord, attachments: list[AttachmentBytes]) -> st
     """What the archive promises to keep: record content plus attachment bytes (not paths, not times)."""
     body = record.model_dump(mode="json", exclude={"attachments": {"__all__": {"uri", "size"}}})
     body["source"].pop("changed_at", None)
-    body["attachment_sha256"] = [hashlib.sha256(a.data).hexdigest() for a in attachments]
+    body["attachment_sha256"] = [a.sha256 for a in attachments]
     return hashlib.sha256(json.dumps(body, ensure_ascii=False, sort_keys=True).encode()).hexdigest()
 
 
@@ -112,7 +123,7 @@ def build_package(
         )
     for index, att in enumerate(attachments, start=1):
         path = f"data/attachments/{index:02d}-{safe_name(att.name)}"
-        payload.append(PackageFile(path, att.data, "attachment", att.media_type))
+        payload.append(PackageFile(path, att.data, "attachment", att.media_type, att.sha256, att.sm3))
     meta = metadata_xml(
         record,
         archival_code=archival_code,

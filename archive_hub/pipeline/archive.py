@@ -217,7 +217,7 @@ class Archiver:
                         "updated_at": utcnow(),
                     }
                 )
-            session.execute(insert(ArchiveRecordRow), rows)
+            session.execute(ArchiveRecordRow.__table__.insert(), rows)  # Core executemany: no ORM bookkeeping
             ids = dict(
                 session.execute(
                     select(ArchiveRecordRow.business_id, ArchiveRecordRow.id).where(
@@ -307,7 +307,7 @@ class Archiver:
                             "sm3": f.sm3,
                         }
                     )
-            session.execute(insert(FileRow), file_rows)
+            session.execute(FileRow.__table__.insert(), file_rows)
             session.execute(
                 update(ArchiveRecordRow),
                 [
