@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 from typing import Annotated, Any
 
 import typer
@@ -23,8 +19,10 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.cli_bank import bank_app
-from archive_hub.settings import PROJECT_ROOT, Settings
+from archive_hub.pipeline.context import run_dir_name
+from archive_hub.settings import Settings
 
 app = typer.Typer(
     help="archive-hub: accounting records to verified e-archive packages.", no_args_is_help=True
@@ -318,37 +316,6 @@ def seed_sample_erp_cmd(
         attachment_every=attachment_every,
     )
     console.print(summary.one_line())
-
-
-def run_dir_name(run_id: str) -> str:
-    """The folder name RunContext.run_dir uses for a run id."""
-    import re
-
-    return re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
-
-
-def airflow_env(settings: Settings) -> dict[str, str]:
-    env = dict(os.environ)
-    env.setdefault("AIRFLOW_HOME", str(settings.home / "airflow"))
-    env.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(PROJECT_ROOT / "dags"))
-    env.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
-    env.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "False")
-    env["ARCHIVE_HUB_HOME"] = str(settings.home)
-    return env
-
-
-def run_airflow_dag(dag_id: str, settings: Settings, log: Path) -> int:
-    """`airflow db migrate` then `airflow dags test` (a real DAG run, tasks executed in-process)."""
-    env = airflow_env(settings)
-    Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
-    airflow = str(Path(sys.executable).parent / "airflow")
-    with log.open("w") as fh:
-        migrated = subprocess.run([airflow, "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT)
-        if migrated.returncode != 0:
-            return migrated.returncode
-        return subprocess.run(
-            [airflow, "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT
-        ).returncode
 
 
 @app.command()

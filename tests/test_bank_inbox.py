@@ -301,7 +301,7 @@ TestBankInboxStream = stream_test_class(inbox_stream)
 
 
 def test_dag_runs_for_real(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
-    from archive_hub.cli import run_airflow_dag
+    from archive_hub.airflow_runner import run_airflow_dag
     from tests.test_dag import airflow_db
 
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
+from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
-from archive_hub.cli import run_airflow_dag
 from tests.conftest import Hub, seed
 
 

@@ -22,6 +22,11 @@ def _noop(_phase: str, _advance: int, _total: int | None) -> None:
     return None
 
 
+def run_dir_name(run_id: str) -> str:
+    """The folder name of a run (Airflow run ids hold ':' and '+')."""
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", run_id)
+
+
 @dataclass
 class RunContext:
     source: SourceConfig
@@ -42,8 +47,7 @@ class RunContext:
 
     @property
     def run_dir(self) -> Path:
-        safe = re.sub(r"[^A-Za-z0-9_.+-]", "_", self.run_id)
-        path = self.settings.runs_root / self.source.id / safe
+        path = self.settings.runs_root / self.source.id / run_dir_name(self.run_id)
         path.mkdir(parents=True, exist_ok=True)
         return path
 
