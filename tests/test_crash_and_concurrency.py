@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from archive_hub.catalog import Catalog, sequences
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
-from archive_hub.pipeline import run_step
+from archive_hub.pipeline import run_step, run_sync
 from archive_hub.verification import verify_archive
 from archive_sink.filesystem import published_packages, verify_package_dir
 from tests.conftest import Hub, seed
@@ -110,3 +110,61 @@ def test_archival_numbers_are_unique_and_gap_free_under_concurrent_runs(hub: Hub
         assert w.exitcode == 0
     assert len(numbers) == len(set(numbers)), "two runs were given the same 件号"
     assert sorted(numbers) == list(range(1, len(numbers) + 1)), "件号 has gaps"
+
+
+def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(hub: Hub) -> None:
+    import sqlite3
+
+    from archive_hub.pipeline.archive import Archiver, _batches
+    from archive_hub.pipeline.context import RunContext
+    from connectors.erp.sample_erp.seed import touch_voucher
+
+    seed(hub, vouchers=30, bad_records=False)
+    for step in ("extract", "map", "validate"):
+        run_step(step, "erp_sample", "r1")
+    ctx = RunContext.open("erp_sample", "r1")
+    archiver = Archiver(ctx)
+    for batch, _ in _batches(ctx):
+        archiver.run(batch, reserve_only=True)  # the run dies here: 30 档号 reserved, no package yet
+    ctx.close()
+    erp = sqlite3.connect(hub.erp_url.removeprefix("sqlite:///"))
+    with erp:  # voucher 5 is deleted in the ERP before the next run
+        erp.execute("delete from erp_attachment where voucher_id=5")
+        erp.execute("delete from erp_voucher_line where voucher_id=5")
+        erp.execute("delete from erp_voucher where id=5")
+    run_sync("erp_sample", "r2")
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        held = (
+            s.execute(select(ArchiveRecordRow).where(ArchiveRecordRow.status == "reserved")).scalars().all()
+        )
+    assert [r.business_id for r in held] == ["5"]  # a gap in the archived sequence, reported by verify
+    assert any(
+        "reserved but no package" in p for p in verify_archive(catalog, hub.settings.archive_root).problems
+    )
+    with erp:  # a new voucher is booked: it takes the abandoned 件号
+        cols = [r[1] for r in erp.execute("pragma table_info(erp_voucher)")]
+        row = dict(zip(cols, erp.execute("select * from erp_voucher where id=6").fetchone(), strict=True))
+        row.update(id=777, voucher_no=999)
+        erp.execute(
+            f"insert into erp_voucher ({','.join(cols)}) values ({','.join('?' * len(cols))})",
+            list(row.values()),
+        )
+        lcols = [r[1] for r in erp.execute("pragma table_info(erp_voucher_line)")]
+        for line in erp.execute("select * from erp_voucher_line where voucher_id=6").fetchall():
+            values = dict(zip(lcols, line, strict=True))
+            values.update(id=values["id"] + 70000, voucher_id=777)
+            erp.execute(
+                f"insert into erp_voucher_line ({','.join(lcols)}) values ({','.join('?' * len(lcols))})",
+                list(values.values()),
+            )
+    erp.close()
+    touch_voucher(hub.erp_url, 777, new_summary="新凭证")
+    run_sync("erp_sample", "r3")
+    with catalog.reading() as s:
+        records = s.execute(select(ArchiveRecordRow)).scalars().all()
+    assert all(r.status == "archived" for r in records)
+    assert sorted(r.item_no for r in records) == list(range(1, 31))
+    assert next(r for r in records if r.business_id == "777").item_no == held[0].item_no
+    assert verify_archive(catalog, hub.settings.archive_root).ok
+    catalog.dispose()

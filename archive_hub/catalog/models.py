@@ -50,6 +50,7 @@ class ArchiveRecordRow(Base):
     category: Mapped[str] = mapped_column(String(4))
     item_no: Mapped[int] = mapped_column(Integer)
     status: Mapped[str] = mapped_column(String(12))  # reserved / archived
+    reserved_run: Mapped[str | None] = mapped_column(String(250), nullable=True)  # run that holds the 档号
     current_version: Mapped[int] = mapped_column(Integer, default=0)
     title: Mapped[str] = mapped_column(Text)
     record_date: Mapped[dt.date] = mapped_column(Date)

@@ -24,9 +24,11 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from archive_hub.catalog import quarantine, sequences
 from archive_hub.catalog.events import Event, append
+from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import KnownRecord, known_records
@@ -186,9 +188,28 @@ class Archiver:
         if not new:
             return
         with self.ctx.catalog.transaction() as session:
-            next_no = sequences.allocate(session, sequences.keys_of(sequence_key(p.record) for p in new))
-            rows = []
+            # First reuse 档号 that an earlier run reserved for a record that never got its package (it
+            # turned invalid, or its attachment vanished): the 件号 sequence stays gap-free.
+            stale = self._stale_reservations(session, {sequence_key(p.record) for p in new})
+            fresh = []
             for p in new:
+                rows_for_key = stale.get(sequence_key(p.record))
+                if rows_for_key:
+                    row = rows_for_key.pop(0)
+                    p.item_no, p.archival_code, p.record_id = row.item_no, row.archival_code, row.id
+                    row.business_id, row.reserved_run, row.updated_at = (
+                        p.record.source.business_id,
+                        self.ctx.run_id,
+                        utcnow(),
+                    )
+                    for column, value in record_columns(p.record).items():
+                        setattr(row, column, value)
+                else:
+                    fresh.append(p)
+            session.flush()
+            next_no = sequences.allocate(session, sequences.keys_of(sequence_key(p.record) for p in fresh))
+            rows = []
+            for p in fresh:
                 key = sequence_key(p.record)
                 p.item_no = next_no[key]
                 next_no[key] += 1
@@ -211,23 +232,54 @@ class Archiver:
                         "category": key[3],
                         "item_no": p.item_no,
                         "status": "reserved",
+                        "reserved_run": self.ctx.run_id,
                         "current_version": 0,
                         **record_columns(p.record),
                         "created_at": utcnow(),
                         "updated_at": utcnow(),
                     }
                 )
-            session.execute(ArchiveRecordRow.__table__.insert(), rows)  # Core executemany: no ORM bookkeeping
-            ids = dict(
+            if rows:
                 session.execute(
-                    select(ArchiveRecordRow.business_id, ArchiveRecordRow.id).where(
-                        ArchiveRecordRow.source_id == self.ctx.source.id,
-                        ArchiveRecordRow.business_id.in_([p.record.source.business_id for p in new]),
-                    )
-                ).all()
+                    ArchiveRecordRow.__table__.insert(), rows
+                )  # Core executemany: no ORM bookkeeping
+            ids = (
+                dict(
+                    session.execute(
+                        select(ArchiveRecordRow.business_id, ArchiveRecordRow.id).where(
+                            ArchiveRecordRow.source_id == self.ctx.source.id,
+                            ArchiveRecordRow.business_id.in_([p.record.source.business_id for p in fresh]),
+                        )
+                    ).all()
+                )
+                if fresh
+                else {}
             )
-        for p in new:
+        for p in fresh:
             p.record_id = ids[p.record.source.business_id]
+
+    def _stale_reservations(
+        self, session: Session, keys: set[sequences.SequenceKey]
+    ) -> dict[sequences.SequenceKey, list[ArchiveRecordRow]]:
+        """Reservations of this source left by earlier runs (this run's own are still in flight)."""
+        found: dict[sequences.SequenceKey, list[ArchiveRecordRow]] = {}
+        if not keys:
+            return found
+        rows = session.execute(
+            select(ArchiveRecordRow)
+            .where(
+                ArchiveRecordRow.source_id == self.ctx.source.id,
+                ArchiveRecordRow.status == "reserved",
+                (ArchiveRecordRow.reserved_run != self.ctx.run_id) | ArchiveRecordRow.reserved_run.is_(None),
+            )
+            .order_by(ArchiveRecordRow.item_no)
+            .with_for_update()
+        ).scalars()
+        for row in rows:
+            key = (row.fonds_no, row.year, row.retention, row.category)
+            if key in keys:
+                found.setdefault(key, []).append(row)
+        return found
 
     def _write(self, plan: list[Planned]) -> None:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
@@ -376,6 +428,13 @@ def default_workers() -> int:
 
 
 def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
+    """Archive every valid record of the run, holding the source's lock (one archive step per source)."""
+    staging = ctx.settings.staging_root / ctx.source.id
+    with source_lock(ctx.catalog, staging, ctx.source.id):
+        return _archive_locked(ctx, workers)
+
+
+def _archive_locked(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
     """Archive every valid record of the run.
 
     With several workers this process reserves the 档号 of new records batch by batch (so 件号 follow
