@@ -21,7 +21,7 @@ DEFAULT_ARGS = {"retries": 2, "retry_delay": dt.timedelta(seconds=30), "retry_ex
 def _run(step: str, source_id: str) -> dict[str, Any]:
     from airflow.sdk.exceptions import AirflowFailException
 
-    from archive_hub.pipeline.finalize import QuarantineThresholdError
+    from archive_hub.pipeline.finalize import QuarantineThresholdError, RunIntegrityError
     from archive_hub.pipeline.runner import run_step
     from connectors.errors import ConfigError, RecordError, SourceError
     from mappings import MappingConfigError
@@ -29,7 +29,14 @@ def _run(step: str, source_id: str) -> dict[str, Any]:
     run_id = get_current_context()["run_id"]
     try:
         return run_step(step, source_id, run_id)
-    except (ConfigError, MappingConfigError, QuarantineThresholdError, RecordError, SourceError) as exc:
+    except (
+        ConfigError,
+        MappingConfigError,
+        QuarantineThresholdError,
+        RunIntegrityError,
+        RecordError,
+        SourceError,
+    ) as exc:
         # Retrying cannot fix these: fail now with the message that names the setting or record.
         raise AirflowFailException(str(exc)) from None
 

@@ -221,7 +221,7 @@ def test_run_fails_above_the_quarantine_threshold_and_keeps_the_cursor(
     monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(src))
     with pytest.raises(
         QuarantineThresholdError,
-        match=r"5 of 125 records \(4.0%\) were quarantined, above the threshold of 1.0%",
+        match=r"5 of 125 records \(4.0%\) were newly quarantined, above the threshold of 1.0%",
     ):
         run_sync("erp_sample", "run-1")
     catalog = Catalog(seeded_hub.settings.catalog_url)
@@ -288,3 +288,48 @@ def test_metadata_is_checked_against_catalog_code_and_manifests(seeded_hub: Hub)
     )
     refused = verify_package_dir(package, archival_code=code)
     assert any("DOCTYPE/ENTITY" in p.reason for p in refused)
+
+
+def test_a_known_bad_voucher_does_not_fail_every_later_run(
+    seeded_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The threshold judges new problems once; re-reading an open item with the same payload is not new."""
+    src = seeded_hub.home / "sources"
+    src.mkdir()
+    config = (Path(__file__).parent.parent / "config" / "sources" / "erp_sample.yaml").read_text(
+        encoding="utf-8"
+    )
+    (src / "erp_sample.yaml").write_text(
+        config.replace("quarantine_threshold: 0.05", "quarantine_threshold: 0.01"), encoding="utf-8"
+    )
+    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(src))
+    with pytest.raises(QuarantineThresholdError):
+        run_sync("erp_sample", "run-1")  # 5 new problems of 125: the run fails and the cursor stays
+    summary = run_sync("erp_sample", "run-2")  # the same records again, nothing changed
+    assert summary["status"] == "success"
+    assert summary["quarantined"] == 5 and summary["quarantined_new"] == 0
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    with catalog.reading() as s:
+        assert s.execute(select(CursorRow)).scalar_one().run_id == "run-2"
+        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 5  # still open, still visible
+    catalog.dispose()
+
+
+def test_finalize_refuses_to_move_the_cursor_when_counts_do_not_add_up(seeded_hub: Hub) -> None:
+    from archive_hub.pipeline import run_step
+    from archive_hub.pipeline.finalize import RunIntegrityError
+
+    for step in ("extract", "map", "validate"):
+        run_step(step, "erp_sample", "run-1")
+    ctx = RunContext.open("erp_sample", "run-1")
+    valid = ctx.run_dir / "valid.jsonl"
+    lines = valid.read_text(encoding="utf-8").splitlines()
+    valid.write_text("\n".join(lines[:-3]) + "\n", encoding="utf-8")  # a truncated hand-off file
+    ctx.close()
+    run_step("archive", "erp_sample", "run-1")
+    with pytest.raises(RunIntegrityError, match="records unaccounted for"):
+        run_step("finalize", "erp_sample", "run-1")
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    with catalog.reading() as s:
+        assert s.execute(select(CursorRow)).first() is None
+    catalog.dispose()

@@ -28,8 +28,15 @@ class QuarantineEntry:
 
 
 def put(session: Session, run_id: str, entries: Sequence[QuarantineEntry]) -> int:
+    """Quarantine (or re-quarantine) records; returns how many are *new* problems.
+
+    A record already open in quarantine with the same payload is the same problem seen again (a
+    look-back re-read, an unmoved cursor): it counts an attempt but not toward a run's threshold, so
+    one bad voucher cannot fail every later small run.
+    """
     if not entries:
         return 0
+    fresh = 0
     keys = {(e.source_id, e.business_id) for e in entries}
     existing = {
         (row.source_id, row.business_id): row
@@ -62,7 +69,10 @@ def put(session: Session, run_id: str, entries: Sequence[QuarantineEntry]) -> in
             )
             session.add(row)
             existing[(e.source_id, e.business_id)] = row
+            fresh += 1
         else:
+            if row.raw_payload != e.raw_payload:  # the source changed it: a new problem
+                fresh += 1
             row.run_id, row.stage, row.reason = run_id, e.stage, e.reason
             row.raw_payload, row.mapping_version = e.raw_payload, e.mapping_version
             row.attempts += 1
@@ -76,7 +86,7 @@ def put(session: Session, run_id: str, entries: Sequence[QuarantineEntry]) -> in
             )
         )
     append(session, events)
-    return len(entries)
+    return fresh
 
 
 def resolve(session: Session, run_id: str, source_id: str, business_ids: Iterable[str]) -> int:

@@ -109,7 +109,14 @@ class Archiver:
         self.ctx = ctx
         # One staging area per source: cleaning up after a crashed run never touches another source's work.
         self.store = FilesystemArchive(ctx.settings.archive_root, ctx.settings.staging_root / ctx.source.id)
-        self.counts = {"archived": 0, "new_versions": 0, "unchanged": 0, "quarantined": 0, "bytes": 0}
+        self.counts = {
+            "archived": 0,
+            "new_versions": 0,
+            "unchanged": 0,
+            "quarantined": 0,
+            "quarantined_new": 0,
+            "bytes": 0,
+        }
 
     def close(self) -> None:
         """Nothing to release today; kept so callers need not change when a store holds connections."""
@@ -168,7 +175,7 @@ class Archiver:
                 for key, reason in failures
             ]
             with ctx.catalog.transaction() as session:
-                quarantine.put(session, ctx.run_id, entries)
+                self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
             self.counts["quarantined"] += len(entries)
         if not reserve_only:
             ctx.progress("archive", len(records), None)

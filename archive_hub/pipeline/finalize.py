@@ -21,6 +21,31 @@ class QuarantineThresholdError(RuntimeError):
     pass
 
 
+class RunIntegrityError(RuntimeError):
+    """The steps' counts do not add up: some record went missing between steps; the cursor stays."""
+
+
+def check_counts(
+    extract: dict[str, Any], mapped: dict[str, Any], validated: dict[str, Any], archived: dict[str, Any]
+) -> list[str]:
+    """Every record read is accounted for at every step (read = mapped + refused, and so on)."""
+    problems = []
+    if extract["records"] != mapped["mapped"] + mapped["quarantined"]:
+        problems.append(
+            f"read {extract['records']} but mapped {mapped['mapped']} + quarantined {mapped['quarantined']}"
+        )
+    if mapped["mapped"] != validated["valid"] + validated["quarantined"]:
+        problems.append(
+            f"mapped {mapped['mapped']} but valid {validated['valid']} + quarantined {validated['quarantined']}"
+        )
+    done = archived["archived"] + archived["new_versions"] + archived["unchanged"] + archived["quarantined"]
+    if validated["valid"] != done:
+        problems.append(
+            f"valid {validated['valid']} but archived/new versions/unchanged/quarantined add up to {done}"
+        )
+    return problems
+
+
 def finalize(
     ctx: RunContext,
     extract: dict[str, Any],
@@ -30,8 +55,14 @@ def finalize(
 ) -> dict[str, Any]:
     read = extract["records"]
     quarantined = mapped["quarantined"] + validated["quarantined"] + archived["quarantined"]
-    share = quarantined / read if read else 0.0
-    failed = share > ctx.source.quarantine_threshold
+    # Only new problems count toward the threshold; a record still open with the same payload was
+    # counted by the run that first refused it.
+    new_problems = sum(
+        step.get("quarantined_new", step["quarantined"]) for step in (mapped, validated, archived)
+    )
+    share = new_problems / read if read else 0.0
+    lost = check_counts(extract, mapped, validated, archived)
+    failed = share > ctx.source.quarantine_threshold or bool(lost)
     summary = {
         "source": ctx.source.id,
         "run_id": ctx.run_id,
@@ -40,7 +71,9 @@ def finalize(
         "new_versions": archived["new_versions"],
         "unchanged": archived["unchanged"],
         "quarantined": quarantined,
+        "quarantined_new": new_problems,
         "quarantine_share": round(share, 4),
+        "count_problems": lost,
         "threshold": ctx.source.quarantine_threshold,
         "bytes_written": archived["bytes"],
         "mapping": mapped["mapping"],
@@ -87,9 +120,13 @@ def finalize(
             ],
         )
     write_json(ctx.run_dir / "summary.json", summary)
+    if lost:
+        raise RunIntegrityError(
+            f"{ctx.source.id}: records unaccounted for between steps ({'; '.join(lost)}); the cursor was not moved"
+        )
     if failed:
         raise QuarantineThresholdError(
-            f"{ctx.source.id}: {quarantined} of {read} records ({share:.1%}) were quarantined, above the threshold of "
+            f"{ctx.source.id}: {new_problems} of {read} records ({share:.1%}) were newly quarantined, above the threshold of "
             f"{ctx.source.quarantine_threshold:.1%}; the cursor was not moved. See `archive-hub quarantine list --source {ctx.source.id}`."
         )
     return summary

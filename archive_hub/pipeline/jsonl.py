@@ -1,4 +1,4 @@
-"""JSON Lines files between steps, written atomically (temp name, fsync-free rename)."""
+"""JSON Lines files between steps, written atomically (temp name, fsync, rename)."""
 
 from __future__ import annotations
 
@@ -33,6 +33,8 @@ def write_lines(path: Path, rows: Iterable[Any]) -> int:
             fh.write(dumps(row))
             fh.write("\n")
             count += 1
+        fh.flush()
+        os.fsync(fh.fileno())  # a host crash must not leave a short file that a later step trusts
     os.replace(tmp, path)
     return count
 
@@ -63,6 +65,8 @@ def write_raw_lines(path: Path, lines: Iterable[str]) -> int:
             fh.write(line)
             fh.write("\n")
             count += 1
+        fh.flush()
+        os.fsync(fh.fileno())
     os.replace(tmp, path)
     return count
 

@@ -51,5 +51,11 @@ def transform(ctx: RunContext) -> dict[str, Any]:
 
     mapped = write_raw_lines(ctx.run_dir / "mapped.jsonl", rows())  # one ArchiveRecord JSON per line
     with ctx.catalog.transaction() as session:
-        quarantine.put(session, ctx.run_id, rejected)
-    return {"step": "map", "mapping": mapping.label, "mapped": mapped, "quarantined": len(rejected)}
+        new_problems = quarantine.put(session, ctx.run_id, rejected)
+    return {
+        "step": "map",
+        "mapping": mapping.label,
+        "mapped": mapped,
+        "quarantined": len(rejected),
+        "quarantined_new": new_problems,
+    }

@@ -49,10 +49,16 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         for r in rejected
     ]
     with ctx.catalog.transaction() as session:
-        quarantine.put(session, ctx.run_id, entries)
+        new_problems = quarantine.put(session, ctx.run_id, entries)
     keep = {r.source.business_id for r in accepted}
     valid = write_raw_lines(
         ctx.run_dir / "valid.jsonl",
         (line for line, record in zip(lines, records, strict=True) if record.source.business_id in keep),
     )
-    return {"step": "validate", "valid": valid, "quarantined": len(entries), **summary}
+    return {
+        "step": "validate",
+        "valid": valid,
+        "quarantined": len(entries),
+        "quarantined_new": new_problems,
+        **summary,
+    }
