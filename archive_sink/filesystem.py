@@ -8,6 +8,7 @@ packages are never overwritten: a changed record gets a new version directory.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import uuid
@@ -22,6 +23,10 @@ from archive_sink.package import ArchivePackage, PackageFile
 
 class PackageConflictError(RuntimeError):
     """A different package already sits where this one would be published."""
+
+
+class StagingVerificationError(RuntimeError):
+    """What was read back from staging differs from what was built: never published."""
 
 
 @dataclass
@@ -53,6 +58,20 @@ class FilesystemArchive:
                 created.add(parent)
             write_file(target, f.data)
         return StagedPackage(package, staging)
+
+    def verify_staged(self, staged: StagedPackage) -> None:
+        """Read every staged file back and compare size and SHA-256 with the package built in memory.
+
+        Runs after the batch's syncfs and before publishing, so a short write, a full disk or a
+        corrupting device is caught while the package is still invisible.
+        """
+        for f in staged.package.files:
+            path = staged.staging_path / f.path
+            data = path.read_bytes()
+            if len(data) != len(f.data) or hashlib.sha256(data).hexdigest() != f.sha256:
+                raise StagingVerificationError(
+                    f"{staged.package.archival_code} v{staged.package.version}: staged {f.path} differs from what was built"
+                )
 
     def sync(self) -> None:
         """Make everything staged so far durable (one syncfs for the whole batch)."""

@@ -168,3 +168,32 @@ def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(hub
     assert next(r for r in records if r.business_id == "777").item_no == held[0].item_no
     assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()
+
+
+def test_a_staged_package_that_reads_back_differently_is_never_published(tmp_path: Path) -> None:
+    import datetime as dt
+
+    import pytest
+
+    from archive_sink.filesystem import FilesystemArchive, StagingVerificationError
+    from archive_sink.package import build_package
+    from mappings import load_mapping
+    from tests.test_mapping import CONTEXT, MAPPING, RAW
+
+    record = load_mapping(MAPPING).apply(RAW, "42", CONTEXT).model_copy(update={"attachments": []})
+    package = build_package(
+        record,
+        [],
+        archival_code="J001-KJ·2025-D30-PZ-0001",
+        item_no=1,
+        version=1,
+        archived_at=dt.datetime.now(dt.UTC),
+        retention_due=None,
+    )
+    store = FilesystemArchive(tmp_path / "archive")
+    staged = store.stage(package)
+    store.verify_staged(staged)  # a faithful copy passes
+    (staged.staging_path / "data" / "voucher.xml").write_bytes(b"<short/>")  # a short or corrupted write
+    with pytest.raises(StagingVerificationError, match="staged data/voucher.xml differs"):
+        store.verify_staged(staged)
+    assert published_packages(tmp_path / "archive") == []

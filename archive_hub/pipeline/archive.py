@@ -313,6 +313,8 @@ class Archiver:
 
         staged = [build_and_stage(p) for p in plan]
         self.store.sync()
+        for item in staged:  # staged → durable → read back and verified → published
+            self.store.verify_staged(item)
         published = []
         for p, item in zip(plan, staged, strict=True):
             path, p.package = self.store.publish(item)
