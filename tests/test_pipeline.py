@@ -333,3 +333,23 @@ def test_finalize_refuses_to_move_the_cursor_when_counts_do_not_add_up(seeded_hu
     with catalog.reading() as s:
         assert s.execute(select(CursorRow)).first() is None
     catalog.dispose()
+
+
+def test_an_attachment_path_outside_the_erp_root_is_refused_not_read(seeded_hub: Hub) -> None:
+    with sqlite3.connect(seeded_hub.erp_url.removeprefix("sqlite:///")) as erp:
+        voucher_id = erp.execute("select voucher_id from erp_attachment order by id limit 1").fetchone()[0]
+        erp.execute(
+            "update erp_attachment set storage_path='../../../../etc/passwd' where voucher_id=?",
+            (voucher_id,),
+        )
+    run_sync("erp_sample", "run-1")
+    catalog = Catalog(seeded_hub.settings.catalog_url)
+    with catalog.reading() as s:
+        item = s.execute(
+            select(QuarantineRow).where(QuarantineRow.business_id == str(voucher_id))
+        ).scalar_one()
+    catalog.dispose()
+    assert item.stage == "archive" and "outside the attachment root" in item.reason
+    for package in published_packages(seeded_hub.settings.archive_root):
+        for f in (package / "data").rglob("*"):
+            assert b"root:x:0:0" not in f.read_bytes()[:4096] if f.is_file() else True

@@ -61,6 +61,8 @@ class Planned:
 
 def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
     att = record.attachments[index]
+    if att.uri.startswith("refused:"):  # the connector would not resolve it (e.g. a path outside its root)
+        raise AttachmentError(f"attachment {index + 1} {att.name!r}: {att.uri.removeprefix('refused:')}")
     uri = att.uri.removeprefix("file://")
     try:
         data = Path(uri).read_bytes()

@@ -99,6 +99,14 @@ class DatabaseVoucherStream:
             headers = [dict(row._mapping) for row in conn.execute(query)]
             return self._assemble(conn, headers) if headers else []
 
+    def _attachment_uri(self, storage_path: str) -> str:
+        """The file under the attachment root; a path that escapes it (absolute, `..`) is refused."""
+        root = (self.attachment_root or Path(".")).resolve()
+        path = (root / storage_path).resolve()
+        if not path.is_relative_to(root):
+            return f"refused:storage_path {storage_path!r} lies outside the attachment root"
+        return str(path)
+
     def _assemble(self, conn: Any, headers: list[dict[str, Any]]) -> list[SourceRecord]:
         ids = [h["id"] for h in headers]
         line, acct, att = schema.voucher_line, schema.account, schema.attachment
@@ -116,8 +124,7 @@ class DatabaseVoucherStream:
             select(att).where(att.c.voucher_id.in_(ids)).order_by(att.c.voucher_id, att.c.id)
         ):
             item = dict(row._mapping)
-            root = self.attachment_root or Path(".")
-            item["uri"] = str(root / item["storage_path"])
+            item["uri"] = self._attachment_uri(item["storage_path"])
             files[row.voucher_id].append(item)
         records = []
         for header in headers:
