@@ -157,6 +157,12 @@ def search(
     from archive_hub.catalog.search import SearchQuery
     from archive_hub.catalog.search import search as run_search
 
+    for label, value in (("--min", amount_min), ("--max", amount_max)):
+        if value is not None:
+            try:
+                Decimal(value)
+            except ArithmeticError:
+                raise typer.BadParameter(f"{value!r} is not an amount", param_hint=label) from None
     query = SearchQuery(
         code,
         voucher,
@@ -248,7 +254,10 @@ def quarantine_list(
 ) -> None:
     """Open quarantine items with their reasons."""
     from archive_hub.catalog.quarantine import open_items
+    from archive_hub.sources import find_source
 
+    if source:
+        find_source(source)  # an unknown source is an error, not an empty list
     with _catalog().reading() as session:
         items = open_items(session, source)
     if as_json:
@@ -285,11 +294,18 @@ def quarantine_retry(
     ] = None,
 ) -> None:
     """Re-drive quarantined records after the source data or the mapping was fixed."""
+    from archive_hub.catalog.quarantine import open_items
     from archive_hub.pipeline.context import RunContext
     from archive_hub.pipeline.redrive import redrive
 
     ctx = RunContext.open(source, f"retry-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S%f}")
     try:
+        if ids:
+            with ctx.catalog.reading() as session:
+                found = {i.id for i in open_items(session, source, ids)}
+            unknown = sorted(set(ids) - found)
+            if unknown:
+                _fail(f"no open quarantine item {', '.join(map(str, unknown))} for source {source}", 2)
         summary = redrive(ctx, ids or None)
     finally:
         ctx.close()
@@ -404,5 +420,30 @@ def demo(
     )
 
 
+def main() -> None:
+    """Entry point: expected failures become one clear line on stderr (exit 2), never a traceback."""
+    from decimal import InvalidOperation
+
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from archive_hub.settings import redact_url
+    from connectors.errors import ConnectorError
+    from mappings import MappingConfigError
+
+    try:
+        app()
+    except (ConnectorError, MappingConfigError) as exc:
+        err.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise SystemExit(2) from None
+    except SQLAlchemyError as exc:
+        detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
+        url = redact_url(Settings.from_env().catalog_url)
+        err.print(f"[red]error:[/red] catalog {url}: {type(exc).__name__}: {detail}", highlight=False)
+        raise SystemExit(2) from None
+    except InvalidOperation:
+        err.print("[red]error:[/red] an amount is not a decimal number", highlight=False)
+        raise SystemExit(2) from None
+
+
 if __name__ == "__main__":
-    app()
+    main()

@@ -91,3 +91,22 @@ def test_unknown_source_is_a_clear_config_error(hub: Hub) -> None:
     assert out.returncode == 1
     assert "no config/sources/no_such_erp.yaml" in out.stderr and "erp_sample" in out.stderr
     assert "Traceback" not in out.stderr
+
+
+def test_expected_failures_are_one_line_never_a_traceback(hub: Hub) -> None:
+    cases = [
+        (("reconcile", "nosuch"), "no config/sources/nosuch.yaml", {}),
+        (("quarantine", "list", "--source", "nosuch"), "no config/sources/nosuch.yaml", {}),
+        (("quarantine", "retry", "--source", "erp_sample", "9999"), "no open quarantine item 9999", {}),
+        (("search", "--min", "abc"), "is not an amount", {}),
+        (
+            ("verify",),
+            "catalog postgresql+psycopg://reader:***@127.0.0.1:9/x",
+            {"ARCHIVE_HUB_CATALOG_URL": "postgresql+psycopg://reader:Hunter2secret@127.0.0.1:9/x"},
+        ),
+    ]
+    for args, message, env in cases:
+        out = cli(*args, env=env)
+        assert out.returncode == 2, (args, out.returncode, out.stderr[-500:])
+        assert message in out.stderr.replace("\n", ""), (args, out.stderr)
+        assert "Traceback" not in out.stderr and "Hunter2secret" not in out.stderr

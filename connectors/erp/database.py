@@ -41,10 +41,16 @@ class DatabaseVoucherStream:
             with self.engine.connect() as conn:
                 conn.execute(select(schema.voucher.c.id).limit(1)).all()
         except SQLAlchemyError as exc:
+            detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:200]
+            hint = (
+                " (create the sample ERP with `archive-hub seed-sample-erp`)"
+                if self.system == "sample-erp"
+                else ""
+            )
             raise ConfigError(
                 self.source_id,
                 "connection.url",
-                f"cannot read erp_voucher at {redact_url(self.url)}: {type(exc).__name__}",
+                f"cannot read erp_voucher at {redact_url(self.url)}: {type(exc).__name__}: {detail}{hint}",
             ) from None
         if self.attachment_root is not None and not self.attachment_root.is_dir():
             raise ConfigError(
