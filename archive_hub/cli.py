@@ -310,7 +310,9 @@ def quarantine_retry(
     finally:
         ctx.close()
     console.print(
-        f"retried {summary['retried']}: resolved {summary['resolved']}, still quarantined {summary['still_quarantined']}"
+        f"retried {summary['retried']} ({summary.get('from_source', 0)} re-read from the source, "
+        f"{summary.get('from_quarantine_payload', 0)} from the kept payload): resolved {summary['resolved']}, "
+        f"still quarantined {summary['still_quarantined']}"
     )
     if summary["still_quarantined"]:
         raise typer.Exit(3)

@@ -21,10 +21,10 @@ def redrive(ctx: RunContext, item_ids: list[int] | None = None) -> dict[str, Any
     if not items:
         return {"source": ctx.source.id, "retried": 0, "resolved": 0, "still_quarantined": 0}
     keys = [i.business_id for i in items]
-    try:
-        fresh = {r.key: r for r in ctx.stream.read_keys(keys)}
-    except Exception:
-        fresh = {}
+    # The source is asked first: a record fixed there is re-driven as it is now. A source error stops the
+    # retry (SourceError/ConfigError reach the caller); only records the source no longer holds fall
+    # back to the payload kept in quarantine, and the summary says how many did.
+    fresh = {r.key: r for r in ctx.stream.read_keys(keys)}
     rows = []
     for item in items:
         record = fresh.get(item.business_id)
@@ -51,6 +51,8 @@ def redrive(ctx: RunContext, item_ids: list[int] | None = None) -> dict[str, Any
         "source": ctx.source.id,
         "run_id": ctx.run_id,
         "retried": len(items),
+        "from_source": sum(1 for r in rows if r["from"] == "source"),
+        "from_quarantine_payload": sum(1 for r in rows if r["from"] == "quarantine"),
         "resolved": sum(1 for k in keys if k not in still),
         "still_quarantined": sum(1 for k in keys if k in still),
         "map": mapped,
