@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from archive_hub.catalog.models import CursorRow, SyncRunRow
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.jsonl import write_lines
+from archive_hub.pipeline.jsonl import read_lines, write_lines
 from connectors.stream import Cursor
 
 
@@ -28,20 +28,26 @@ def extract(ctx: RunContext) -> dict[str, Any]:
     start = load_cursor(ctx)
     high: Cursor | None = None
     seen: set[str] = set()
+    repeated: set[str] = set()
 
     def rows():
         nonlocal high
         for batch in ctx.stream.read(start, lookback=ctx.source.lookback, batch_size=ctx.source.batch_size):
             for record in batch:
-                if record.key in seen:  # a page boundary can repeat a record; the first read wins
-                    continue
+                if record.key in seen:  # changed while we paged: it shows up again, newer
+                    repeated.add(record.key)
                 seen.add(record.key)
                 if record.cursor and (high is None or record.cursor > high):
                     high = record.cursor
                 yield {"key": record.key, "changed_at": record.changed_at, "data": record.data}
             ctx.progress("extract", len(batch), None)
 
-    count = write_lines(ctx.run_dir / "extracted.jsonl", rows())
+    path = ctx.run_dir / "extracted.jsonl"
+    count = write_lines(path, rows())
+    if repeated:  # keep only the last (newest) read of each repeated record
+        lines = list(read_lines(path))
+        last = {item["key"]: index for index, item in enumerate(lines)}
+        count = write_lines(path, (item for index, item in enumerate(lines) if last[item["key"]] == index))
     return {
         "step": "extract",
         "source": ctx.source.id,
