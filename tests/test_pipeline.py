@@ -353,3 +353,19 @@ def test_an_attachment_path_outside_the_erp_root_is_refused_not_read(seeded_hub:
     for package in published_packages(seeded_hub.settings.archive_root):
         for f in (package / "data").rglob("*"):
             assert b"root:x:0:0" not in f.read_bytes()[:4096] if f.is_file() else True
+
+
+def test_vouchers_renumbered_in_the_erp_swap_numbers_without_quarantine(hub: Hub) -> None:
+    """凭证整理: two vouchers swap their numbers in one change; both get a new version, none is refused."""
+    seed(hub, vouchers=60, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:
+        (a, na), (b, nb) = erp.execute(
+            "select id, voucher_no from erp_voucher where period=1 and voucher_word='记' order by voucher_no limit 2"
+        ).fetchall()
+        erp.execute("update erp_voucher set voucher_no=? where id=?", (nb, a))
+        erp.execute("update erp_voucher set voucher_no=? where id=?", (na, b))
+    touch_voucher(hub.erp_url, a, new_summary="凭证整理")
+    touch_voucher(hub.erp_url, b, new_summary="凭证整理")
+    summary = run_sync("erp_sample", "run-2")
+    assert summary["quarantined"] == 0 and summary["new_versions"] == 2

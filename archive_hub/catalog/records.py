@@ -54,9 +54,13 @@ def known_records(session: Session, source_id: str, business_ids: Sequence[str])
 
 
 def archived_voucher_numbers(
-    session: Session, keys: set[tuple[str, int, int, str]]
+    session: Session, source_id: str, keys: set[tuple[str, int, int, str]]
 ) -> dict[tuple[str, int, int, str], str]:
-    """(book, year, period, 凭证号) → business id already holding it in the catalog."""
+    """(book, year, period, 凭证号) → business id of this source's archived voucher holding it.
+
+    Scoped to one source (two ERPs may both have a book "01") and to archived records (a bare 档号
+    reservation holds no voucher number yet).
+    """
     if not keys:
         return {}
     result: dict[tuple[str, int, int, str], str] = {}
@@ -71,6 +75,8 @@ def archived_voucher_numbers(
                 ArchiveRecordRow.voucher_no,
                 ArchiveRecordRow.business_id,
             ).where(
+                ArchiveRecordRow.source_id == source_id,
+                ArchiveRecordRow.status == "archived",
                 ArchiveRecordRow.fiscal_year.in_(years),
                 ArchiveRecordRow.voucher_no.in_(numbers[start : start + 500]),
             )

@@ -32,7 +32,7 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         if r.voucher is not None and r.voucher_no
     }
     with ctx.catalog.reading() as session:
-        taken = archived_voucher_numbers(session, numbers)
+        taken = archived_voucher_numbers(session, ctx.source.id, numbers)
     accepted, rejected, summary = check_batch(records, taken)
     ctx.progress("validate", len(records), len(records))
     raw = raw_payloads(ctx, {r.record_key for r in rejected})

@@ -98,6 +98,8 @@ def check_batch(
         if v is None or not archived_numbers:
             continue
         holder = archived_numbers.get((v.book_code, v.fiscal_year, v.period, rec.voucher_no))
+        if holder in by_key and by_key[holder].voucher_no != rec.voucher_no:
+            continue  # the holder is renumbered in this very batch (凭证整理): the number is free again
         if holder is not None and holder != rec.source.business_id:
             reasons[rec.source.business_id].append(
                 f"voucher number {rec.voucher_no} in book {v.book_code} {v.fiscal_year}/{v.period:02d} is already archived for source record {holder}"
