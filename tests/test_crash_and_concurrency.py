@@ -15,7 +15,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from archive_hub.catalog import Catalog, sequences
-from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
+from archive_hub.catalog.models import ArchiveRecordRow, PackageRow, QuarantineRow
 from archive_hub.pipeline import run_step, run_sync
 from archive_hub.verification import verify_archive
 from archive_sink.filesystem import published_packages, verify_package_dir
@@ -197,3 +197,28 @@ def test_a_staged_package_that_reads_back_differently_is_never_published(tmp_pat
     with pytest.raises(StagingVerificationError, match="staged data/voucher.xml differs"):
         store.verify_staged(staged)
     assert published_packages(tmp_path / "archive") == []
+
+
+def _sync_in_process(run_id: str) -> None:
+    run_sync("erp_sample", run_id)
+
+
+def test_two_runs_of_one_source_at_once_archive_each_voucher_once(hub: Hub, catalog_url: str) -> None:
+    seed(hub, vouchers=150)
+    ctx = multiprocessing.get_context("spawn")
+    runs = [ctx.Process(target=_sync_in_process, args=(f"parallel-{i}",)) for i in range(2)]
+    for p in runs:
+        p.start()
+    for p in runs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    catalog = Catalog(catalog_url)
+    with catalog.reading() as s:
+        records = s.execute(select(ArchiveRecordRow)).scalars().all()
+        packages = s.execute(select(PackageRow)).scalars().all()
+        items = s.execute(select(QuarantineRow).where(QuarantineRow.status == "open")).scalars().all()
+    assert len(records) == 150 and sorted(r.item_no for r in records) == list(range(1, 151))
+    assert len(packages) == 150 and len(items) == 5
+    assert len(published_packages(hub.settings.archive_root)) == 150
+    assert verify_archive(catalog, hub.settings.archive_root).ok
+    catalog.dispose()

@@ -57,33 +57,28 @@ class Catalog:
         return self.engine.dialect.name == "postgresql"
 
     def create_schema(self) -> None:
-        Base.metadata.create_all(self.engine)
-        self._add_missing_columns()
-        self._ensure_chain_head()
-
-    def _add_missing_columns(self) -> None:
-        """Columns added after a catalog was created (additive only; nothing is ever dropped)."""
-        from sqlalchemy import inspect
-
-        inspector = inspect(self.engine)
-        for table in Base.metadata.sorted_tables:
-            present = {c["name"] for c in inspector.get_columns(table.name)}
-            for column in table.columns:
-                if column.name not in present and column.nullable:
-                    with self.engine.begin() as conn:
-                        conn.exec_driver_sql(
-                            f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
-                        )
-
-    def _ensure_chain_head(self) -> None:
-        """The event chain's head row exists from the start, so two first appends cannot race."""
+        """Create what is missing, in one serialised transaction (two processes may start at once)."""
+        from sqlalchemy import inspect, text
         from sqlalchemy.dialects import postgresql, sqlite
 
         from archive_hub.catalog.events import GENESIS
         from archive_hub.catalog.models import ChainHeadRow
 
-        insert = postgresql.insert if self.is_postgres else sqlite.insert
-        with self.engine.begin() as conn:
+        with self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+            if self.is_postgres:
+                conn.execute(text("SELECT pg_advisory_xact_lock(727100)"))  # schema changes, one at a time
+            Base.metadata.create_all(conn)
+            # Columns added after a catalog was created (additive only; nothing is ever dropped).
+            inspector = inspect(conn)
+            for table in Base.metadata.sorted_tables:
+                present = {c["name"] for c in inspector.get_columns(table.name)}
+                for column in table.columns:
+                    if column.name not in present and column.nullable:
+                        conn.exec_driver_sql(
+                            f"ALTER TABLE {table.name} ADD COLUMN {column.name} {column.type.compile(self.engine.dialect)}"
+                        )
+            # The event chain's head row exists from the start, so two first appends cannot race.
+            insert = postgresql.insert if self.is_postgres else sqlite.insert
             conn.execute(
                 insert(ChainHeadRow).values(id=1, last_seq=0, last_hash=GENESIS).on_conflict_do_nothing()
             )

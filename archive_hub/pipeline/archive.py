@@ -28,7 +28,6 @@ from sqlalchemy.orm import Session
 
 from archive_hub.catalog import quarantine, sequences
 from archive_hub.catalog.events import Event, append
-from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import KnownRecord, known_records
@@ -439,14 +438,7 @@ def default_workers() -> int:
 
 
 def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
-    """Archive every valid record of the run, holding the source's lock (one archive step per source)."""
-    staging = ctx.settings.staging_root / ctx.source.id
-    with source_lock(ctx.catalog, staging, ctx.source.id):
-        return _archive_locked(ctx, workers)
-
-
-def _archive_locked(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
-    """Archive every valid record of the run.
+    """Archive every valid record of the run (the caller holds the source's lock, see run_step).
 
     With several workers this process reserves the 档号 of new records batch by batch (so 件号 follow
     source order, gap-free) and hands each reserved batch to worker processes that take it end to end

@@ -8,6 +8,7 @@ import json
 from typing import Any
 
 from archive_hub.catalog import quarantine
+from archive_hub.catalog.locks import source_lock
 from archive_hub.pipeline.archive import archive
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import write_json, write_lines
@@ -16,6 +17,12 @@ from archive_hub.pipeline.validate import validate
 
 
 def redrive(ctx: RunContext, item_ids: list[int] | None = None) -> dict[str, Any]:
+    """Re-drive under the source's lock, so a retry never interleaves with a scheduled run."""
+    with source_lock(ctx.catalog, ctx.settings.staging_root / ctx.source.id, ctx.source.id):
+        return _redrive(ctx, item_ids)
+
+
+def _redrive(ctx: RunContext, item_ids: list[int] | None = None) -> dict[str, Any]:
     with ctx.catalog.reading() as session:
         items = quarantine.open_items(session, ctx.source.id, item_ids)
     if not items:

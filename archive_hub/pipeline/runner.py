@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from archive_hub.catalog.locks import source_lock
 from archive_hub.pipeline.archive import archive
 from archive_hub.pipeline.context import Progress, RunContext
 from archive_hub.pipeline.extract import extract
@@ -19,24 +20,32 @@ def run_step(step: str, source_id: str, run_id: str, progress: Progress | None =
     """Run one step; its summary is also saved in the run directory for the steps after it."""
     ctx = RunContext.open(source_id, run_id, progress=progress)
     try:
-        if step == "extract":
-            result = extract(ctx)
-        elif step == "map":
-            result = transform(ctx)
-        elif step == "validate":
-            result = validate(ctx)
-        elif step == "archive":
-            result = archive(ctx)
-        elif step == "finalize":
-            prior = {name: read_json(ctx.run_dir / f"{name}.json") for name in STEPS[:-1]}
-            result = finalize(ctx, prior["extract"], prior["map"], prior["validate"], prior["archive"])
-        else:
-            raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+        # Steps of two runs of one source never interleave: they would clean each other's staging,
+        # plan the same versions and quarantine the same record twice.
+        with source_lock(ctx.catalog, ctx.settings.staging_root / source_id, source_id):
+            result = _dispatch(step, ctx)
         if step != "finalize":
             write_json(ctx.run_dir / f"{step}.json", result)
         return result
     finally:
         ctx.close()
+
+
+def _dispatch(step: str, ctx: RunContext) -> dict[str, Any]:
+    if step == "extract":
+        result = extract(ctx)
+    elif step == "map":
+        result = transform(ctx)
+    elif step == "validate":
+        result = validate(ctx)
+    elif step == "archive":
+        result = archive(ctx)
+    elif step == "finalize":
+        prior = {name: read_json(ctx.run_dir / f"{name}.json") for name in STEPS[:-1]}
+        result = finalize(ctx, prior["extract"], prior["map"], prior["validate"], prior["archive"])
+    else:
+        raise ValueError(f"unknown step {step!r}; steps: {', '.join(STEPS)}")
+    return result
 
 
 def run_sync(source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
