@@ -194,8 +194,9 @@ def search(
             )
         return
     table = Table(title=f"{len(rows)} record(s)")
-    for col in ("档号", "凭证号", "日期", "金额合计", "题名", "版本"):
-        table.add_column(col)
+    table.add_column("档号", no_wrap=True, min_width=24)  # the one column that must never be cut
+    for col in ("凭证号", "日期", "金额合计", "题名", "版本"):
+        table.add_column(col, overflow="fold")
     for rec, _pkg in rows:
         table.add_row(
             rec.archival_code,

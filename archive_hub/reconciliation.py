@@ -84,7 +84,11 @@ def reconcile(ctx: RunContext, batch_size: int = 2000) -> Reconciliation:
             seen.add(record.key)
             result.source_records += 1
             changed = record.changed_at.replace(tzinfo=None) if record.changed_at else None
-            if record.key in quarantined:
+            if record.key in quarantined and record.key in archived:
+                status = (
+                    "outdated"  # the books changed into something refused; the archive holds the old version
+                )
+            elif record.key in quarantined:
                 status = "quarantined"
             elif record.key not in archived and record.data.get("skipped_duplicate"):
                 status = "duplicate"  # its statements were archived from another file

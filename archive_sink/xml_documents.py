@@ -3,7 +3,7 @@
 Element names are the Chinese element names of DA/T 94-2022, as DA/T 48-style encapsulation does.
 The documents are written by a small escaping writer rather than by building an lxml tree: they
 are flat and fixed in shape, and this is the archive step's hottest code (≈3× faster). Tests parse
-every document back with defusedxml.
+the documents back with defusedxml, and `verify` with a defused lxml parser (metadata_check.py).
 """
 
 from __future__ import annotations

@@ -26,17 +26,7 @@ def dumps(value: Any) -> str:
 
 
 def write_lines(path: Path, rows: Iterable[Any]) -> int:
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    count = 0
-    with tmp.open("w", encoding="utf-8") as fh:
-        for row in rows:
-            fh.write(dumps(row))
-            fh.write("\n")
-            count += 1
-        fh.flush()
-        os.fsync(fh.fileno())  # a host crash must not leave a short file that a later step trusts
-    os.replace(tmp, path)
-    return count
+    return write_raw_lines(path, (dumps(row) for row in rows))
 
 
 def read_lines(path: Path) -> Iterator[Any]:
