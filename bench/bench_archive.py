@@ -274,10 +274,10 @@ def raw_fsync_each(root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) 
 PROFILE_BUCKETS: list[tuple[str, str, str]] = [
     ("read valid.jsonl lines", "pipeline/jsonl.py", "read_raw_lines"),
     ("pydantic model_validate_json (archive input)", "pydantic/main.py", "model_validate_json"),
-    ("read attachments", "pipeline/archive.py", "read_attachment"),
+    ("read attachments", "pipeline/archiver.py", "read_attachment"),
     ("catalog: known_records lookup", "catalog/records.py", "known_records"),
     ("fingerprint (model_dump + json + sha256)", "archive_sink/package.py", "fingerprint"),
-    ("catalog: reserve 档号 (_reserve)", "pipeline/archive.py", "_reserve"),
+    ("catalog: reserve 档号 (_reserve)", "pipeline/archiver.py", "_reserve"),
     ("build_package (total)", "archive_sink/package.py", "build_package"),
     ("  voucher XML", "archive_sink/xml_documents.py", "voucher_xml"),
     ("  metadata XML", "archive_sink/xml_documents.py", "metadata_xml"),
@@ -286,7 +286,7 @@ PROFILE_BUCKETS: list[tuple[str, str, str]] = [
     ("syncfs before publish", "archive_sink/filesystem.py", "sync"),
     ("publish: rename into place", "archive_sink/filesystem.py", "publish"),
     ("syncfs after publish", "archive_sink/filesystem.py", "sync_published"),
-    ("catalog: packages/files/records/events (_register)", "pipeline/archive.py", "_register"),
+    ("catalog: packages/files/records/events (_register)", "pipeline/archiver.py", "_register"),
     ("  hash-chained event append", "catalog/events.py", "append"),
     ("clean staging", "archive_sink/filesystem.py", "clean_staging"),
 ]

@@ -115,7 +115,8 @@ def test_archival_numbers_are_unique_and_gap_free_under_concurrent_runs(hub: Hub
 def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(hub: Hub) -> None:
     import sqlite3
 
-    from archive_hub.pipeline.archive import Archiver, _batches
+    from archive_hub.pipeline.archive import _batches
+    from archive_hub.pipeline.archiver import Archiver
     from archive_hub.pipeline.context import RunContext
     from connectors.erp.sample_erp.seed import touch_voucher
 

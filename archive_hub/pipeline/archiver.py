@@ -1,0 +1,411 @@
+"""The Archiver: one batch of valid records to published packages and catalog rows.
+
+Per batch: read attachments (unreadable → quarantine) → compare fingerprints with the catalog
+(unchanged → nothing new) → reserve 档号 for new records in one transaction (reusing abandoned
+reservations, so 件号 stay gap-free) → stage every package, make the batch durable with one syncfs,
+read every file back and check it → publish each by rename → one catalog transaction for packages,
+files, record versions and events. A crash anywhere leaves reserved 档号 that the re-run reuses and
+staging leftovers that it deletes; a package published just before the crash is recognised by its
+fingerprint and adopted with its on-disk hashes, never written twice.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
+
+from archive_hub.catalog import quarantine, sequences
+from archive_hub.catalog.events import Event, append
+from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
+from archive_hub.catalog.quarantine import QuarantineEntry
+from archive_hub.catalog.records import KnownRecord, known_records
+from archive_hub.pipeline.context import RunContext
+from archive_hub.pipeline.validate import raw_payloads
+from archive_sink.filesystem import FilesystemArchive
+from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
+from canonical_model.archival_code import ArchivalCode
+from canonical_model.record import ArchiveRecord
+from canonical_model.retention import fiscal_year_end
+
+
+class AttachmentError(Exception):
+    pass
+
+
+@dataclass
+class Planned:
+    record: ArchiveRecord
+    attachments: list[AttachmentBytes]
+    fingerprint: str
+    known: KnownRecord | None
+    version: int
+    archival_code: str = ""
+    item_no: int = 0
+    record_id: int = 0
+    package: ArchivePackage | None = None
+
+
+def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
+    att = record.attachments[index]
+    if att.uri.startswith("refused:"):  # the connector would not resolve it (e.g. a path outside its root)
+        raise AttachmentError(f"attachment {index + 1} {att.name!r}: {att.uri.removeprefix('refused:')}")
+    uri = att.uri.removeprefix("file://")
+    try:
+        data = Path(uri).read_bytes()
+    except OSError as exc:
+        raise AttachmentError(
+            f"attachment {index + 1} {att.name!r} at {uri} cannot be read: {exc.strerror or exc}"
+        ) from None
+    if att.size is not None and att.size != len(data):
+        raise AttachmentError(
+            f"attachment {index + 1} {att.name!r} at {uri} has {len(data)} bytes but the source says {att.size}"
+        )
+    return AttachmentBytes(att.name, att.media_type, data)
+
+
+def sequence_key(record: ArchiveRecord) -> sequences.SequenceKey:
+    return (record.fonds.fonds_no, record.fiscal_year, record.retention.value, record.category.code)
+
+
+def search_text(record: ArchiveRecord) -> str:
+    parts = [record.title, record.summary, record.voucher_no or "", record.document_no or ""]
+    if record.voucher:
+        for line in record.voucher.lines:
+            parts += [line.summary, line.account_code, line.account_name, *line.auxiliary.values()]
+    parts += [a.name for a in record.agents]
+    return " ".join(dict.fromkeys(p for p in parts if p))
+
+
+def record_columns(record: ArchiveRecord) -> dict[str, Any]:
+    v = record.voucher
+    return {
+        "title": record.title,
+        "record_date": record.date,
+        "fiscal_year": record.fiscal_year,
+        "period": record.period,
+        "book_code": v.book_code if v else None,
+        "voucher_no": record.voucher_no,
+        "amount_total": record.amount_total,
+        "currency": record.currency,
+        "search_text": search_text(record),
+        "retention_due": record.retention.due_date(fiscal_year_end(record.fiscal_year)),
+    }
+
+
+class Archiver:
+    def __init__(self, ctx: RunContext) -> None:
+        self.ctx = ctx
+        # One staging area per source: cleaning up after a crashed run never touches another source's work.
+        self.store = FilesystemArchive(ctx.settings.archive_root, ctx.settings.staging_root / ctx.source.id)
+        self.counts = {
+            "archived": 0,
+            "new_versions": 0,
+            "unchanged": 0,
+            "quarantined": 0,
+            "quarantined_new": 0,
+            "bytes": 0,
+        }
+
+    def close(self) -> None:
+        """Nothing to release today; kept so callers need not change when a store holds connections."""
+
+    def run(self, records: list[ArchiveRecord], *, reserve_only: bool = False) -> set[str]:
+        """Archive one batch; with reserve_only, just give new records their 档号 (phase 1 of a parallel run).
+
+        Returns the keys quarantined here, so a later phase does not count them twice.
+        """
+        ctx = self.ctx
+        failures: list[tuple[str, str]] = []
+
+        def load(record: ArchiveRecord) -> tuple[ArchiveRecord, list[AttachmentBytes] | str]:
+            try:
+                return record, [read_attachment(record, i) for i in range(len(record.attachments))]
+            except AttachmentError as exc:
+                return record, str(exc)
+
+        loaded = [load(r) for r in records]
+        ready = []
+        for record, atts in loaded:
+            if isinstance(atts, str):
+                failures.append((record.source.business_id, atts))
+            else:
+                ready.append((record, atts))
+
+        with ctx.catalog.reading() as session:
+            known = known_records(session, ctx.source.id, [r.source.business_id for r, _ in ready])
+        plan: list[Planned] = []
+        for record, atts in ready:
+            fp = fingerprint(record, atts)
+            k = known.get(record.source.business_id)
+            if k and k.status == "archived" and k.current_fingerprint == fp:
+                if not reserve_only:
+                    self.counts["unchanged"] += 1
+                continue
+            plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
+
+        if plan:
+            self._reserve(plan)
+            if not reserve_only:
+                self._write(plan)
+                self._register(plan)
+        if failures:
+            raw = raw_payloads(ctx, {key for key, _ in failures})
+            entries = [
+                QuarantineEntry(
+                    ctx.source.id,
+                    ctx.stream.name,
+                    key,
+                    "archive",
+                    reason,
+                    raw.get(key, "{}"),
+                    ctx.mapping.label,
+                )
+                for key, reason in failures
+            ]
+            with ctx.catalog.transaction() as session:
+                self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
+            self.counts["quarantined"] += len(entries)
+        if not reserve_only:
+            ctx.progress("archive", len(records), None)
+        return {key for key, _ in failures}
+
+    def _reserve(self, plan: list[Planned]) -> None:
+        """Give each new record its 档号 in one transaction (gap-free: numbers and rows commit together)."""
+        rule = self.ctx.code_rule
+        for p in plan:
+            if p.known:
+                p.archival_code, p.item_no, p.record_id = (
+                    p.known.archival_code,
+                    p.known.item_no,
+                    p.known.record_id,
+                )
+        new = [p for p in plan if p.known is None]
+        if not new:
+            return
+        with self.ctx.catalog.transaction() as session:
+            # First reuse 档号 that an earlier run reserved for a record that never got its package (it
+            # turned invalid, or its attachment vanished): the 件号 sequence stays gap-free.
+            stale = self._stale_reservations(session, {sequence_key(p.record) for p in new})
+            fresh = []
+            for p in new:
+                rows_for_key = stale.get(sequence_key(p.record))
+                if rows_for_key:
+                    row = rows_for_key.pop(0)
+                    p.item_no, p.archival_code, p.record_id = row.item_no, row.archival_code, row.id
+                    row.business_id, row.reserved_run, row.updated_at = (
+                        p.record.source.business_id,
+                        self.ctx.run_id,
+                        utcnow(),
+                    )
+                    for column, value in record_columns(p.record).items():
+                        setattr(row, column, value)
+                else:
+                    fresh.append(p)
+            session.flush()
+            next_no = sequences.allocate(session, sequences.keys_of(sequence_key(p.record) for p in fresh))
+            rows = []
+            for p in fresh:
+                key = sequence_key(p.record)
+                p.item_no = next_no[key]
+                next_no[key] += 1
+                code = ArchivalCode(
+                    fonds_no=key[0],
+                    year=key[1],
+                    retention=p.record.retention,
+                    category=key[3],
+                    item_no=p.item_no,
+                )
+                p.archival_code = rule.render(code)
+                rows.append(
+                    {
+                        "source_id": self.ctx.source.id,
+                        "business_id": p.record.source.business_id,
+                        "archival_code": p.archival_code,
+                        "fonds_no": key[0],
+                        "year": key[1],
+                        "retention": key[2],
+                        "category": key[3],
+                        "item_no": p.item_no,
+                        "status": "reserved",
+                        "reserved_run": self.ctx.run_id,
+                        "current_version": 0,
+                        **record_columns(p.record),
+                        "created_at": utcnow(),
+                        "updated_at": utcnow(),
+                    }
+                )
+            if rows:
+                session.execute(
+                    ArchiveRecordRow.__table__.insert(), rows
+                )  # Core executemany: no ORM bookkeeping
+            ids = (
+                dict(
+                    session.execute(
+                        select(ArchiveRecordRow.business_id, ArchiveRecordRow.id).where(
+                            ArchiveRecordRow.source_id == self.ctx.source.id,
+                            ArchiveRecordRow.business_id.in_([p.record.source.business_id for p in fresh]),
+                        )
+                    ).all()
+                )
+                if fresh
+                else {}
+            )
+        for p in fresh:
+            p.record_id = ids[p.record.source.business_id]
+
+    def _stale_reservations(
+        self, session: Session, keys: set[sequences.SequenceKey]
+    ) -> dict[sequences.SequenceKey, list[ArchiveRecordRow]]:
+        """Reservations of this source left by earlier runs (this run's own are still in flight)."""
+        found: dict[sequences.SequenceKey, list[ArchiveRecordRow]] = {}
+        if not keys:
+            return found
+        rows = session.execute(
+            select(ArchiveRecordRow)
+            .where(
+                ArchiveRecordRow.source_id == self.ctx.source.id,
+                ArchiveRecordRow.status == "reserved",
+                (ArchiveRecordRow.reserved_run != self.ctx.run_id) | ArchiveRecordRow.reserved_run.is_(None),
+            )
+            .order_by(ArchiveRecordRow.item_no)
+            .with_for_update()
+        ).scalars()
+        for row in rows:
+            key = (row.fonds_no, row.year, row.retention, row.category)
+            if key in keys:
+                found.setdefault(key, []).append(row)
+        return found
+
+    def _write(self, plan: list[Planned]) -> None:
+        now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+
+        def build_and_stage(p: Planned):  # type: ignore[no-untyped-def]
+            previous = None
+            if p.known and p.known.current_path:
+                previous = {
+                    "path": p.known.current_path,
+                    "manifest_sha256": p.known.current_manifest_sha256 or "",
+                }
+            p.package = build_package(
+                p.record,
+                p.attachments,
+                archival_code=p.archival_code,
+                item_no=p.item_no,
+                version=p.version,
+                previous=previous,
+                archived_at=now,
+                retention_due=p.record.retention.due_date(fiscal_year_end(p.record.fiscal_year)),
+                record_fingerprint=p.fingerprint,
+            )
+            return self.store.stage(p.package)
+
+        staged = [build_and_stage(p) for p in plan]
+        self.store.sync()
+        for item in staged:  # staged → durable → read back and verified → published
+            self.store.verify_staged(item)
+        published = []
+        for p, item in zip(plan, staged, strict=True):
+            path, p.package = self.store.publish(item)
+            published.append(path)
+        self.store.sync_published(published)
+
+    def _register(self, plan: list[Planned]) -> None:
+        ctx = self.ctx
+        now = utcnow()
+        with ctx.catalog.transaction() as session:
+            package_rows = []
+            for p in plan:
+                pkg = p.package
+                assert pkg is not None
+                package_rows.append(
+                    {
+                        "record_id": p.record_id,
+                        "version": p.version,
+                        "path": pkg.relative_path,
+                        "fingerprint": pkg.fingerprint,
+                        "manifest_sha256": pkg.tag("manifest-sha256.txt").sha256,
+                        "manifest_sm3": pkg.tag("manifest-sm3.txt").sm3,
+                        "file_count": len(pkg.files),
+                        "byte_size": pkg.byte_size,
+                        "previous_package_id": p.known.current_package_id if p.known else None,
+                        "source_changed_at": p.record.source.changed_at.replace(tzinfo=None)
+                        if p.record.source.changed_at
+                        else None,
+                        "run_id": ctx.run_id,
+                        "created_at": now,
+                    }
+                )
+            ids = (
+                session.execute(
+                    insert(PackageRow).returning(PackageRow.id, sort_by_parameter_order=True), package_rows
+                )
+                .scalars()
+                .all()
+            )
+            file_rows = []
+            for p, package_id in zip(plan, ids, strict=True):
+                for f in p.package.files:  # type: ignore[union-attr]
+                    file_rows.append(
+                        {
+                            "package_id": package_id,
+                            "path": f.path,
+                            "role": f.role,
+                            "media_type": f.media_type,
+                            "size": len(f.data),
+                            "sha256": f.sha256,
+                            "sm3": f.sm3,
+                        }
+                    )
+            session.execute(FileRow.__table__.insert(), file_rows)
+            session.execute(
+                update(ArchiveRecordRow),
+                [
+                    {
+                        "id": p.record_id,
+                        "status": "archived",
+                        "current_version": p.version,
+                        "updated_at": now,
+                        **record_columns(p.record),
+                    }
+                    for p in plan
+                ],
+            )
+            events = []
+            for p, package_id in zip(plan, ids, strict=True):
+                kind = "archived" if p.version == 1 else "new-version"
+                events.append(
+                    Event(
+                        kind,
+                        p.archival_code,
+                        {
+                            "source": f"{ctx.source.id}:{p.record.source.business_id}",
+                            "version": p.version,
+                            "package_id": package_id,
+                            "manifest_sha256": p.package.tag("manifest-sha256.txt").sha256,  # type: ignore[union-attr]
+                            "fingerprint": p.fingerprint,
+                        },
+                        ctx.run_id,
+                    )
+                )
+            append(session, events)
+            hook = getattr(ctx.stream, "on_archived", None)
+            if hook is not None:  # e.g. the bank connector records statement entries for reconciliation
+                hook(
+                    session,
+                    [
+                        (p.record, p.archival_code, package_id)
+                        for p, package_id in zip(plan, ids, strict=True)
+                    ],
+                )
+            quarantine.resolve(
+                session, ctx.run_id, ctx.source.id, [p.record.source.business_id for p in plan]
+            )
+        for p in plan:
+            self.counts["archived" if p.version == 1 else "new_versions"] += 1
+            self.counts["bytes"] += p.package.byte_size  # type: ignore[union-attr]
+            p.attachments = []  # free memory early
