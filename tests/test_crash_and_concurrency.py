@@ -19,7 +19,7 @@ from archive_hub.catalog.models import ArchiveRecordRow, PackageRow, QuarantineR
 from archive_hub.pipeline import run_step, run_sync
 from archive_hub.verification import verify_archive
 from archive_sink.filesystem import published_packages, verify_package_dir
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, book_copy_of_voucher, seed
 
 ARCHIVE_STEP = "from archive_hub.pipeline import run_step; run_step('archive', 'erp_sample', 'crash-run')"
 
@@ -133,6 +133,7 @@ def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(hub
         erp.execute("delete from erp_attachment where voucher_id=5")
         erp.execute("delete from erp_voucher_line where voucher_id=5")
         erp.execute("delete from erp_voucher where id=5")
+    erp.close()
     run_sync("erp_sample", "r2")
     catalog = Catalog(hub.settings.catalog_url)
     with catalog.reading() as s:
@@ -143,23 +144,7 @@ def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(hub
     assert any(
         "reserved but no package" in p for p in verify_archive(catalog, hub.settings.archive_root).problems
     )
-    with erp:  # a new voucher is booked: it takes the abandoned 件号
-        cols = [r[1] for r in erp.execute("pragma table_info(erp_voucher)")]
-        row = dict(zip(cols, erp.execute("select * from erp_voucher where id=6").fetchone(), strict=True))
-        row.update(id=777, voucher_no=999)
-        erp.execute(
-            f"insert into erp_voucher ({','.join(cols)}) values ({','.join('?' * len(cols))})",
-            list(row.values()),
-        )
-        lcols = [r[1] for r in erp.execute("pragma table_info(erp_voucher_line)")]
-        for line in erp.execute("select * from erp_voucher_line where voucher_id=6").fetchall():
-            values = dict(zip(lcols, line, strict=True))
-            values.update(id=values["id"] + 70000, voucher_id=777)
-            erp.execute(
-                f"insert into erp_voucher_line ({','.join(lcols)}) values ({','.join('?' * len(lcols))})",
-                list(values.values()),
-            )
-    erp.close()
+    book_copy_of_voucher(hub.erp_url, 6, 777, 999)  # a new voucher is booked: it takes the abandoned 件号
     touch_voucher(hub.erp_url, 777, new_summary="新凭证")
     run_sync("erp_sample", "r3")
     with catalog.reading() as s:

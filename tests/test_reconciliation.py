@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import sqlite3
 
 from archive_hub.pipeline import run_sync
 from archive_hub.pipeline.context import RunContext
 from archive_hub.reconciliation import reconcile
 from connectors.bank.sample_statements import write_sample_inbox
 from connectors.erp.sample_erp.seed import touch_voucher
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, book_copy_of_voucher, seed
 from tests.test_cli import cli
 
 
@@ -31,22 +30,7 @@ def test_erp_reconciliation_finds_missing_and_outdated_vouchers(hub: Hub) -> Non
     assert sum(sum(c.values()) for c in first.by_period.values()) == 125
 
     touch_voucher(hub.erp_url, 3, new_summary="补录摘要")
-    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:  # a voucher booked after the sync
-        cols = [r[1] for r in erp.execute("pragma table_info(erp_voucher)")]
-        row = dict(zip(cols, erp.execute("select * from erp_voucher where id=5").fetchone(), strict=True))
-        row.update(id=99999, voucher_no=9999)
-        erp.execute(
-            f"insert into erp_voucher ({','.join(cols)}) values ({','.join('?' * len(cols))})",
-            list(row.values()),
-        )
-        lcols = [r[1] for r in erp.execute("pragma table_info(erp_voucher_line)")]
-        for line in erp.execute("select * from erp_voucher_line where voucher_id=5").fetchall():
-            values = dict(zip(lcols, line, strict=True))
-            values.update(id=values["id"] + 900000, voucher_id=99999)
-            erp.execute(
-                f"insert into erp_voucher_line ({','.join(lcols)}) values ({','.join('?' * len(lcols))})",
-                list(values.values()),
-            )
+    book_copy_of_voucher(hub.erp_url, 5, 99999, 9999)  # a voucher booked after the sync
     second = report("erp_sample")
     assert not second.ok
     assert second.counts["missing"] == 1 and second.counts["outdated"] == 1

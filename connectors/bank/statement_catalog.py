@@ -63,15 +63,7 @@ def known_files(catalog_url: str | None, source_id: str, shas: list[str]) -> set
                         )
                     ).scalars()
                 )
-                subjects = [f"{source_id}:{s}" for s in chunk]
-                known.update(
-                    s.split(":", 1)[1]
-                    for s in session.execute(
-                        select(EventRow.subject).where(
-                            EventRow.kind == SKIP_EVENT, EventRow.subject.in_(subjects)
-                        )
-                    ).scalars()
-                )
+                known.update(_skipped(session, source_id, chunk))
     finally:
         catalog.dispose()
     return known
@@ -86,18 +78,18 @@ def skipped_files(catalog_url: str | None, source_id: str, shas: list[str]) -> s
     try:
         with catalog.reading() as session:
             for chunk in _chunks(shas, 500):
-                subjects = [f"{source_id}:{s}" for s in chunk]
-                found.update(
-                    s.split(":", 1)[1]
-                    for s in session.execute(
-                        select(EventRow.subject).where(
-                            EventRow.kind == SKIP_EVENT, EventRow.subject.in_(subjects)
-                        )
-                    ).scalars()
-                )
+                found.update(_skipped(session, source_id, chunk))
     finally:
         catalog.dispose()
     return found
+
+
+def _skipped(session: Session, source_id: str, shas: Sequence[str]) -> set[str]:
+    subjects = [f"{source_id}:{s}" for s in shas]
+    rows = session.execute(
+        select(EventRow.subject).where(EventRow.kind == SKIP_EVENT, EventRow.subject.in_(subjects))
+    ).scalars()
+    return {subject.split(":", 1)[1] for subject in rows}
 
 
 def archived_statements(catalog_url: str | None, fingerprints: list[str]) -> dict[str, str]:
