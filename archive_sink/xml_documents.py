@@ -19,24 +19,28 @@ VOUCHER_NS = "urn:archive-hub:voucher:1"
 METADATA_NS = "urn:archive-hub:da-t-94:1"
 
 
+def _attrs(attrib: dict[str, str]) -> str:
+    return "".join(f" {k}={quoteattr(v)}" for k, v in attrib.items())
+
+
 class _Writer:
     """Appends indented elements; `open`/`close` for containers, `leaf` for text elements."""
 
     def __init__(self, root: str, namespace: str, **attrib: str) -> None:
-        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in attrib.items())
+        attrs = _attrs(attrib)
         self.parts = ["<?xml version='1.0' encoding='UTF-8'?>\n", f'<{root} xmlns="{namespace}"{attrs}>\n']
         self.stack = [root]
 
     def leaf(self, tag: str, text: object | None = None, **attrib: str) -> None:
         indent = "  " * len(self.stack)
-        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in attrib.items())
+        attrs = _attrs(attrib)
         if text is None or text == "":
             self.parts.append(f"{indent}<{tag}{attrs}/>\n")
         else:
             self.parts.append(f"{indent}<{tag}{attrs}>{escape(_text(text))}</{tag}>\n")
 
     def open(self, tag: str, **attrib: str) -> None:
-        attrs = "".join(f" {k}={quoteattr(v)}" for k, v in attrib.items())
+        attrs = _attrs(attrib)
         self.parts.append(f"{'  ' * len(self.stack)}<{tag}{attrs}>\n")
         self.stack.append(tag)
 

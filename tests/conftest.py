@@ -80,3 +80,17 @@ def book_copy_of_voucher(erp_url: str, source_id: int, new_id: int, voucher_no: 
                     f"insert into {table} ({','.join(cols)}) values ({','.join('?' * len(cols))})",
                     list(values.values()),
                 )
+
+
+def override_erp_sample(hub: Hub, monkeypatch: pytest.MonkeyPatch, old: str, new: str) -> Path:
+    """A copy of config/sources/erp_sample.yaml with one setting changed, in a sources dir of the hub's own,
+    made the sources dir of this test (ARCHIVE_HUB_SOURCES_DIR)."""
+    from archive_hub.settings import PROJECT_ROOT
+
+    config = (PROJECT_ROOT / "config" / "sources" / "erp_sample.yaml").read_text(encoding="utf-8")
+    assert old in config, f"erp_sample.yaml no longer contains {old!r}"
+    sources = hub.home / "sources"
+    sources.mkdir(exist_ok=True)
+    (sources / "erp_sample.yaml").write_text(config.replace(old, new), encoding="utf-8")
+    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(sources))
+    return sources

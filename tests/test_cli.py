@@ -8,8 +8,10 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from archive_sink.filesystem import published_packages
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, override_erp_sample, seed
 
 ROOT = Path(__file__).parent.parent
 
@@ -66,16 +68,14 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
     assert "metadata.xml" in broken.stderr and "differs" in broken.stderr
 
 
-def test_secrets_never_reach_errors_or_the_catalog(hub: Hub) -> None:
+def test_secrets_never_reach_errors_or_the_catalog(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
     secret = "S3cr3t-Pa55-XYZ"
-    sources = hub.home / "sources"
-    sources.mkdir()
-    config = (ROOT / "config" / "sources" / "erp_sample.yaml").read_text(encoding="utf-8")
-    config = config.replace(
+    sources = override_erp_sample(
+        hub,
+        monkeypatch,
         'url: "sqlite:///${ARCHIVE_HUB_HOME}/sample_erp/erp.sqlite"',
         'url: "postgresql+psycopg://erp_reader:${ERP_DB_PASSWORD}@127.0.0.1:9/erp?sslpassword=${ERP_DB_PASSWORD}"',
     )
-    (sources / "erp_sample.yaml").write_text(config, encoding="utf-8")
     env = {"ARCHIVE_HUB_SOURCES_DIR": str(sources), "ERP_DB_PASSWORD": secret}
     out = cli("sync", "erp_sample", env=env)
     assert out.returncode == 1

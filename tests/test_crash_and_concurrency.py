@@ -19,21 +19,13 @@ from archive_hub.catalog.models import ArchiveRecordRow, PackageRow, QuarantineR
 from archive_hub.pipeline import run_step, run_sync
 from archive_hub.verification import verify_archive
 from archive_sink.filesystem import published_packages, verify_package_dir
-from tests.conftest import Hub, book_copy_of_voucher, seed
+from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, seed
 
 ARCHIVE_STEP = "from archive_hub.pipeline import run_step; run_step('archive', 'erp_sample', 'crash-run')"
 
 
 def small_batches(hub: Hub, monkeypatch, batch_size: int) -> None:  # type: ignore[no-untyped-def]
-    src = hub.home / "sources"
-    src.mkdir(exist_ok=True)
-    config = (Path(__file__).parent.parent / "config" / "sources" / "erp_sample.yaml").read_text(
-        encoding="utf-8"
-    )
-    (src / "erp_sample.yaml").write_text(
-        config.replace("batch_size: 500", f"batch_size: {batch_size}"), encoding="utf-8"
-    )
-    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(src))
+    override_erp_sample(hub, monkeypatch, "batch_size: 500", f"batch_size: {batch_size}")
 
 
 def visible_packages(root: Path) -> list[Path]:

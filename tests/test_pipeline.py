@@ -24,7 +24,7 @@ from archive_hub.pipeline.redrive import redrive
 from archive_hub.verification import verify_archive
 from archive_sink.filesystem import published_packages
 from connectors.erp.sample_erp.seed import touch_voucher
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, override_erp_sample, seed
 
 NS = {"m": "urn:archive-hub:da-t-94:1"}
 
@@ -210,15 +210,7 @@ def test_quarantined_voucher_fixed_in_the_erp_is_redriven(seeded_hub: Hub) -> No
 def test_run_fails_above_the_quarantine_threshold_and_keeps_the_cursor(
     seeded_hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    src = seeded_hub.home / "sources"
-    src.mkdir()
-    config = (Path(__file__).parent.parent / "config" / "sources" / "erp_sample.yaml").read_text(
-        encoding="utf-8"
-    )
-    (src / "erp_sample.yaml").write_text(
-        config.replace("quarantine_threshold: 0.05", "quarantine_threshold: 0.01"), encoding="utf-8"
-    )
-    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(src))
+    override_erp_sample(seeded_hub, monkeypatch, "quarantine_threshold: 0.05", "quarantine_threshold: 0.01")
     with pytest.raises(
         QuarantineThresholdError,
         match=r"5 of 125 records \(4.0%\) were newly quarantined, above the threshold of 1.0%",
@@ -294,15 +286,7 @@ def test_a_known_bad_voucher_does_not_fail_every_later_run(
     seeded_hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The threshold judges new problems once; re-reading an open item with the same payload is not new."""
-    src = seeded_hub.home / "sources"
-    src.mkdir()
-    config = (Path(__file__).parent.parent / "config" / "sources" / "erp_sample.yaml").read_text(
-        encoding="utf-8"
-    )
-    (src / "erp_sample.yaml").write_text(
-        config.replace("quarantine_threshold: 0.05", "quarantine_threshold: 0.01"), encoding="utf-8"
-    )
-    monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(src))
+    override_erp_sample(seeded_hub, monkeypatch, "quarantine_threshold: 0.05", "quarantine_threshold: 0.01")
     with pytest.raises(QuarantineThresholdError):
         run_sync("erp_sample", "run-1")  # 5 new problems of 125: the run fails and the cursor stays
     summary = run_sync("erp_sample", "run-2")  # the same records again, nothing changed

@@ -295,19 +295,7 @@ class _Reader:
         node = self.find(el, path)
         if node is None:
             return None, None
-        d = self.text(node, "Dt")
-        t = self.text(node, "DtTm")
-        try:
-            if d:
-                return dt.date.fromisoformat(d[:10]), None
-            if t:
-                stamp = dt.datetime.fromisoformat(t)
-                return stamp.date(), stamp
-        except ValueError:
-            raise StatementValueError(
-                self.source, self.where(node, label), f"date {d or t!r} is not an ISO 8601 date"
-            ) from None
-        return None, None
+        return _date_or_datetime(self, node, label, self.text(node, "Dt"), self.text(node, "DtTm"))
 
     def datetime(self, el: Any, path: str, label: str) -> dt.datetime | None:
         t = self.text(el, path)
@@ -691,8 +679,13 @@ def _date(
     node = idx.get(name)
     if node is None:
         return None, None
-    d = idx.get(name + "/Dt")
-    t = idx.get(name + "/DtTm")
+    return _date_or_datetime(r, node, label, idx.get(name + "/Dt"), idx.get(name + "/DtTm"))
+
+
+def _date_or_datetime(
+    r: _Reader, node: Any, label: str, d: str | None, t: str | None
+) -> tuple[dt.date | None, dt.datetime | None]:
+    """camt's DateAndDateTimeChoice: <Dt> or <DtTm>, ISO 8601 either way."""
     try:
         if d:
             return dt.date.fromisoformat(d[:10]), None
