@@ -20,6 +20,7 @@ from typing import Any
 
 from archive_hub.pipeline.archiver import Archiver
 from archive_hub.pipeline.context import RunContext
+from archive_hub.pipeline.gc_tuning import quiet_gc
 from archive_hub.pipeline.jsonl import read_raw_lines, write_raw_lines
 from canonical_model.record import ArchiveRecord
 
@@ -108,6 +109,7 @@ _WORKER: dict[str, Any] = {}
 
 def _worker_init(source_id: str, run_id: str, parent_pid: int) -> None:
     _die_with_parent(parent_pid)
+    quiet_gc()
     ctx = RunContext.open(source_id, run_id)
     _WORKER["ctx"] = ctx
 

@@ -9,6 +9,7 @@ from archive_hub.pipeline.archive import archive
 from archive_hub.pipeline.context import Progress, RunContext
 from archive_hub.pipeline.extract import extract
 from archive_hub.pipeline.finalize import finalize
+from archive_hub.pipeline.gc_tuning import quiet_gc
 from archive_hub.pipeline.jsonl import read_json, write_json
 from archive_hub.pipeline.transform import transform
 from archive_hub.pipeline.validate import validate
@@ -19,6 +20,7 @@ STEPS = ("extract", "map", "validate", "archive", "finalize")
 def run_step(step: str, source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
     """Run one step; its summary is also saved in the run directory for the steps after it."""
     ctx = RunContext.open(source_id, run_id, progress=progress)
+    quiet_gc()
     try:
         # Steps of two runs of one source never interleave: they would clean each other's staging,
         # plan the same versions and quarantine the same record twice.

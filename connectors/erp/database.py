@@ -7,6 +7,7 @@ IN query each, so a page costs three round trips however large it is.
 from __future__ import annotations
 
 import datetime as dt
+import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,8 @@ class DatabaseVoucherStream:
         self.system = system
         self.attachment_root = Path(attachment_root) if attachment_root else None
         self.engine = create_engine(url)
+        self._root: str | None = None
+        self._real_dirs: dict[str, str] = {}  # folder → its realpath, for this stream's lifetime (one run)
 
     def __repr__(self) -> str:
         return f"DatabaseVoucherStream({self.source_id}, {redact_url(self.url)})"
@@ -106,12 +109,28 @@ class DatabaseVoucherStream:
             return self._assemble(conn, headers) if headers else []
 
     def _attachment_uri(self, storage_path: str) -> str:
-        """The file under the attachment root; a path that escapes it (absolute, `..`) is refused."""
-        root = (self.attachment_root or Path(".")).resolve()
-        path = (root / storage_path).resolve()
-        if not path.is_relative_to(root):
+        """The file under the attachment root; a path that escapes it (absolute, `..`, a symlink) is refused.
+
+        Symlinks are resolved per directory (cached: attachments share few folders) and for the file
+        itself only when it is a link, so a batch does not pay a realpath walk per attachment.
+        """
+        root = self._resolved_root()
+        joined = os.path.join(root, storage_path)
+        folder, name = os.path.split(joined)
+        real = self._real_dirs.get(folder)
+        if real is None:
+            real = self._real_dirs[folder] = os.path.realpath(folder)
+        path = os.path.join(real, name)
+        if os.path.islink(path):
+            path = os.path.realpath(path)
+        if path != root and not path.startswith(root + os.sep):
             return f"refused:storage_path {storage_path!r} lies outside the attachment root"
-        return str(path)
+        return path
+
+    def _resolved_root(self) -> str:
+        if self._root is None:
+            self._root = os.path.realpath(self.attachment_root or ".")
+        return self._root
 
     def _assemble(self, conn: Any, headers: list[dict[str, Any]]) -> list[SourceRecord]:
         ids = [h["id"] for h in headers]
