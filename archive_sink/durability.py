@@ -36,7 +36,7 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def write_file(path: Path, data: bytes, *, fsync: bool = False) -> None:
+def write_file(path: str | Path, data: bytes, *, fsync: bool = False) -> None:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
     try:
         view = memoryview(data)
@@ -45,5 +45,25 @@ def write_file(path: Path, data: bytes, *, fsync: bool = False) -> None:
             view = view[written:]
         if fsync:
             os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_bytes(path: str | Path, expected_size: int | None = None) -> bytes:
+    """A whole file in three or four syscalls (open, fstat, read, close), not Python's buffered-IO seven.
+
+    The archive step reads every attachment and reads every staged file back; at thousands of files a
+    second the syscalls of `Path.read_bytes` (fstat, ioctl, lseek, a second read) were measurable.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        size = os.fstat(fd).st_size if expected_size is None else expected_size
+        data = os.read(fd, size + 1)
+        if len(data) == size:
+            return data
+        chunks = [data]  # shorter or longer than expected: read on until end of file
+        while chunk := os.read(fd, max(size, 1 << 16)):
+            chunks.append(chunk)
+        return b"".join(chunks)
     finally:
         os.close(fd)

@@ -15,7 +15,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive_sink.durability import syncfs, write_file
+from archive_sink.durability import read_bytes, syncfs, write_file
 from archive_sink.hashing import file_digests
 from archive_sink.metadata_check import check_metadata
 from archive_sink.package import ArchivePackage, PackageFile
@@ -48,16 +48,17 @@ class FilesystemArchive:
 
     def stage(self, package: ArchivePackage) -> StagedPackage:
         """Write every file of the package under a fresh staging directory (not yet durable)."""
-        staging = self.staging_root / f"{uuid.uuid4().hex}.partial"
-        created: set[Path] = set()
+        staging = os.path.join(self.staging_root, f"{uuid.uuid4().hex}.partial")
+        os.mkdir(staging)
+        created = {staging}
         for f in package.files:
-            target = staging / f.path
-            parent = target.parent
-            if parent not in created:
-                parent.mkdir(parents=True, exist_ok=True)
+            target = os.path.join(staging, f.path)
+            parent = os.path.dirname(target)
+            if parent not in created:  # package paths are shallow (data/, data/attachments/): no walk up
+                os.makedirs(parent, exist_ok=True)
                 created.add(parent)
             write_file(target, f.data)
-        return StagedPackage(package, staging)
+        return StagedPackage(package, Path(staging))
 
     def verify_staged(self, staged: StagedPackage) -> None:
         """Read every staged file back and compare size and SHA-256 with the package built in memory.
@@ -65,9 +66,9 @@ class FilesystemArchive:
         Runs after the batch's syncfs and before publishing, so a short write, a full disk or a
         corrupting device is caught while the package is still invisible.
         """
+        base = str(staged.staging_path)
         for f in staged.package.files:
-            path = staged.staging_path / f.path
-            data = path.read_bytes()
+            data = read_bytes(os.path.join(base, f.path), len(f.data))
             if len(data) != len(f.data) or hashlib.sha256(data).hexdigest() != f.sha256:
                 raise StagingVerificationError(
                     f"{staged.package.archival_code} v{staged.package.version}: staged {f.path} differs from what was built"

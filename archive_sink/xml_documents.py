@@ -23,30 +23,39 @@ def _attrs(attrib: dict[str, str]) -> str:
     return "".join(f" {k}={quoteattr(v)}" for k, v in attrib.items())
 
 
-class _Writer:
-    """Appends indented elements; `open`/`close` for containers, `leaf` for text elements."""
+def _escape(text: str) -> str:
+    """xml.sax.saxutils.escape, without its three passes when there is nothing to escape (the usual case)."""
+    if "&" in text or "<" in text or ">" in text:
+        return escape(text)
+    return text
 
-    def __init__(self, root: str, namespace: str, **attrib: str) -> None:
-        attrs = _attrs(attrib)
+
+class _Writer:
+    """Appends indented elements; `open`/`close` for containers, `leaf` for text elements.
+
+    Attributes are passed pre-rendered (`attrs=_attrs({...})`), so the common call builds no dict.
+    """
+
+    def __init__(self, root: str, namespace: str, attrs: str = "") -> None:
         self.parts = ["<?xml version='1.0' encoding='UTF-8'?>\n", f'<{root} xmlns="{namespace}"{attrs}>\n']
         self.stack = [root]
+        self.indent = "  "
 
-    def leaf(self, tag: str, text: object | None = None, **attrib: str) -> None:
-        indent = "  " * len(self.stack)
-        attrs = _attrs(attrib)
+    def leaf(self, tag: str, text: object | None = None, attrs: str = "") -> None:
         if text is None or text == "":
-            self.parts.append(f"{indent}<{tag}{attrs}/>\n")
+            self.parts.append(f"{self.indent}<{tag}{attrs}/>\n")
         else:
-            self.parts.append(f"{indent}<{tag}{attrs}>{escape(_text(text))}</{tag}>\n")
+            self.parts.append(f"{self.indent}<{tag}{attrs}>{_escape(_text(text))}</{tag}>\n")
 
-    def open(self, tag: str, **attrib: str) -> None:
-        attrs = _attrs(attrib)
-        self.parts.append(f"{'  ' * len(self.stack)}<{tag}{attrs}>\n")
+    def open(self, tag: str, attrs: str = "") -> None:
+        self.parts.append(f"{self.indent}<{tag}{attrs}>\n")
         self.stack.append(tag)
+        self.indent += "  "
 
     def close(self) -> None:
         tag = self.stack.pop()
-        self.parts.append(f"{'  ' * len(self.stack)}</{tag}>\n")
+        self.indent = self.indent[:-2]
+        self.parts.append(f"{self.indent}</{tag}>\n")
 
     def bytes(self) -> bytes:
         while self.stack:
@@ -55,6 +64,15 @@ class _Writer:
 
 
 def _text(value: object) -> str:
+    kind = type(value)
+    if kind is str:
+        return value  # type: ignore[return-value]
+    if kind is Decimal:
+        return f"{value:.2f}"
+    if kind is dt.datetime:
+        return value.isoformat(timespec="seconds")  # type: ignore[attr-defined]
+    if kind is dt.date:
+        return value.isoformat()  # type: ignore[attr-defined]
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     if isinstance(value, dt.datetime):
@@ -62,6 +80,10 @@ def _text(value: object) -> str:
     if isinstance(value, dt.date):
         return value.isoformat()
     return str(value)
+
+
+_SHA256 = _attrs({"算法": "SHA-256"})
+_SM3 = _attrs({"算法": "SM3"})
 
 
 def voucher_xml(voucher: Voucher, record: ArchiveRecord) -> bytes:
@@ -77,7 +99,7 @@ def voucher_xml(voucher: Voucher, record: ArchiveRecord) -> bytes:
     w.leaf("附单据数", voucher.attachment_count)
     w.open("分录列表")
     for line in voucher.lines:
-        w.open("分录", 行号=str(line.line_no))
+        w.open("分录", _attrs({"行号": str(line.line_no)}))
         w.leaf("摘要", line.summary)
         w.leaf("科目编码", line.account_code)
         w.leaf("科目名称", line.account_name)
@@ -88,7 +110,7 @@ def voucher_xml(voucher: Voucher, record: ArchiveRecord) -> bytes:
         if line.auxiliary:
             w.open("辅助核算")
             for name, value in sorted(line.auxiliary.items()):
-                w.leaf("项", value, 名称=name)
+                w.leaf("项", value, _attrs({"名称": name}))
             w.close()
         w.close()
     w.close()
@@ -114,7 +136,7 @@ def metadata_xml(
     archived_at: dt.datetime,
     retention_due: dt.date | None,
 ) -> bytes:
-    w = _Writer("电子会计档案元数据", METADATA_NS, 标准="DA/T 94-2022")
+    w = _Writer("电子会计档案元数据", METADATA_NS, _attrs({"标准": "DA/T 94-2022"}))
     w.open("文件实体")
     w.leaf("聚合层次", record.aggregation_level)
     w.open("来源")
@@ -132,7 +154,7 @@ def metadata_xml(
     w.leaf("责任者", record.responsible)
     w.leaf("附件", len(record.attachments))
     w.leaf("密级", record.classification)
-    w.leaf("保管期限", record.retention.label, 代码=record.retention.value)
+    w.leaf("保管期限", record.retention.label, _attrs({"代码": record.retention.value}))
     if retention_due is not None:
         w.leaf("保管期限到期日", retention_due)
     w.leaf("摘要", record.summary)
@@ -161,17 +183,17 @@ def metadata_xml(
     w.close()
     w.leaf("版本", version)
     for index, f in enumerate(files, start=1):
-        w.open("计算机文件", 序号=str(index), 角色=f.role)
+        w.open("计算机文件", _attrs({"序号": str(index), "角色": f.role}))
         w.leaf("计算机文件名", f.path)
         w.leaf("计算机文件大小", f.size)
         w.leaf("格式信息", f.media_type)
-        w.leaf("哈希值", f.sha256, 算法="SHA-256")
-        w.leaf("哈希值", f.sm3, 算法="SM3")
+        w.leaf("哈希值", f.sha256, _SHA256)
+        w.leaf("哈希值", f.sm3, _SM3)
         w.close()
     w.close()
     w.open("机构人员实体")
     for agent in record.agents:
-        w.open("机构人员", 角色=agent.role.value)
+        w.open("机构人员", _attrs({"角色": agent.role.value}))
         w.leaf("机构人员名称", agent.name)
         if agent.code:
             w.leaf("机构人员代码", agent.code)

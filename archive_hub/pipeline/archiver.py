@@ -12,8 +12,10 @@ fingerprint and adopted with its on-disk hashes, never written twice.
 from __future__ import annotations
 
 import datetime as dt
+import errno
+import os
+import stat
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from sqlalchemy import insert, select, update
@@ -26,6 +28,7 @@ from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import KnownRecord, known_records
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.validate import raw_payloads
+from archive_sink.durability import read_bytes
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
 from canonical_model.archival_code import ArchivalCode
@@ -50,22 +53,59 @@ class Planned:
     package: ArchivePackage | None = None
 
 
-def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
+def _attachment_location(record: ArchiveRecord, index: int) -> str:
     att = record.attachments[index]
     if att.uri.startswith("refused:"):  # the connector would not resolve it (e.g. a path outside its root)
         raise AttachmentError(f"attachment {index + 1} {att.name!r}: {att.uri.removeprefix('refused:')}")
-    uri = att.uri.removeprefix("file://")
+    return att.uri.removeprefix("file://")
+
+
+def _unreadable(record: ArchiveRecord, index: int, uri: str, exc: OSError) -> AttachmentError:
+    att = record.attachments[index]
+    return AttachmentError(
+        f"attachment {index + 1} {att.name!r} at {uri} cannot be read: {exc.strerror or exc}"
+    )
+
+
+def _wrong_size(record: ArchiveRecord, index: int, uri: str, size: int) -> AttachmentError:
+    att = record.attachments[index]
+    return AttachmentError(
+        f"attachment {index + 1} {att.name!r} at {uri} has {size} bytes but the source says {att.size}"
+    )
+
+
+def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
+    att = record.attachments[index]
+    uri = _attachment_location(record, index)
     try:
-        data = Path(uri).read_bytes()
+        data = read_bytes(uri)
     except OSError as exc:
-        raise AttachmentError(
-            f"attachment {index + 1} {att.name!r} at {uri} cannot be read: {exc.strerror or exc}"
-        ) from None
+        raise _unreadable(record, index, uri, exc) from None
     if att.size is not None and att.size != len(data):
-        raise AttachmentError(
-            f"attachment {index + 1} {att.name!r} at {uri} has {len(data)} bytes but the source says {att.size}"
-        )
+        raise _wrong_size(record, index, uri, len(data))
     return AttachmentBytes(att.name, att.media_type, data)
+
+
+def check_attachments(record: ArchiveRecord) -> None:
+    """What `read_attachment` would refuse, found by stat alone (the reserving process reads no bytes).
+
+    A file that passes here but fails to read later is quarantined by the worker; its reserved 档号
+    is then reused by the next new record (see `_stale_reservations`), so 件号 stay gap-free.
+    """
+    for index, att in enumerate(record.attachments):
+        uri = _attachment_location(record, index)
+        try:
+            st = os.stat(uri)
+            if not stat.S_ISREG(st.st_mode):
+                raise IsADirectoryError(
+                    errno.EISDIR, "Is a directory" if stat.S_ISDIR(st.st_mode) else "Not a regular file"
+                )
+            if not os.access(uri, os.R_OK):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
+        except OSError as exc:
+            raise _unreadable(record, index, uri, exc) from None
+        if att.size is not None and att.size != st.st_size:
+            raise _wrong_size(record, index, uri, st.st_size)
 
 
 def sequence_key(record: ArchiveRecord) -> sequences.SequenceKey:
@@ -119,6 +159,8 @@ class Archiver:
 
         Returns the keys quarantined here, so a later phase does not count them twice.
         """
+        if reserve_only:
+            return self._reserve_new(records)
         ctx = self.ctx
         failures: list[tuple[str, str]] = []
 
@@ -143,36 +185,57 @@ class Archiver:
             fp = fingerprint(record, atts)
             k = known.get(record.source.business_id)
             if k and k.status == "archived" and k.current_fingerprint == fp:
-                if not reserve_only:
-                    self.counts["unchanged"] += 1
+                self.counts["unchanged"] += 1
                 continue
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
         if plan:
             self._reserve(plan)
-            if not reserve_only:
-                self._write(plan)
-                self._register(plan)
-        if failures:
-            raw = raw_payloads(ctx, {key for key, _ in failures})
-            entries = [
-                QuarantineEntry(
-                    ctx.source.id,
-                    ctx.stream.name,
-                    key,
-                    "archive",
-                    reason,
-                    raw.get(key, "{}"),
-                    ctx.mapping.label,
-                )
-                for key, reason in failures
-            ]
-            with ctx.catalog.transaction() as session:
-                self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
-            self.counts["quarantined"] += len(entries)
-        if not reserve_only:
-            ctx.progress("archive", len(records), None)
+            self._write(plan)
+            self._register(plan)
+        self._quarantine(failures)
+        ctx.progress("archive", len(records), None)
         return {key for key, _ in failures}
+
+    def _reserve_new(self, records: list[ArchiveRecord]) -> set[str]:
+        """Reserve 档号 for records the catalog has never seen, in source order; read no bytes.
+
+        Known records already hold their 档号; whether they are unchanged or a new version is decided
+        by the worker that reads their attachments. Attachments are only checked by stat here.
+        """
+        ctx = self.ctx
+        with ctx.catalog.reading() as session:
+            known = known_records(session, ctx.source.id, [r.source.business_id for r in records])
+        failures: list[tuple[str, str]] = []
+        new: list[Planned] = []
+        for record in records:
+            if record.source.business_id in known:
+                continue
+            try:
+                check_attachments(record)
+            except AttachmentError as exc:
+                failures.append((record.source.business_id, str(exc)))
+                continue
+            new.append(Planned(record, [], "", None, 1))
+        if new:
+            self._reserve(new)
+        self._quarantine(failures)
+        return {key for key, _ in failures}
+
+    def _quarantine(self, failures: list[tuple[str, str]]) -> None:
+        if not failures:
+            return
+        ctx = self.ctx
+        raw = raw_payloads(ctx, {key for key, _ in failures})
+        entries = [
+            QuarantineEntry(
+                ctx.source.id, ctx.stream.name, key, "archive", reason, raw.get(key, "{}"), ctx.mapping.label
+            )
+            for key, reason in failures
+        ]
+        with ctx.catalog.transaction() as session:
+            self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
+        self.counts["quarantined"] += len(entries)
 
     def _reserve(self, plan: list[Planned]) -> None:
         """Give each new record its 档号 in one transaction (gap-free: numbers and rows commit together)."""
