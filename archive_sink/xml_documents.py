@@ -13,7 +13,7 @@ from decimal import Decimal
 from xml.sax.saxutils import escape, quoteattr
 
 from canonical_model.record import ArchiveRecord, FileEntity
-from canonical_model.voucher import Voucher
+from canonical_model.voucher import Voucher, VoucherLine
 
 VOUCHER_NS = "urn:archive-hub:voucher:1"
 METADATA_NS = "urn:archive-hub:da-t-94:1"
@@ -52,6 +52,10 @@ class _Writer:
         self.stack.append(tag)
         self.indent += "  "
 
+    def raw(self, text: str) -> None:
+        """Append pre-rendered elements (they must already carry this depth's indentation)."""
+        self.parts.append(text)
+
     def close(self) -> None:
         tag = self.stack.pop()
         self.indent = self.indent[:-2]
@@ -82,6 +86,35 @@ def _text(value: object) -> str:
     return str(value)
 
 
+def _leaf(indent: str, tag: str, text: object | None) -> str:
+    """One text element as a string (what `_Writer.leaf` appends), for blocks rendered in one piece."""
+    if text is None or text == "":
+        return f"{indent}<{tag}/>\n"
+    return f"{indent}<{tag}>{_escape(_text(text))}</{tag}>\n"
+
+
+def _line_block(line: VoucherLine) -> str:
+    """One 分录 in one f-string: voucher lines are most of a voucher's elements (the hot loop)."""
+    i = "      "
+    aux = ""
+    if line.auxiliary:
+        items = "".join(
+            _leaf("        ", f"项 名称={quoteattr(name)}", value)
+            if value in (None, "")
+            else f"        <项 名称={quoteattr(name)}>{_escape(_text(value))}</项>\n"
+            for name, value in sorted(line.auxiliary.items())
+        )
+        aux = f"{i}<辅助核算>\n{items}{i}</辅助核算>\n"
+    return (
+        f'    <分录 行号="{line.line_no}">\n'
+        f"{_leaf(i, '摘要', line.summary)}{_leaf(i, '科目编码', line.account_code)}"
+        f"{_leaf(i, '科目名称', line.account_name)}"
+        f"{i}<借方金额>{line.debit:.2f}</借方金额>\n{i}<贷方金额>{line.credit:.2f}</贷方金额>\n"
+        f"{_leaf(i, '币种', line.currency)}{i}<汇率>{line.exchange_rate:.2f}</汇率>\n"
+        f"{aux}    </分录>\n"
+    )
+
+
 _SHA256 = _attrs({"算法": "SHA-256"})
 _SM3 = _attrs({"算法": "SM3"})
 
@@ -98,21 +131,7 @@ def voucher_xml(voucher: Voucher, record: ArchiveRecord) -> bytes:
     w.leaf("币种", voucher.currency)
     w.leaf("附单据数", voucher.attachment_count)
     w.open("分录列表")
-    for line in voucher.lines:
-        w.open("分录", _attrs({"行号": str(line.line_no)}))
-        w.leaf("摘要", line.summary)
-        w.leaf("科目编码", line.account_code)
-        w.leaf("科目名称", line.account_name)
-        w.leaf("借方金额", line.debit)
-        w.leaf("贷方金额", line.credit)
-        w.leaf("币种", line.currency)
-        w.leaf("汇率", line.exchange_rate)
-        if line.auxiliary:
-            w.open("辅助核算")
-            for name, value in sorted(line.auxiliary.items()):
-                w.leaf("项", value, _attrs({"名称": name}))
-            w.close()
-        w.close()
+    w.raw("".join(_line_block(line) for line in voucher.lines))
     w.close()
     w.open("合计")
     w.leaf("借方金额", voucher.debit_total)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import fcntl
+import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
@@ -43,11 +45,50 @@ def make_engine(url: str) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
+class _WriterLock:
+    """One SQLite transaction at a time across processes, queued on flock(2) instead of busy-sleeping.
+
+    SQLite's busy handler sleeps 1, 2, 5 … 100 ms between retries, so a second writer (the archive
+    workers register batches while the parent reserves the next) often slept long after the lock was
+    free. A blocking flock wakes the next process the moment the holder commits. Re-entrant within a
+    process; reopened after fork, because a forked child would share the parent's lock.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._fd = -1
+        self._pid = -1
+        self._depth = 0
+
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        if self._pid != os.getpid():
+            self._fd, self._pid, self._depth = (
+                os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600),
+                os.getpid(),
+                0,
+            )
+        if self._depth == 0:
+            fcntl.flock(self._fd, fcntl.LOCK_EX)
+        self._depth += 1
+        try:
+            yield
+        finally:
+            self._depth -= 1
+            if self._depth == 0:
+                fcntl.flock(self._fd, fcntl.LOCK_UN)
+
+
 class Catalog:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
+        self._writer = _WriterLock(f"{database}.writer-lock") if database and database != ":memory:" else None
+
+    def _serialised(self) -> AbstractContextManager[None]:
+        return self._writer.held() if self._writer is not None else nullcontext()
 
     def __repr__(self) -> str:
         return f"Catalog({redact_url(self.url)})"
@@ -64,7 +105,7 @@ class Catalog:
         from archive_hub.catalog.events import GENESIS
         from archive_hub.catalog.models import ChainHeadRow
 
-        with self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
+        with self._serialised(), self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(727100)"))  # schema changes, one at a time
             Base.metadata.create_all(conn)
@@ -86,12 +127,12 @@ class Catalog:
     @contextmanager
     def transaction(self) -> Iterator[Session]:
         """One write transaction: committed on success, rolled back on any error."""
-        with self._sessions() as session, session.begin():
+        with self._serialised(), self._sessions() as session, session.begin():
             yield session
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._sessions() as session:
+        with self._serialised(), self._sessions() as session:
             yield session
 
     def dispose(self) -> None:
