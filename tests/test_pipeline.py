@@ -353,3 +353,30 @@ def test_vouchers_renumbered_in_the_erp_swap_numbers_without_quarantine(hub: Hub
     touch_voucher(hub.erp_url, b, new_summary="凭证整理")
     summary = run_sync("erp_sample", "run-2")
     assert summary["quarantined"] == 0 and summary["new_versions"] == 2
+
+
+def test_map_in_forked_workers_writes_what_one_process_writes(
+    seeded_hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Chunks mapped by two workers come back in source order, with the same refusals."""
+    import archive_hub.pipeline.transform as transform
+    from archive_hub.pipeline import run_step
+
+    run_step("extract", "erp_sample", "run-1")
+    monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "1")
+    one = run_step("map", "erp_sample", "run-1")
+    mapped = seeded_hub.settings.runs_root / "erp_sample" / "run-1" / "mapped.jsonl"
+    serial = mapped.read_bytes()
+    mapped.unlink()
+
+    monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "2")
+    monkeypatch.setenv("ARCHIVE_HUB_PARALLEL_MIN_BYTES", "0")
+    monkeypatch.setattr(transform, "CHUNK", 7)  # many chunks, so order across workers matters
+    two = run_step("map", "erp_sample", "run-1")
+    assert two["workers"] == 2 and one["workers"] == 1
+    assert mapped.read_bytes() == serial
+    assert (two["mapped"], two["quarantined"]) == (one["mapped"], one["quarantined"]) == (123, 2)
+    assert two["quarantined_new"] == 0  # the same refusals, already open from the first map
+    for step in ("validate", "archive", "finalize"):
+        result = run_step(step, "erp_sample", "run-1")
+    assert result["archived"] == 120 and result["status"] == "success"

@@ -7,12 +7,9 @@ while the next batch is reserved, using both cores.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import multiprocessing
 import os
 import shutil
-import signal
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
@@ -22,6 +19,7 @@ from archive_hub.pipeline.archiver import Archiver
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.gc_tuning import quiet_gc
 from archive_hub.pipeline.jsonl import read_raw_lines, write_raw_lines
+from archive_hub.pipeline.parallel import default_workers, die_with_parent
 from canonical_model.record import ArchiveRecord
 
 
@@ -37,10 +35,6 @@ def _batches(ctx: RunContext) -> Iterator[tuple[list[ArchiveRecord], list[str]]]
             batch, lines = [], []
     if batch:
         yield batch, lines
-
-
-def default_workers() -> int:
-    return max(1, int(os.environ.get("ARCHIVE_HUB_ARCHIVE_WORKERS", min(2, os.cpu_count() or 1))))
 
 
 def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
@@ -108,7 +102,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(source_id: str, run_id: str, parent_pid: int) -> None:
-    _die_with_parent(parent_pid)
+    die_with_parent(parent_pid)
     quiet_gc()
     ctx = RunContext.open(source_id, run_id)
     _WORKER["ctx"] = ctx
@@ -120,14 +114,3 @@ def _worker_batch(path: str) -> dict[str, int]:
     records = [ArchiveRecord.model_validate_json(line) for line in read_raw_lines(Path(path))]
     archiver.run(records)
     return {**archiver.counts, "records": len(records)}
-
-
-def _die_with_parent(parent_pid: int) -> None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL): a killed archive step takes its workers with it."""
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)
-    except (OSError, AttributeError):  # pragma: no cover - non-Linux
-        pass
-    if os.getppid() != parent_pid:  # the parent died before prctl took effect
-        os._exit(1)
