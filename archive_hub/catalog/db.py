@@ -15,7 +15,7 @@ from archive_hub.catalog.models import Base
 from archive_hub.settings import redact_url
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, for_writing: bool = True) -> Engine:
     """An engine whose write transactions are serialisable enough for 档号 allocation.
 
     SQLite: WAL, synchronous=FULL (a commit is durable), and BEGIN IMMEDIATE so two writers never
@@ -39,7 +39,8 @@ def make_engine(url: str) -> Engine:
 
         @event.listens_for(engine, "begin")
         def _sqlite_begin(conn) -> None:  # type: ignore[no-untyped-def]
-            conn.exec_driver_sql("BEGIN IMMEDIATE")
+            # Readers take a WAL snapshot and never wait for a writer; writers serialise up front.
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if for_writing else "BEGIN")
 
         return engine
     return create_engine(url, pool_pre_ping=True)
@@ -85,7 +86,12 @@ class Catalog:
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         database = self.engine.url.database if self.engine.dialect.name == "sqlite" else None
-        self._writer = _WriterLock(f"{database}.writer-lock") if database and database != ":memory:" else None
+        file_backed = bool(database) and database != ":memory:"
+        self._writer = _WriterLock(f"{database}.writer-lock") if file_backed else None
+        # SQLite in WAL mode: reads need neither the writer lock nor BEGIN IMMEDIATE (a snapshot is consistent).
+        read_engine = make_engine(url, for_writing=False) if file_backed else self.engine
+        self._read_sessions = sessionmaker(read_engine, expire_on_commit=False)
+        self._read_engine = read_engine
 
     def _serialised(self) -> AbstractContextManager[None]:
         return self._writer.held() if self._writer is not None else nullcontext()
@@ -132,8 +138,10 @@ class Catalog:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
-        with self._serialised(), self._sessions() as session:
+        with self._read_sessions() as session:
             yield session
 
     def dispose(self) -> None:
         self.engine.dispose()
+        if self._read_engine is not self.engine:
+            self._read_engine.dispose()

@@ -71,8 +71,9 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
                         for r, line in zip(batch, lines, strict=True)
                         if r.source.business_id not in failed
                     ),
+                    durable=False,  # a hand-off to the workers; a re-run rebuilds it
                 )
-                ctx.catalog.engine.dispose()  # no pooled connection may cross a fork
+                ctx.catalog.dispose()  # no pooled connection may cross a fork
                 if pool is None:
                     pool = ProcessPoolExecutor(
                         workers,

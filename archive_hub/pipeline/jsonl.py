@@ -46,8 +46,11 @@ def read_json(path: Path) -> Any:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def write_raw_lines(path: Path, lines: Iterable[str]) -> int:
-    """Lines that are already JSON (e.g. pydantic's model_dump_json), written atomically."""
+def write_raw_lines(path: Path, lines: Iterable[str], *, durable: bool = True) -> int:
+    """Lines that are already JSON (e.g. pydantic's model_dump_json), written atomically.
+
+    `durable=False` skips the fsync, for hand-offs that a re-run rebuilds anyway (archive batches).
+    """
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
     with tmp.open("w", encoding="utf-8") as fh:
@@ -56,7 +59,8 @@ def write_raw_lines(path: Path, lines: Iterable[str]) -> int:
             fh.write("\n")
             count += 1
         fh.flush()
-        os.fsync(fh.fileno())
+        if durable:
+            os.fsync(fh.fileno())
     os.replace(tmp, path)
     return count
 

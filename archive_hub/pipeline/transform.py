@@ -55,7 +55,7 @@ def transform(ctx: RunContext) -> dict[str, Any]:
     source = ctx.run_dir / "extracted.jsonl"
     parallel = worth_forking(source.stat().st_size)
     if parallel:
-        ctx.catalog.engine.dispose()  # no pooled connection may cross a fork
+        ctx.catalog.dispose()  # no pooled connection may cross a fork
     rejected: list[QuarantineEntry] = []
 
     def rows() -> Iterator[str]:
