@@ -393,29 +393,40 @@ class Archiver:
     def _register(self, plan: list[Planned]) -> None:
         ctx = self.ctx
         now = utcnow()
+        # Rows are built before the transaction, so the catalog's write lock is held only to write them.
+        package_rows = []
+        for p in plan:
+            pkg = p.package
+            assert pkg is not None
+            package_rows.append(
+                {
+                    "record_id": p.record_id,
+                    "version": p.version,
+                    "path": pkg.relative_path,
+                    "fingerprint": pkg.fingerprint,
+                    "manifest_sha256": pkg.tag("manifest-sha256.txt").sha256,
+                    "manifest_sm3": pkg.tag("manifest-sm3.txt").sm3,
+                    "file_count": len(pkg.files),
+                    "byte_size": pkg.byte_size,
+                    "previous_package_id": p.known.current_package_id if p.known else None,
+                    "source_changed_at": p.record.source.changed_at.replace(tzinfo=None)
+                    if p.record.source.changed_at
+                    else None,
+                    "run_id": ctx.run_id,
+                    "created_at": now,
+                }
+            )
+        record_updates = [
+            {
+                "id": p.record_id,
+                "status": "archived",
+                "current_version": p.version,
+                "updated_at": now,
+                **record_columns(p.record),
+            }
+            for p in plan
+        ]
         with ctx.catalog.transaction() as session:
-            package_rows = []
-            for p in plan:
-                pkg = p.package
-                assert pkg is not None
-                package_rows.append(
-                    {
-                        "record_id": p.record_id,
-                        "version": p.version,
-                        "path": pkg.relative_path,
-                        "fingerprint": pkg.fingerprint,
-                        "manifest_sha256": pkg.tag("manifest-sha256.txt").sha256,
-                        "manifest_sm3": pkg.tag("manifest-sm3.txt").sm3,
-                        "file_count": len(pkg.files),
-                        "byte_size": pkg.byte_size,
-                        "previous_package_id": p.known.current_package_id if p.known else None,
-                        "source_changed_at": p.record.source.changed_at.replace(tzinfo=None)
-                        if p.record.source.changed_at
-                        else None,
-                        "run_id": ctx.run_id,
-                        "created_at": now,
-                    }
-                )
             ids = (
                 session.execute(
                     insert(PackageRow).returning(PackageRow.id, sort_by_parameter_order=True), package_rows
@@ -429,19 +440,7 @@ class Archiver:
                 for f in p.package.files  # type: ignore[union-attr]
             ]
             insert_rows(session, FileRow.__table__, FILE_COLUMNS, file_rows)
-            session.execute(
-                update(ArchiveRecordRow),
-                [
-                    {
-                        "id": p.record_id,
-                        "status": "archived",
-                        "current_version": p.version,
-                        "updated_at": now,
-                        **record_columns(p.record),
-                    }
-                    for p in plan
-                ],
-            )
+            session.execute(update(ArchiveRecordRow), record_updates)
             events = []
             for p, package_id in zip(plan, ids, strict=True):
                 kind = "archived" if p.version == 1 else "new-version"
