@@ -86,11 +86,11 @@ def _text(value: object) -> str:
     return str(value)
 
 
-def _leaf(indent: str, tag: str, text: object | None) -> str:
+def _leaf(indent: str, tag: str, text: object | None, attrs: str = "") -> str:
     """One text element as a string (what `_Writer.leaf` appends), for blocks rendered in one piece."""
     if text is None or text == "":
-        return f"{indent}<{tag}/>\n"
-    return f"{indent}<{tag}>{_escape(_text(text))}</{tag}>\n"
+        return f"{indent}<{tag}{attrs}/>\n"
+    return f"{indent}<{tag}{attrs}>{_escape(_text(text))}</{tag}>\n"
 
 
 def _line_block(line: VoucherLine) -> str:
@@ -99,9 +99,7 @@ def _line_block(line: VoucherLine) -> str:
     aux = ""
     if line.auxiliary:
         items = "".join(
-            _leaf("        ", f"项 名称={quoteattr(name)}", value)
-            if value in (None, "")
-            else f"        <项 名称={quoteattr(name)}>{_escape(_text(value))}</项>\n"
+            _leaf("        ", "项", value, f" 名称={quoteattr(name)}")
             for name, value in sorted(line.auxiliary.items())
         )
         aux = f"{i}<辅助核算>\n{items}{i}</辅助核算>\n"
@@ -201,14 +199,16 @@ def metadata_xml(
         w.leaf("变更时间", record.source.changed_at)
     w.close()
     w.leaf("版本", version)
-    for index, f in enumerate(files, start=1):
-        w.open("计算机文件", _attrs({"序号": str(index), "角色": f.role}))
-        w.leaf("计算机文件名", f.path)
-        w.leaf("计算机文件大小", f.size)
-        w.leaf("格式信息", f.media_type)
-        w.leaf("哈希值", f.sha256, _SHA256)
-        w.leaf("哈希值", f.sm3, _SM3)
-        w.close()
+    i = "      "
+    w.raw(
+        "".join(
+            f'    <计算机文件 序号="{index}" 角色={quoteattr(f.role)}>\n'
+            f"{_leaf(i, '计算机文件名', f.path)}{i}<计算机文件大小>{f.size}</计算机文件大小>\n"
+            f"{_leaf(i, '格式信息', f.media_type)}{_leaf(i, '哈希值', f.sha256, _SHA256)}"
+            f"{_leaf(i, '哈希值', f.sm3, _SM3)}    </计算机文件>\n"
+            for index, f in enumerate(files, start=1)
+        )
+    )
     w.close()
     w.open("机构人员实体")
     for agent in record.agents:
