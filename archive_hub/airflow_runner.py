@@ -21,7 +21,7 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_airflow_dag(dag_id: str, settings: Settings, log: Path) -> int:
+def run_airflow_dag(dag_id: str, settings: Settings, log: Path, timeout: float | None = None) -> int:
     """`airflow db migrate` then `airflow dags test` (a real DAG run, tasks executed in-process)."""
     env = airflow_env(settings)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -31,5 +31,5 @@ def run_airflow_dag(dag_id: str, settings: Settings, log: Path) -> int:
         if migrated.returncode != 0:
             return migrated.returncode
         return subprocess.run(
-            [airflow, "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT
+            [airflow, "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout
         ).returncode

@@ -20,9 +20,13 @@ def airflow_db(hub: Hub) -> sqlite3.Connection:
 
 def test_dag_runs_for_real_and_passes_only_small_summaries(hub: Hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    # Map and archive fork their workers inside the Airflow task, whose SIGTERM handler the workers
+    # inherit; once this hung the map task forever at pool shutdown (a timeout here fails the test).
+    monkeypatch.setenv("ARCHIVE_HUB_PARALLEL_MIN_BYTES", "0")
+    monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "2")
     seed(hub, vouchers=120)
     log = hub.home / "dag.log"
-    rc = run_airflow_dag("archive_erp_sample", hub.settings, log)
+    rc = run_airflow_dag("archive_erp_sample", hub.settings, log, timeout=240)
     assert rc == 0, log.read_text()[-3000:]
     with airflow_db(hub) as db:
         runs = db.execute("select state from dag_run where dag_id='archive_erp_sample'").fetchall()
@@ -43,8 +47,10 @@ def test_dag_runs_for_real_and_passes_only_small_summaries(hub: Hub, monkeypatch
     for task_id, value in xcoms:
         size = len(value if isinstance(value, bytes | str) else json.dumps(value))
         assert size < 2048, f"XCom of {task_id} is {size} bytes: records must travel through files"
-    final = json.loads(next(v for t, v in xcoms if t == "finalize"))
-    final = json.loads(final) if isinstance(final, str) else final  # Airflow stores the JSON as a JSON string
+    summaries = {t: json.loads(v) for t, v in xcoms}
+    summaries = {t: json.loads(v) if isinstance(v, str) else v for t, v in summaries.items()}
+    assert summaries["map"]["workers"] == 2 and summaries["archive"]["workers"] == 2
+    final = summaries["finalize"]  # Airflow stores the JSON as a JSON string
     assert final["archived"] == 120 and final["quarantined"] == 5 and final["status"] == "success"
     catalog = Catalog(hub.settings.catalog_url)
     with catalog.reading() as s:

@@ -380,3 +380,24 @@ def test_map_in_forked_workers_writes_what_one_process_writes(
     for step in ("validate", "archive", "finalize"):
         result = run_step(step, "erp_sample", "run-1")
     assert result["archived"] == 120 and result["status"] == "success"
+
+
+def _worker_sigterm(_state: None, _chunk: int) -> str:
+    import signal
+
+    return "default" if signal.getsignal(signal.SIGTERM) == signal.SIG_DFL else "inherited"
+
+
+def test_forked_workers_do_not_inherit_a_sigterm_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow's task runner swallows SIGTERM; workers that inherited that could not be stopped."""
+    import signal
+
+    from archive_hub.pipeline.parallel import ordered_map
+
+    monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "2")
+    previous = signal.signal(signal.SIGTERM, lambda *_: None)
+    try:
+        seen = list(ordered_map(_worker_sigterm, None, range(6), parallel=True))
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+    assert seen == ["default"] * 6

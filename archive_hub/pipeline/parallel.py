@@ -42,8 +42,16 @@ def ordered_map(fn: Callable[[S, T], R], state: S, chunks: Iterable[T], *, paral
         return
     _STATE.update(fn=fn, state=state)
     mp = multiprocessing.get_context("fork")
-    with mp.Pool(default_workers(), initializer=die_with_parent, initargs=(os.getpid(),)) as pool:
+    pool = mp.Pool(default_workers(), initializer=die_with_parent, initargs=(os.getpid(),))
+    try:
         yield from pool.imap(_run, chunks)
+    except BaseException:
+        pool.terminate()  # workers run with default SIGTERM (see die_with_parent), so this ends them
+        raise
+    else:
+        pool.close()  # every result is in: let the workers finish their loop and exit on their own
+    finally:
+        pool.join()
 
 
 def _run(chunk: Any) -> Any:
@@ -51,7 +59,14 @@ def _run(chunk: Any) -> Any:
 
 
 def die_with_parent(parent_pid: int) -> None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL): a killed step takes its workers with it."""
+    """prctl(PR_SET_PDEATHSIG, SIGKILL): a killed step takes its workers with it.
+
+    Also restores the default SIGTERM and SIGINT actions: a fork inherits the parent's Python
+    handlers, and Airflow's task runner installs one for SIGTERM that does not exit, so a pool
+    that terminated its workers waited for them forever (seen as a hung map task in `make demo`).
+    """
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)
