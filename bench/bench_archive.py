@@ -128,13 +128,27 @@ def warm_up_imports() -> None:
     import archive_hub.quality  # noqa: F401
 
 
+def cpu_seconds() -> float:
+    """User + system CPU of this process and of its reaped children (the steps' forked workers)."""
+    import resource
+
+    own, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+CPU_LOG: dict[str, float] = {}  # phase → CPU seconds it used
+
+
 def run_end_to_end(home: Path, run_id: str) -> tuple[float, dict[str, Any]]:
     from archive_hub.pipeline import run_sync
 
     use_run_dirs(home, "e2e")
+    cpu = cpu_seconds()
     started = time.perf_counter()
     summary = run_sync(SOURCE_ID, run_id)
-    return time.perf_counter() - started, summary
+    elapsed = time.perf_counter() - started
+    CPU_LOG["e2e"] = cpu_seconds() - cpu
+    return elapsed, summary
 
 
 def run_per_step(home: Path, run_id: str) -> tuple[dict[str, float], dict[str, Any]]:
@@ -413,11 +427,13 @@ def main() -> int:
 
         def raw_limit(i: int) -> float:
             quiesce(home)
+            cpu = cpu_seconds()
             t, b, _ = timed(
                 f"raw limit {i}/2: same bytes, group commit, batch {batch_size}",
                 lambda: raw_group_commit(home / f"raw-{i}", layout, batch_size),
             )
             assert b == bytes_written, (b, bytes_written)
+            CPU_LOG[f"raw-{i}"] = cpu_seconds() - cpu
             return t
 
         raw_runs = [raw_limit(1)]
@@ -429,6 +445,7 @@ def main() -> int:
             raise SystemExit(f"run B did not archive every voucher: {steps_summary}")
         raw_runs.append(raw_limit(2))
         raw_s = min(raw_runs)
+        raw_cpu = CPU_LOG[f"raw-{raw_runs.index(raw_s) + 1}"]
 
         strict_layout = layout[:fsync_packages]
         strict_bytes = sum(size for _, files in strict_layout for _, size in files)
@@ -499,6 +516,13 @@ def main() -> int:
         f"{'end to end vouchers/s':<44}{e2e_vps:>30.0f}     target >= {TARGET_VPS:.0f}    "
         f"{verdict(e2e_vps >= TARGET_VPS)}"
     )
+    cores = facts["usable_cores"] or 1
+    e2e_cpu_ms = CPU_LOG["e2e"] / archived * 1000
+    raw_cpu_ms = raw_cpu / len(layout) * 1000
+    print(
+        f"CPU (user+sys, all processes): end to end {e2e_cpu_ms:.3f} ms/voucher, so at most "
+        f"{cores / e2e_cpu_ms * 1000:.0f} vouchers/s on {cores} cores; raw loop {raw_cpu_ms:.3f} ms/package"
+    )
     print("-" * w)
     print(
         f"run B, one run_step per step (fresh catalog + archive), total {steps_total:.2f}s "
@@ -536,11 +560,13 @@ def main() -> int:
         "seed_s": round(seed_s, 3),
         "end_to_end": {
             "seconds": round(e2e_s, 3),
+            "cpu_ms_per_voucher": round(CPU_LOG["e2e"] / archived * 1000, 4),
             "vouchers_per_s": round(e2e_vps, 1),
             "mb_per_s": round(e2e_mbps, 2),
         },
         "raw_group_commit": {
             "seconds": round(raw_s, 3),
+            "cpu_ms_per_package": round(raw_cpu / len(layout) * 1000, 4),
             "runs_s": [round(t, 3) for t in raw_runs],
             "packages_per_s": round(raw_pps, 1),
             "mb_per_s": round(raw_mbps, 2),
