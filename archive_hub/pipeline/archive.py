@@ -17,9 +17,8 @@ from typing import Any
 
 from archive_hub.pipeline.archiver import Archiver
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.gc_tuning import quiet_gc
 from archive_hub.pipeline.jsonl import read_raw_lines, write_raw_lines
-from archive_hub.pipeline.parallel import default_workers, die_with_parent
+from archive_hub.pipeline.parallel import default_workers, init_worker
 from canonical_model.record import ArchiveRecord
 
 
@@ -103,8 +102,7 @@ _WORKER: dict[str, Any] = {}
 
 
 def _worker_init(source_id: str, run_id: str, parent_pid: int) -> None:
-    die_with_parent(parent_pid)
-    quiet_gc()
+    init_worker(parent_pid)  # also restores signal defaults and freezes the GC
     ctx = RunContext.open(source_id, run_id)
     _WORKER["ctx"] = ctx
 

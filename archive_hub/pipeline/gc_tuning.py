@@ -12,11 +12,26 @@ records are trees, and reference counting frees them.
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 GEN0_THRESHOLD = 50_000
 
 
-def quiet_gc() -> None:
+def freeze_gc() -> None:
+    """For a short-lived worker process: freeze what it inherited and collect rarely."""
     gc.freeze()
     _, gen1, gen2 = gc.get_threshold()
     gc.set_threshold(GEN0_THRESHOLD, gen1, gen2)
+
+
+@contextmanager
+def quiet_gc() -> Iterator[None]:
+    """For one step in a process that lives on (an Airflow task runner, the test suite): undone after."""
+    threshold = gc.get_threshold()
+    freeze_gc()
+    try:
+        yield
+    finally:
+        gc.set_threshold(*threshold)
+        gc.unfreeze()  # what the step left behind is collectable again

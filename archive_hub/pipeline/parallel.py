@@ -15,6 +15,8 @@ import signal
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, TypeVar
 
+from archive_hub.pipeline.gc_tuning import freeze_gc
+
 PARALLEL_MIN_BYTES = 2_000_000  # below this a step's input is handled in-process
 
 _STATE: dict[str, Any] = {}
@@ -42,11 +44,11 @@ def ordered_map(fn: Callable[[S, T], R], state: S, chunks: Iterable[T], *, paral
         return
     _STATE.update(fn=fn, state=state)
     mp = multiprocessing.get_context("fork")
-    pool = mp.Pool(default_workers(), initializer=die_with_parent, initargs=(os.getpid(),))
+    pool = mp.Pool(default_workers(), initializer=init_worker, initargs=(os.getpid(),))
     try:
         yield from pool.imap(_run, chunks)
     except BaseException:
-        pool.terminate()  # workers run with default SIGTERM (see die_with_parent), so this ends them
+        pool.terminate()  # workers run with default SIGTERM (see init_worker), so this ends them
         raise
     else:
         pool.close()  # every result is in: let the workers finish their loop and exit on their own
@@ -58,8 +60,8 @@ def _run(chunk: Any) -> Any:
     return _STATE["fn"](_STATE["state"], chunk)
 
 
-def die_with_parent(parent_pid: int) -> None:
-    """prctl(PR_SET_PDEATHSIG, SIGKILL): a killed step takes its workers with it.
+def init_worker(parent_pid: int) -> None:
+    """Set up a forked worker: prctl(PR_SET_PDEATHSIG, SIGKILL), so a killed step takes its workers with it.
 
     Also restores the default SIGTERM and SIGINT actions: a fork inherits the parent's Python
     handlers, and Airflow's task runner installs one for SIGTERM that does not exit, so a pool
@@ -67,6 +69,7 @@ def die_with_parent(parent_pid: int) -> None:
     """
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     signal.signal(signal.SIGINT, signal.SIG_DFL)
+    freeze_gc()
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)

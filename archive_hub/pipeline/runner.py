@@ -20,11 +20,10 @@ STEPS = ("extract", "map", "validate", "archive", "finalize")
 def run_step(step: str, source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
     """Run one step; its summary is also saved in the run directory for the steps after it."""
     ctx = RunContext.open(source_id, run_id, progress=progress)
-    quiet_gc()
     try:
         # Steps of two runs of one source never interleave: they would clean each other's staging,
         # plan the same versions and quarantine the same record twice.
-        with source_lock(ctx.catalog, ctx.settings.staging_root / source_id, source_id):
+        with quiet_gc(), source_lock(ctx.catalog, ctx.settings.staging_root / source_id, source_id):
             result = _dispatch(step, ctx)
         if step != "finalize":
             write_json(ctx.run_dir / f"{step}.json", result)
