@@ -75,9 +75,9 @@ class ArchivePackage:
     def files(self) -> list[PackageFile]:
         return self.payload + self.tags
 
-    @property
+    @cached_property
     def byte_size(self) -> int:
-        return sum(len(f.data) for f in self.files)
+        return sum(len(f.data) for f in self.files)  # a package is never changed once built
 
     def tag(self, name: str) -> PackageFile:
         return next(f for f in self.tags if f.path == name)
