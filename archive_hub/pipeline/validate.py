@@ -9,8 +9,12 @@ from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import archived_voucher_numbers
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import dumps, read_lines, read_raw_lines, write_raw_lines
+from archive_hub.pipeline.parallel import default_workers, ordered_map, worth_forking
 from archive_hub.quality import check_batch
+from archive_hub.quality.gate import RecordFacts, facts_of
 from canonical_model.record import ArchiveRecord
+
+CHUNK = 500  # records per work unit
 
 
 def raw_payloads(ctx: RunContext, keys: set[str]) -> dict[str, str]:
@@ -23,13 +27,23 @@ def raw_payloads(ctx: RunContext, keys: set[str]) -> dict[str, str]:
     return found
 
 
+def facts_chunk(_state: None, lines: list[str]) -> list[RecordFacts]:
+    """Parse mapped lines into the facts the gate checks (pydantic re-validation happens here)."""
+    return [facts_of(ArchiveRecord.model_validate_json(line)) for line in lines]
+
+
 def validate(ctx: RunContext) -> dict[str, Any]:
-    lines = list(read_raw_lines(ctx.run_dir / "mapped.jsonl"))
-    records = [ArchiveRecord.model_validate_json(line) for line in lines]
+    source = ctx.run_dir / "mapped.jsonl"
+    lines = list(read_raw_lines(source))
+    parallel = worth_forking(source.stat().st_size)
+    if parallel:
+        ctx.catalog.dispose()  # no pooled connection may cross a fork
+    chunks = (lines[i : i + CHUNK] for i in range(0, len(lines), CHUNK))
+    records = [f for part in ordered_map(facts_chunk, None, chunks, parallel=parallel) for f in part]
     numbers = {
-        (r.voucher.book_code, r.voucher.fiscal_year, r.voucher.period, r.voucher_no)
+        (r.voucher.book_code, r.voucher.fiscal_year, r.voucher.period, r.voucher.number)
         for r in records
-        if r.voucher is not None and r.voucher_no
+        if r.voucher is not None and r.voucher.number
     }
     with ctx.catalog.reading() as session:
         taken = archived_voucher_numbers(session, ctx.source.id, numbers)
@@ -50,15 +64,15 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     ]
     with ctx.catalog.transaction() as session:
         new_problems = quarantine.put(session, ctx.run_id, entries)
-    keep = {r.source.business_id for r in accepted}
     valid = write_raw_lines(
         ctx.run_dir / "valid.jsonl",
-        (line for line, record in zip(lines, records, strict=True) if record.source.business_id in keep),
+        (line for line, record in zip(lines, records, strict=True) if record.key in accepted),
     )
     return {
         "step": "validate",
         "valid": valid,
         "quarantined": len(entries),
         "quarantined_new": new_problems,
+        "workers": default_workers() if parallel else 1,
         **summary,
     }

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections import defaultdict
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Any
 
 from archive_hub.quality.gx_suite import run_suite
@@ -23,6 +24,38 @@ class Rejection:
 
 def _cents(value: Any) -> int:
     return int((value * 100).to_integral_value())
+
+
+@dataclass(frozen=True)
+class RecordFacts:
+    """What the gate needs of one record: small and picklable, so records can be parsed in workers."""
+
+    key: str
+    row: dict[str, Any]  # one row of the GX data frame
+    voucher: VoucherFacts | None
+
+
+@dataclass(frozen=True)
+class VoucherFacts:
+    book_code: str
+    fiscal_year: int
+    period: int
+    number: str | None  # the record's 凭证号
+    date: dt.date
+    debit_total: Decimal
+    credit_total: Decimal
+
+
+def facts_of(record: ArchiveRecord) -> RecordFacts:
+    v = record.voucher
+    voucher = (
+        VoucherFacts(
+            v.book_code, v.fiscal_year, v.period, record.voucher_no, v.date, v.debit_total, v.credit_total
+        )
+        if v is not None
+        else None
+    )
+    return RecordFacts(record.source.business_id, _row(record), voucher)
 
 
 def _row(record: ArchiveRecord) -> dict[str, Any]:
@@ -49,16 +82,16 @@ def _row(record: ArchiveRecord) -> dict[str, Any]:
 
 
 def check_batch(
-    records: list[ArchiveRecord], archived_numbers: dict[tuple[str, int, int, str], str] | None = None
-) -> tuple[list[ArchiveRecord], list[Rejection], dict[str, Any]]:
-    """Split a batch into (accepted, rejected) and a small summary for XCom.
+    records: list[RecordFacts], archived_numbers: dict[tuple[str, int, int, str], str] | None = None
+) -> tuple[set[str], list[Rejection], dict[str, Any]]:
+    """Split a batch into accepted keys and rejections, plus a small summary for XCom.
 
     `archived_numbers` maps (book, year, period, 凭证号) already in the catalog to the business id that
     holds it, so a number reused by a different voucher is caught across runs too.
     """
-    by_key = {r.source.business_id: r for r in records}
-    vouchers = [_row(r) for r in records if r.voucher is not None]
-    others = [_row(r) for r in records if r.voucher is None]
+    by_key = {r.key: r for r in records}
+    vouchers = [r.row for r in records if r.voucher is not None]
+    others = [r.row for r in records if r.voucher is None]
     ok_v, failures, evaluated = run_suite(vouchers, "vouchers")
     ok_o, more, evaluated_o = run_suite(others, "records")
     failures += more
@@ -66,13 +99,12 @@ def check_batch(
     reasons: dict[str, list[str]] = defaultdict(list)
     duplicates: dict[tuple[Any, ...], list[str]] = defaultdict(list)
     for failure in failures:
-        rec = by_key[failure.record_key]
-        v = rec.voucher
-        if failure.expectation == "expect_compound_columns_to_be_unique":
-            duplicates[(v.book_code, v.fiscal_year, v.period, rec.voucher_no)].append(failure.record_key)
-        elif failure.expectation == "expect_column_pair_values_to_be_equal":
+        v = by_key[failure.record_key].voucher
+        if failure.expectation == "expect_compound_columns_to_be_unique" and v is not None:
+            duplicates[(v.book_code, v.fiscal_year, v.period, v.number)].append(failure.record_key)
+        elif failure.expectation == "expect_column_pair_values_to_be_equal" and v is not None:
             reasons[failure.record_key].append(
-                f"voucher {rec.voucher_no} is not balanced: debit total {v.debit_total:.2f} ≠ credit total {v.credit_total:.2f} (difference {v.debit_total - v.credit_total:.2f})"
+                f"voucher {v.number} is not balanced: debit total {v.debit_total:.2f} ≠ credit total {v.credit_total:.2f} (difference {v.debit_total - v.credit_total:.2f})"
             )
         elif failure.expectation == "expect_column_values_to_not_be_null":
             column = next(iter(failure.values), "?")
@@ -97,15 +129,15 @@ def check_batch(
         v = rec.voucher
         if v is None or not archived_numbers:
             continue
-        holder = archived_numbers.get((v.book_code, v.fiscal_year, v.period, rec.voucher_no))
-        if holder in by_key and by_key[holder].voucher_no != rec.voucher_no:
+        holder = archived_numbers.get((v.book_code, v.fiscal_year, v.period, v.number))
+        if holder in by_key and (by_key[holder].voucher is None or by_key[holder].voucher.number != v.number):
             continue  # the holder is renumbered in this very batch (凭证整理): the number is free again
-        if holder is not None and holder != rec.source.business_id:
-            reasons[rec.source.business_id].append(
-                f"voucher number {rec.voucher_no} in book {v.book_code} {v.fiscal_year}/{v.period:02d} is already archived for source record {holder}"
+        if holder is not None and holder != rec.key:
+            reasons[rec.key].append(
+                f"voucher number {v.number} in book {v.book_code} {v.fiscal_year}/{v.period:02d} is already archived for source record {holder}"
             )
     rejected = [Rejection(key, list(dict.fromkeys(rs))) for key, rs in reasons.items()]
-    accepted = [r for r in records if r.source.business_id not in reasons]
+    accepted = {r.key for r in records if r.key not in reasons}
     summary = {
         "checked": len(records),
         "rejected": len(rejected),
