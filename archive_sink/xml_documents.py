@@ -10,13 +10,21 @@ from __future__ import annotations
 
 import datetime as dt
 from decimal import Decimal
-from xml.sax.saxutils import escape, quoteattr
+from functools import lru_cache
+from xml.sax.saxutils import escape
+from xml.sax.saxutils import quoteattr as _sax_quoteattr
 
 from canonical_model.record import ArchiveRecord, FileEntity
 from canonical_model.voucher import Voucher, VoucherLine
 
 VOUCHER_NS = "urn:archive-hub:voucher:1"
 METADATA_NS = "urn:archive-hub:da-t-94:1"
+
+
+@lru_cache(maxsize=8192)
+def quoteattr(value: str) -> str:
+    """saxutils.quoteattr, cached: attribute values (roles, 辅助核算 names, line numbers) repeat endlessly."""
+    return _sax_quoteattr(value)
 
 
 def _attrs(attrib: dict[str, str]) -> str:
