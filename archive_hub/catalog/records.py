@@ -22,6 +22,7 @@ class KnownRecord:
     current_fingerprint: str | None
     current_path: str | None
     current_manifest_sha256: str | None
+    reserved_run: str | None = None  # the run that reserved its 档号, while status is "reserved"
 
 
 def known_records(session: Session, source_id: str, business_ids: Sequence[str]) -> dict[str, KnownRecord]:
@@ -49,6 +50,7 @@ def known_records(session: Session, source_id: str, business_ids: Sequence[str])
                 pkg.fingerprint if pkg else None,
                 pkg.path if pkg else None,
                 pkg.manifest_sha256 if pkg else None,
+                rec.reserved_run,
             )
     return found
 

@@ -416,6 +416,18 @@ class Archiver:
                     "created_at": now,
                 }
             )
+        # A 档号 reserved by this run was written with this very record's columns: only its status
+        # changes. New versions, and reservations left by an earlier run, get their columns rewritten.
+        fresh = [
+            p
+            for p in plan
+            if p.known is None or (p.known.status == "reserved" and p.known.reserved_run == ctx.run_id)
+        ]
+        fresh_ids = {p.record_id for p in fresh}
+        status_updates = [
+            {"id": p.record_id, "status": "archived", "current_version": p.version, "updated_at": now}
+            for p in fresh
+        ]
         record_updates = [
             {
                 "id": p.record_id,
@@ -425,6 +437,7 @@ class Archiver:
                 **record_columns(p.record),
             }
             for p in plan
+            if p.record_id not in fresh_ids
         ]
         with ctx.catalog.transaction() as session:
             ids = (
@@ -440,7 +453,9 @@ class Archiver:
                 for f in p.package.files  # type: ignore[union-attr]
             ]
             insert_rows(session, FileRow.__table__, FILE_COLUMNS, file_rows)
-            session.execute(update(ArchiveRecordRow), record_updates)
+            for updates in (status_updates, record_updates):
+                if updates:
+                    session.execute(update(ArchiveRecordRow), updates)
             events = []
             for p, package_id in zip(plan, ids, strict=True):
                 kind = "archived" if p.version == 1 else "new-version"
