@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from itertools import islice
 from typing import Any
 
 from archive_hub.catalog import quarantine
 from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import dumps, read_raw_lines, write_raw_lines
-from archive_hub.pipeline.parallel import default_workers, ordered_map, worth_forking
+from archive_hub.pipeline.parallel import chunked, default_workers, ordered_map, worth_forking
 from mappings import Mapping, MappingError
 
 CHUNK = 500  # records per work unit
@@ -45,11 +44,6 @@ def map_chunk(state: tuple[Mapping, dict[str, Any]], lines: list[str]) -> tuple[
     return mapped, refused
 
 
-def _chunks(lines: Iterator[str]) -> Iterator[list[str]]:
-    while chunk := list(islice(lines, CHUNK)):
-        yield chunk
-
-
 def transform(ctx: RunContext) -> dict[str, Any]:
     mapping = ctx.mapping
     source = ctx.run_dir / "extracted.jsonl"
@@ -60,7 +54,10 @@ def transform(ctx: RunContext) -> dict[str, Any]:
 
     def rows() -> Iterator[str]:
         results = ordered_map(
-            map_chunk, (mapping, ctx.source.context()), _chunks(read_raw_lines(source)), parallel=parallel
+            map_chunk,
+            (mapping, ctx.source.context()),
+            chunked(read_raw_lines(source), CHUNK),
+            parallel=parallel,
         )
         for mapped, refused in results:
             for key, stage, reason, raw in refused:

@@ -9,7 +9,7 @@ from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import archived_voucher_numbers
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import dumps, read_lines, read_raw_lines, write_raw_lines
-from archive_hub.pipeline.parallel import default_workers, ordered_map, worth_forking
+from archive_hub.pipeline.parallel import chunked, default_workers, ordered_map, worth_forking
 from archive_hub.quality import check_batch
 from archive_hub.quality.gate import RecordFacts, facts_of
 from canonical_model.record import ArchiveRecord
@@ -38,8 +38,8 @@ def validate(ctx: RunContext) -> dict[str, Any]:
     parallel = worth_forking(source.stat().st_size)
     if parallel:
         ctx.catalog.dispose()  # no pooled connection may cross a fork
-    chunks = (lines[i : i + CHUNK] for i in range(0, len(lines), CHUNK))
-    records = [f for part in ordered_map(facts_chunk, None, chunks, parallel=parallel) for f in part]
+    parts = ordered_map(facts_chunk, None, chunked(lines, CHUNK), parallel=parallel)
+    records = [f for part in parts for f in part]
     numbers = {
         (r.voucher.book_code, r.voucher.fiscal_year, r.voucher.period, r.voucher.number)
         for r in records
