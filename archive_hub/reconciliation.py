@@ -11,7 +11,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from archive_hub.catalog.models import ArchiveRecordRow, PackageRow, QuarantineRow
+from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
+from archive_hub.catalog.records import records_with_current_package
 from archive_hub.pipeline.context import RunContext
 
 STATUSES = ("archived", "duplicate", "quarantined", "outdated", "missing")
@@ -55,14 +56,7 @@ def reconcile(ctx: RunContext, batch_size: int = 2000) -> Reconciliation:
         archived = {
             rec.business_id: (rec.archival_code, pkg.source_changed_at if pkg else None)
             for rec, pkg in session.execute(
-                select(ArchiveRecordRow, PackageRow)
-                .join(
-                    PackageRow,
-                    (PackageRow.record_id == ArchiveRecordRow.id)
-                    & (PackageRow.version == ArchiveRecordRow.current_version),
-                    isouter=True,
-                )
-                .where(ArchiveRecordRow.source_id == ctx.source.id, ArchiveRecordRow.status == "archived")
+                records_with_current_package(ctx.source.id).where(ArchiveRecordRow.status == "archived")
             ).all()
         }
         quarantined = {

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
@@ -25,19 +25,26 @@ class KnownRecord:
     reserved_run: str | None = None  # the run that reserved its 档号, while status is "reserved"
 
 
+def records_with_current_package(source_id: str) -> Select[tuple[ArchiveRecordRow, PackageRow]]:
+    """A source's records, each with the package of its current version (None while only reserved)."""
+    return (
+        select(ArchiveRecordRow, PackageRow)
+        .join(
+            PackageRow,
+            (PackageRow.record_id == ArchiveRecordRow.id)
+            & (PackageRow.version == ArchiveRecordRow.current_version),
+            isouter=True,
+        )
+        .where(ArchiveRecordRow.source_id == source_id)
+    )
+
+
 def known_records(session: Session, source_id: str, business_ids: Sequence[str]) -> dict[str, KnownRecord]:
     found: dict[str, KnownRecord] = {}
     for start in range(0, len(business_ids), 500):
         chunk = list(business_ids[start : start + 500])
         rows = session.execute(
-            select(ArchiveRecordRow, PackageRow)
-            .join(
-                PackageRow,
-                (PackageRow.record_id == ArchiveRecordRow.id)
-                & (PackageRow.version == ArchiveRecordRow.current_version),
-                isouter=True,
-            )
-            .where(ArchiveRecordRow.source_id == source_id, ArchiveRecordRow.business_id.in_(chunk))
+            records_with_current_package(source_id).where(ArchiveRecordRow.business_id.in_(chunk))
         ).all()
         for rec, pkg in rows:
             found[rec.business_id] = KnownRecord(
