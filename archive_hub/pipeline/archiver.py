@@ -18,10 +18,11 @@ import stat
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import insert, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog import quarantine, sequences
+from archive_hub.catalog.bulk import insert_rows, select_in, update_rows
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
 from archive_hub.catalog.quarantine import QuarantineEntry
@@ -137,17 +138,69 @@ def record_columns(record: ArchiveRecord) -> dict[str, Any]:
     }
 
 
+# Column orders of the rows the archive step writes through catalog.bulk (tuples, not dicts).
 FILE_COLUMNS = ("package_id", "path", "role", "media_type", "size", "sha256", "sm3")
+PACKAGE_COLUMNS = (
+    "record_id",
+    "version",
+    "path",
+    "fingerprint",
+    "manifest_sha256",
+    "manifest_sm3",
+    "file_count",
+    "byte_size",
+    "previous_package_id",
+    "source_changed_at",
+    "run_id",
+    "created_at",
+)
+STATUS_COLUMNS = ("status", "current_version", "updated_at")
+RECORD_COLUMNS = (
+    "title",
+    "record_date",
+    "fiscal_year",
+    "period",
+    "book_code",
+    "voucher_no",
+    "amount_total",
+    "currency",
+    "search_text",
+    "retention_due",
+)
+RESERVATION_COLUMNS = (
+    "source_id",
+    "business_id",
+    "archival_code",
+    "fonds_no",
+    "year",
+    "retention",
+    "category",
+    "item_no",
+    "status",
+    "reserved_run",
+    "current_version",
+    *RECORD_COLUMNS,
+    "created_at",
+    "updated_at",
+)
 
 
-def insert_rows(session: Session, table: Any, columns: tuple[str, ...], rows: list[tuple[Any, ...]]) -> None:
-    """executemany straight on the driver: eight file rows a package, without per-row SQLAlchemy work."""
-    if not rows:
-        return
-    conn = session.connection()
-    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({', '.join([mark] * len(columns))})"
-    conn.exec_driver_sql(sql, rows)
+def record_values(record: ArchiveRecord) -> tuple[Any, ...]:
+    columns = record_columns(record)
+    return tuple(columns[name] for name in RECORD_COLUMNS)
+
+
+def package_ids(session: Session, versions: list[tuple[int, int]]) -> list[int]:
+    """Ids of the package rows just inserted, in the order of `versions` ((record_id, version) pairs)."""
+    rows = select_in(
+        session,
+        PackageRow.__table__,
+        ("record_id", "version", "id"),
+        "record_id",
+        sorted({record_id for record_id, _ in versions}),
+    )
+    found = {(record_id, version): package_id for record_id, version, package_id in rows}
+    return [found[v] for v in versions]
 
 
 class Archiver:
@@ -285,6 +338,7 @@ class Archiver:
             session.flush()
             next_no = sequences.allocate(session, sequences.keys_of(sequence_key(p.record) for p in fresh))
             rows = []
+            now = utcnow()
             for p in fresh:
                 key = sequence_key(p.record)
                 p.item_no = next_no[key]
@@ -298,27 +352,21 @@ class Archiver:
                 )
                 p.archival_code = rule.render(code)
                 rows.append(
-                    {
-                        "source_id": self.ctx.source.id,
-                        "business_id": p.record.source.business_id,
-                        "archival_code": p.archival_code,
-                        "fonds_no": key[0],
-                        "year": key[1],
-                        "retention": key[2],
-                        "category": key[3],
-                        "item_no": p.item_no,
-                        "status": "reserved",
-                        "reserved_run": self.ctx.run_id,
-                        "current_version": 0,
-                        **record_columns(p.record),
-                        "created_at": utcnow(),
-                        "updated_at": utcnow(),
-                    }
+                    (
+                        self.ctx.source.id,
+                        p.record.source.business_id,
+                        p.archival_code,
+                        *key,
+                        p.item_no,
+                        "reserved",
+                        self.ctx.run_id,
+                        0,
+                        *record_values(p.record),
+                        now,
+                        now,
+                    )
                 )
-            if rows:
-                session.execute(
-                    ArchiveRecordRow.__table__.insert(), rows
-                )  # Core executemany: no ORM bookkeeping
+            insert_rows(session, ArchiveRecordRow.__table__, RESERVATION_COLUMNS, rows)
             ids = (
                 dict(
                     session.execute(
@@ -398,23 +446,22 @@ class Archiver:
         for p in plan:
             pkg = p.package
             assert pkg is not None
+            changed_at = p.record.source.changed_at
             package_rows.append(
-                {
-                    "record_id": p.record_id,
-                    "version": p.version,
-                    "path": pkg.relative_path,
-                    "fingerprint": pkg.fingerprint,
-                    "manifest_sha256": pkg.tag("manifest-sha256.txt").sha256,
-                    "manifest_sm3": pkg.tag("manifest-sm3.txt").sm3,
-                    "file_count": len(pkg.files),
-                    "byte_size": pkg.byte_size,
-                    "previous_package_id": p.known.current_package_id if p.known else None,
-                    "source_changed_at": p.record.source.changed_at.replace(tzinfo=None)
-                    if p.record.source.changed_at
-                    else None,
-                    "run_id": ctx.run_id,
-                    "created_at": now,
-                }
+                (
+                    p.record_id,
+                    p.version,
+                    pkg.relative_path,
+                    pkg.fingerprint,
+                    pkg.tag("manifest-sha256.txt").sha256,
+                    pkg.tag("manifest-sm3.txt").sm3,
+                    len(pkg.files),
+                    pkg.byte_size,
+                    p.known.current_package_id if p.known else None,
+                    changed_at.replace(tzinfo=None) if changed_at else None,
+                    ctx.run_id,
+                    now,
+                )
             )
         # A 档号 reserved by this run was written with this very record's columns: only its status
         # changes. New versions, and reservations left by an earlier run, get their columns rewritten.
@@ -424,38 +471,24 @@ class Archiver:
             if p.known is None or (p.known.status == "reserved" and p.known.reserved_run == ctx.run_id)
         ]
         fresh_ids = {p.record_id for p in fresh}
-        status_updates = [
-            {"id": p.record_id, "status": "archived", "current_version": p.version, "updated_at": now}
-            for p in fresh
-        ]
+        status_updates = [("archived", p.version, now, p.record_id) for p in fresh]
         record_updates = [
-            {
-                "id": p.record_id,
-                "status": "archived",
-                "current_version": p.version,
-                "updated_at": now,
-                **record_columns(p.record),
-            }
+            ("archived", p.version, now, *record_values(p.record), p.record_id)
             for p in plan
             if p.record_id not in fresh_ids
         ]
+        records = ArchiveRecordRow.__table__
         with ctx.catalog.transaction() as session:
-            ids = (
-                session.execute(
-                    insert(PackageRow).returning(PackageRow.id, sort_by_parameter_order=True), package_rows
-                )
-                .scalars()
-                .all()
-            )
+            insert_rows(session, PackageRow.__table__, PACKAGE_COLUMNS, package_rows)
+            ids = package_ids(session, [(p.record_id, p.version) for p in plan])
             file_rows = [
                 (package_id, f.path, f.role, f.media_type, len(f.data), f.sha256, f.sm3)
                 for p, package_id in zip(plan, ids, strict=True)
                 for f in p.package.files  # type: ignore[union-attr]
             ]
             insert_rows(session, FileRow.__table__, FILE_COLUMNS, file_rows)
-            for updates in (status_updates, record_updates):
-                if updates:
-                    session.execute(update(ArchiveRecordRow), updates)
+            update_rows(session, records, STATUS_COLUMNS, "id", status_updates)
+            update_rows(session, records, (*STATUS_COLUMNS, *RECORD_COLUMNS), "id", record_updates)
             events = []
             for p, package_id in zip(plan, ids, strict=True):
                 kind = "archived" if p.version == 1 else "new-version"
