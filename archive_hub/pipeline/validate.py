@@ -9,12 +9,9 @@ from archive_hub.catalog.quarantine import QuarantineEntry
 from archive_hub.catalog.records import archived_voucher_numbers
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import dumps, read_lines, read_raw_lines, write_raw_lines
-from archive_hub.pipeline.parallel import chunked, default_workers, ordered_map, worth_forking
 from archive_hub.quality import check_batch
 from archive_hub.quality.gate import RecordFacts, facts_of
 from canonical_model.record import ArchiveRecord
-
-CHUNK = 500  # records per work unit
 
 
 def raw_payloads(ctx: RunContext, keys: set[str]) -> dict[str, str]:
@@ -27,19 +24,15 @@ def raw_payloads(ctx: RunContext, keys: set[str]) -> dict[str, str]:
     return found
 
 
-def facts_chunk(_state: None, lines: list[str]) -> list[RecordFacts]:
-    """Parse mapped lines into the facts the gate checks (pydantic re-validation happens here)."""
-    return [facts_of(ArchiveRecord.model_validate_json(line)) for line in lines]
-
-
 def validate(ctx: RunContext) -> dict[str, Any]:
-    source = ctx.run_dir / "mapped.jsonl"
-    lines = list(read_raw_lines(source))
-    parallel = worth_forking(source.stat().st_size)
-    if parallel:
-        ctx.catalog.dispose()  # no pooled connection may cross a fork
-    parts = ordered_map(facts_chunk, None, chunked(lines, CHUNK), parallel=parallel)
-    records = [f for part in parts for f in part]
+    """Re-validate every mapped line with pydantic, then gate the batch; one process on purpose.
+
+    Parsing is 0.03 ms a record; forked workers (as map uses) cost more in shipping the parsed facts
+    back than they saved: measured on 5,000 vouchers, 0.106 against 0.062 ms CPU and 0.075 against
+    0.063 ms wall per voucher.
+    """
+    lines = list(read_raw_lines(ctx.run_dir / "mapped.jsonl"))
+    records: list[RecordFacts] = [facts_of(ArchiveRecord.model_validate_json(line)) for line in lines]
     numbers = {
         (r.voucher.book_code, r.voucher.fiscal_year, r.voucher.period, r.voucher.number)
         for r in records
@@ -73,6 +66,5 @@ def validate(ctx: RunContext) -> dict[str, Any]:
         "valid": valid,
         "quarantined": len(entries),
         "quarantined_new": new_problems,
-        "workers": default_workers() if parallel else 1,
         **summary,
     }
