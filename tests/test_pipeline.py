@@ -5,6 +5,7 @@ Runs on both catalog dialects (SQLite file and a real PostgreSQL server).
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections import Counter
 from pathlib import Path
@@ -371,7 +372,7 @@ def test_map_in_forked_workers_writes_what_one_process_writes(
 
     monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "2")
     monkeypatch.setenv("ARCHIVE_HUB_PARALLEL_MIN_BYTES", "0")
-    monkeypatch.setattr(transform, "CHUNK", 7)  # many chunks, so order across workers matters
+    monkeypatch.setattr(transform, "CHUNK_BYTES", 5000)  # many parts, so order across workers matters
     two = run_step("map", "erp_sample", "run-1")
     assert two["workers"] == 2 and one["workers"] == 1
     assert mapped.read_bytes() == serial
@@ -404,3 +405,20 @@ def test_forked_workers_do_not_inherit_a_sigterm_handler(monkeypatch: pytest.Mon
     finally:
         signal.signal(signal.SIGTERM, previous)
     assert seen == ["default"] * 6
+
+
+@pytest.mark.parametrize("size", [1, 7, 100, 4096, 10**9])
+def test_byte_spans_hand_every_line_to_exactly_one_part(tmp_path: Path, size: int) -> None:
+    """Workers map byte spans of extracted.jsonl: no line may be cut, lost or read twice."""
+    import random
+
+    from archive_hub.pipeline.jsonl import byte_spans, read_span_lines
+
+    rng = random.Random(size)
+    lines = [json.dumps({"key": str(i), "text": "凭证" * rng.randint(0, 300)}) for i in range(400)]
+    path = tmp_path / "extracted.jsonl"
+    path.write_text("\n".join(lines) + "\n\n", encoding="utf-8")  # a trailing blank line is ignored
+    spans = byte_spans(path, size)
+    assert spans[0][0] == 0 and spans[-1][1] == path.stat().st_size
+    assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
+    assert [line for start, end in spans for line in read_span_lines(path, start, end)] == lines

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import shutil
 from collections.abc import Iterable, Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -70,3 +71,38 @@ def read_raw_lines(path: Path) -> Iterator[str]:
         for line in fh:
             if line.strip():
                 yield line.rstrip("\n")
+
+
+def byte_spans(path: Path, size: int) -> list[tuple[int, int]]:
+    """(start, end) offsets cutting the file into pieces of about `size` bytes, each ending at a newline."""
+    total = path.stat().st_size
+    spans: list[tuple[int, int]] = []
+    with path.open("rb") as fh:
+        start = 0
+        while start < total:
+            fh.seek(min(start + max(size, 1), total) - 1)
+            fh.readline()  # on to the end of the line that straddles the cut
+            end = fh.tell()
+            spans.append((start, end))
+            start = end
+    return spans
+
+
+def read_span_lines(path: Path, start: int, end: int) -> list[str]:
+    """The non-blank lines between two offsets that `byte_spans` produced."""
+    with path.open("rb") as fh:
+        fh.seek(start)
+        data = fh.read(end - start)
+    return [line for line in data.decode("utf-8").split("\n") if line.strip()]
+
+
+def join_files(parts: list[Path], path: Path) -> None:
+    """Concatenate part files into `path`, atomically and durably (temp name, fsync, rename)."""
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with tmp.open("wb") as out:
+        for part in parts:
+            with part.open("rb") as src:
+                shutil.copyfileobj(src, out, 1 << 20)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, path)
