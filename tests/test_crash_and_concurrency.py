@@ -12,6 +12,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from sqlalchemy import select
 
 from archive_hub.catalog import Catalog, sequences
@@ -104,22 +105,25 @@ def test_archival_numbers_are_unique_and_gap_free_under_concurrent_runs(hub: Hub
     assert sorted(numbers) == list(range(1, len(numbers) + 1)), "件号 has gaps"
 
 
-def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(hub: Hub) -> None:
+def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import sqlite3
 
-    from archive_hub.pipeline.archive import _batches
     from archive_hub.pipeline.archiver import Archiver
-    from archive_hub.pipeline.context import RunContext
     from connectors.erp.sample_erp.seed import touch_voucher
 
     seed(hub, vouchers=30, bad_records=False)
     for step in ("extract", "map", "validate"):
         run_step(step, "erp_sample", "r1")
-    ctx = RunContext.open("erp_sample", "r1")
-    archiver = Archiver(ctx)
-    for batch, _ in _batches(ctx):
-        archiver.run(batch, reserve_only=True)  # the run dies here: 30 档号 reserved, no package yet
-    ctx.close()
+
+    def dies(self: Archiver, plan: list[object]) -> None:
+        raise SystemExit("the run dies here: 30 档号 reserved, no package yet")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Archiver, "_write", dies)
+        with pytest.raises(SystemExit):
+            run_step("archive", "erp_sample", "r1")
     erp = sqlite3.connect(hub.erp_url.removeprefix("sqlite:///"))
     with erp:  # voucher 5 is deleted in the ERP before the next run
         erp.execute("delete from erp_attachment where voucher_id=5")
@@ -198,5 +202,49 @@ def test_two_runs_of_one_source_at_once_archive_each_voucher_once(hub: Hub, cata
     assert len(records) == 150 and sorted(r.item_no for r in records) == list(range(1, 151))
     assert len(packages) == 150 and len(items) == 5
     assert len(published_packages(hub.settings.archive_root)) == 150
+    assert verify_archive(catalog, hub.settings.archive_root).ok
+    catalog.dispose()
+
+
+def test_parallel_workers_number_items_in_source_order_even_after_a_failing_batch(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers archive batches of 15 at once and take turns to reserve 档号.
+
+    A batch that fails in a worker ends the step with its own error (the batches behind it do not
+    wait forever for their turn); the re-run archives everything, and 件号 follow valid.jsonl, gap-free.
+    """
+    import json
+
+    from archive_hub.pipeline.archiver import Archiver
+
+    monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "2")
+    small_batches(hub, monkeypatch, 15)
+    seed(hub, vouchers=100, bad_records=False)
+    for step in ("extract", "map", "validate"):
+        run_step(step, "erp_sample", "r1")
+    valid = hub.settings.runs_root / "erp_sample" / "r1" / "valid.jsonl"
+    order = [json.loads(line)["source"]["business_id"] for line in valid.read_text().splitlines()]
+    real_write = Archiver._write
+
+    def failing_write(self: Archiver, plan: list) -> None:  # type: ignore[type-arg]
+        if any(p.record.source.business_id == order[40] for p in plan):
+            raise RuntimeError("disk on fire in batch 2")
+        real_write(self, plan)
+
+    monkeypatch.setattr(Archiver, "_write", failing_write)  # the forked workers inherit it
+    started = time.monotonic()
+    with pytest.raises(RuntimeError, match="disk on fire in batch 2"):
+        run_step("archive", "erp_sample", "r1")
+    assert time.monotonic() - started < 60
+    monkeypatch.setattr(Archiver, "_write", real_write)
+    result = run_step("archive", "erp_sample", "r1")
+    assert result["workers"] == 2
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        records = s.execute(select(ArchiveRecordRow)).scalars().all()
+    assert len(records) == 100 and all(r.status == "archived" for r in records)
+    assert [r.business_id for r in sorted(records, key=lambda r: r.item_no)] == order
+    assert sorted(r.item_no for r in records) == list(range(1, 101))
     assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()

@@ -11,7 +11,7 @@ from sqlalchemy import func, select
 from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, override_erp_sample, seed
 
 
 def airflow_db(hub: Hub) -> sqlite3.Connection:
@@ -24,6 +24,7 @@ def test_dag_runs_for_real_and_passes_only_small_summaries(hub: Hub, monkeypatch
     # inherit; once this hung the map task forever at pool shutdown (a timeout here fails the test).
     monkeypatch.setenv("ARCHIVE_HUB_PARALLEL_MIN_BYTES", "0")
     monkeypatch.setenv("ARCHIVE_HUB_WORKERS", "2")
+    override_erp_sample(hub, monkeypatch, "batch_size: 500", "batch_size: 40")  # 3 archive batches
     seed(hub, vouchers=120)
     log = hub.home / "dag.log"
     rc = run_airflow_dag("archive_erp_sample", hub.settings, log, timeout=240)

@@ -408,11 +408,11 @@ def test_forked_workers_do_not_inherit_a_sigterm_handler(monkeypatch: pytest.Mon
 
 
 @pytest.mark.parametrize("size", [1, 7, 100, 4096, 10**9])
-def test_byte_spans_hand_every_line_to_exactly_one_part(tmp_path: Path, size: int) -> None:
+def test_spans_hand_every_line_to_exactly_one_part(tmp_path: Path, size: int) -> None:
     """Workers map byte spans of extracted.jsonl: no line may be cut, lost or read twice."""
     import random
 
-    from archive_hub.pipeline.jsonl import byte_spans, read_span_lines
+    from archive_hub.pipeline.jsonl import byte_spans, line_spans, read_span_lines
 
     rng = random.Random(size)
     lines = [json.dumps({"key": str(i), "text": "凭证" * rng.randint(0, 300)}) for i in range(400)]
@@ -422,3 +422,8 @@ def test_byte_spans_hand_every_line_to_exactly_one_part(tmp_path: Path, size: in
     assert spans[0][0] == 0 and spans[-1][1] == path.stat().st_size
     assert all(a[1] == b[0] for a, b in zip(spans, spans[1:], strict=False))
     assert [line for start, end in spans for line in read_span_lines(path, start, end)] == lines
+    per_batch = max(1, min(size, 1000))  # archive batches: whole lines, `per_batch` of them
+    batches = line_spans(path, per_batch)
+    got = [read_span_lines(path, start, end) for start, end in batches]
+    assert [line for batch in got for line in batch] == lines
+    assert all(len(batch) == per_batch for batch in got[:-1]) and 0 < len(got[-1]) <= per_batch

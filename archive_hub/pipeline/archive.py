@@ -1,115 +1,92 @@
 """Archive step: every valid record of a run becomes a published package (see archiver.py for one batch).
 
-With several workers this process reserves the 档号 of new records batch by batch (so 件号 follow
-source order) and hands each reserved batch to forked worker processes that take it end to end
-while the next batch is reserved, using both cores.
+valid.jsonl is cut into batches of the source's batch size. With several workers each forked worker
+takes whole batches end to end (parse, read attachments, reserve 档号, build, stage, sync, verify,
+publish, register); only the 档号 reservation is taken in turn, batch after batch in source order
+(`ReservationTurns`), so 件号 follow the source whichever worker is faster. The parent reads no
+record: it only finds the batch boundaries and adds up the counts.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
-import shutil
-from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
 from archive_hub.pipeline.archiver import Archiver
 from archive_hub.pipeline.context import RunContext
-from archive_hub.pipeline.jsonl import read_raw_lines, write_raw_lines
+from archive_hub.pipeline.jsonl import line_spans, read_span_lines
 from archive_hub.pipeline.parallel import default_workers, init_worker
+from archive_hub.pipeline.turns import ReservationTurns, Turn
 from canonical_model.record import ArchiveRecord
 
 
-def _batches(ctx: RunContext) -> Iterator[tuple[list[ArchiveRecord], list[str]]]:
-    """Batches of valid records with their JSON lines (handed to workers as they are)."""
-    batch: list[ArchiveRecord] = []
-    lines: list[str] = []
-    for line in read_raw_lines(ctx.run_dir / "valid.jsonl"):
-        batch.append(ArchiveRecord.model_validate_json(line))
-        lines.append(line)
-        if len(batch) >= ctx.source.batch_size:
-            yield batch, lines
-            batch, lines = [], []
-    if batch:
-        yield batch, lines
+def read_batch(path: Path, start: int, end: int) -> list[ArchiveRecord]:
+    return [ArchiveRecord.model_validate_json(line) for line in read_span_lines(path, start, end)]
 
 
 def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
     """Archive every valid record of the run (the caller holds the source's lock, see run_step).
 
-    With several workers this process reserves the 档号 of new records batch by batch (so 件号 follow
-    source order, gap-free) and hands each reserved batch to worker processes that take it end to end
-    (build, stage, sync, publish, register) while the next batch is reserved, using both cores. A worker
-    dies with this process (PR_SET_PDEATHSIG), so killing the step never leaves a writer behind.
+    A worker dies with this process (PR_SET_PDEATHSIG), so killing the step never leaves a writer behind.
     """
     workers = default_workers() if workers is None else workers
+    source = ctx.run_dir / "valid.jsonl"
     archiver = Archiver(ctx)
     cleaned = archiver.store.clean_staging()
-    batch_dir = ctx.run_dir / "archive-batches"
-    try:
-        if workers <= 1:
-            for batch, _ in _batches(ctx):
-                archiver.run(batch)
-            return {"step": "archive", **archiver.counts, "staging_leftovers_removed": cleaned, "workers": 1}
-        shutil.rmtree(batch_dir, ignore_errors=True)
-        batch_dir.mkdir()
-        failed: set[str] = set()
-        futures = []
-        mp = multiprocessing.get_context("fork")
-        pool: ProcessPoolExecutor | None = None
+    batches = line_spans(source, ctx.source.batch_size)
+    counts: dict[str, int] = dict(archiver.counts)
+    if workers <= 1 or len(batches) <= 1:
+        for start, end in batches:
+            archiver.run(read_batch(source, start, end))
+        counts = archiver.counts
+        workers = 1
+    else:
+        ctx.catalog.dispose()  # no pooled connection may cross a fork
+        turns = ReservationTurns(multiprocessing.get_context("fork"))
+        pool = ProcessPoolExecutor(
+            workers,
+            mp_context=multiprocessing.get_context("fork"),
+            initializer=_worker_init,
+            initargs=(ctx.source.id, ctx.run_id, os.getpid(), turns),
+        )
         try:
-            for index, (batch, lines) in enumerate(_batches(ctx)):
-                failed |= archiver.run(batch, reserve_only=True)
-                path = batch_dir / f"{index:05d}.jsonl"
-                write_raw_lines(
-                    path,
-                    (
-                        line
-                        for r, line in zip(batch, lines, strict=True)
-                        if r.source.business_id not in failed
-                    ),
-                    durable=False,  # a hand-off to the workers; a re-run rebuilds it
-                )
-                ctx.catalog.dispose()  # no pooled connection may cross a fork
-                if pool is None:
-                    pool = ProcessPoolExecutor(
-                        workers,
-                        mp_context=mp,
-                        initializer=_worker_init,
-                        initargs=(ctx.source.id, ctx.run_id, os.getpid()),
-                    )
-                # workers start on this batch while the next one is being reserved
-                futures.append(pool.submit(_worker_batch, str(path)))
-            counts = dict(archiver.counts)
-            for result in as_completed(futures):
-                part = result.result()
+            futures = [
+                pool.submit(_worker_batch, index, str(source), start, end)
+                for index, (start, end) in enumerate(batches)
+            ]
+            for done in as_completed(futures):
+                part = done.result()
+                records = part.pop("records")
                 for key, value in part.items():
                     counts[key] = counts.get(key, 0) + value
-                ctx.progress("archive", part.get("records", 0), None)
+                ctx.progress("archive", records, None)
+        except BaseException:
+            turns.abort()  # a worker waiting for its turn gives up instead of waiting forever
+            raise
         finally:
-            if pool is not None:
-                pool.shutdown(wait=True, cancel_futures=True)
-    finally:
-        archiver.close()
-    counts.pop("records", None)
-    shutil.rmtree(batch_dir, ignore_errors=True)
+            pool.shutdown(wait=True, cancel_futures=True)
     return {"step": "archive", **counts, "staging_leftovers_removed": cleaned, "workers": workers}
 
 
 _WORKER: dict[str, Any] = {}
 
 
-def _worker_init(source_id: str, run_id: str, parent_pid: int) -> None:
+def _worker_init(source_id: str, run_id: str, parent_pid: int, turns: ReservationTurns) -> None:
     init_worker(parent_pid)  # also restores signal defaults and freezes the GC
-    ctx = RunContext.open(source_id, run_id)
-    _WORKER["ctx"] = ctx
+    _WORKER["ctx"] = RunContext.open(source_id, run_id)
+    _WORKER["turns"] = turns
 
 
-def _worker_batch(path: str) -> dict[str, int]:
+def _worker_batch(index: int, path: str, start: int, end: int) -> dict[str, int]:
     ctx: RunContext = _WORKER["ctx"]
-    archiver = Archiver(ctx)
-    records = [ArchiveRecord.model_validate_json(line) for line in read_raw_lines(Path(path))]
-    archiver.run(records)
+    turn = Turn(_WORKER["turns"], index)
+    try:
+        records = read_batch(Path(path), start, end)
+        archiver = Archiver(ctx)
+        archiver.run(records, turn=turn)
+    finally:
+        turn.done()  # also when this batch failed: the batches after it must not wait forever
     return {**archiver.counts, "records": len(records)}

@@ -12,9 +12,7 @@ fingerprint and adopted with its on-disk hashes, never written twice.
 from __future__ import annotations
 
 import datetime as dt
-import errno
-import os
-import stat
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -85,28 +83,6 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
     if att.size is not None and att.size != len(data):
         raise _wrong_size(record, index, uri, len(data))
     return AttachmentBytes(att.name, att.media_type, data)
-
-
-def check_attachments(record: ArchiveRecord) -> None:
-    """What `read_attachment` would refuse, found by stat alone (the reserving process reads no bytes).
-
-    A file that passes here but fails to read later is quarantined by the worker; its reserved 档号
-    is then reused by the next new record (see `_stale_reservations`), so 件号 stay gap-free.
-    """
-    for index, att in enumerate(record.attachments):
-        uri = _attachment_location(record, index)
-        try:
-            st = os.stat(uri)
-            if not stat.S_ISREG(st.st_mode):
-                raise IsADirectoryError(
-                    errno.EISDIR, "Is a directory" if stat.S_ISDIR(st.st_mode) else "Not a regular file"
-                )
-            if not os.access(uri, os.R_OK):
-                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES))
-        except OSError as exc:
-            raise _unreadable(record, index, uri, exc) from None
-        if att.size is not None and att.size != st.st_size:
-            raise _wrong_size(record, index, uri, st.st_size)
 
 
 def sequence_key(record: ArchiveRecord) -> sequences.SequenceKey:
@@ -220,13 +196,8 @@ class Archiver:
     def close(self) -> None:
         """Nothing to release today; kept so callers need not change when a store holds connections."""
 
-    def run(self, records: list[ArchiveRecord], *, reserve_only: bool = False) -> set[str]:
-        """Archive one batch; with reserve_only, just give new records their 档号 (phase 1 of a parallel run).
-
-        Returns the keys quarantined here, so a later phase does not count them twice.
-        """
-        if reserve_only:
-            return self._reserve_new(records)
+    def run(self, records: list[ArchiveRecord], *, turn: AbstractContextManager[Any] | None = None) -> None:
+        """Archive one batch. With several workers, `turn` is this batch's turn to reserve 档号 (see turns.py)."""
         ctx = self.ctx
         failures: list[tuple[str, str]] = []
 
@@ -255,38 +226,14 @@ class Archiver:
                 continue
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
+        with turn or nullcontext():  # 件号 follow the source: batches reserve in order
+            if plan:
+                self._reserve(plan)
         if plan:
-            self._reserve(plan)
             self._write(plan)
             self._register(plan)
         self._quarantine(failures)
         ctx.progress("archive", len(records), None)
-        return {key for key, _ in failures}
-
-    def _reserve_new(self, records: list[ArchiveRecord]) -> set[str]:
-        """Reserve 档号 for records the catalog has never seen, in source order; read no bytes.
-
-        Known records already hold their 档号; whether they are unchanged or a new version is decided
-        by the worker that reads their attachments. Attachments are only checked by stat here.
-        """
-        ctx = self.ctx
-        with ctx.catalog.reading() as session:
-            known = known_records(session, ctx.source.id, [r.source.business_id for r in records])
-        failures: list[tuple[str, str]] = []
-        new: list[Planned] = []
-        for record in records:
-            if record.source.business_id in known:
-                continue
-            try:
-                check_attachments(record)
-            except AttachmentError as exc:
-                failures.append((record.source.business_id, str(exc)))
-                continue
-            new.append(Planned(record, [], "", None, 1))
-        if new:
-            self._reserve(new)
-        self._quarantine(failures)
-        return {key for key, _ in failures}
 
     def _quarantine(self, failures: list[tuple[str, str]]) -> None:
         if not failures:

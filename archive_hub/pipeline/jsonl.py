@@ -88,8 +88,25 @@ def byte_spans(path: Path, size: int) -> list[tuple[int, int]]:
     return spans
 
 
+def line_spans(path: Path, lines: int) -> list[tuple[int, int]]:
+    """(start, end) offsets cutting the file into pieces of `lines` non-blank lines (the last may be short)."""
+    spans: list[tuple[int, int]] = []
+    start = position = count = 0
+    with path.open("rb") as fh:
+        for line in fh:
+            position += len(line)
+            if line.strip():
+                count += 1
+                if count == lines:
+                    spans.append((start, position))
+                    start, count = position, 0
+    if count:
+        spans.append((start, position))
+    return spans
+
+
 def read_span_lines(path: Path, start: int, end: int) -> list[str]:
-    """The non-blank lines between two offsets that `byte_spans` produced."""
+    """The non-blank lines between two offsets that `byte_spans` or `line_spans` produced."""
     with path.open("rb") as fh:
         fh.seek(start)
         data = fh.read(end - start)
