@@ -79,16 +79,25 @@ def update_rows(
 
 
 def select_in(
-    session: Session, table: Table, columns: tuple[str, ...], key: str, values: Sequence[Any]
+    session: Session,
+    table: Table,
+    columns: tuple[str, ...],
+    key: str,
+    values: Sequence[Any],
+    where: dict[str, Any] | None = None,
 ) -> list[Row]:
-    """`columns` of the rows whose `key` is one of `values` (a plain IN list, at most 500 a query)."""
+    """`columns` of the rows whose `key` is one of `values` (and whose `where` columns equal the given
+    values, so a composite index such as (source_id, business_id) serves the lookup); 500 values a query."""
     conn = session.connection()
     mark = _mark(conn.dialect)
+    fixed = list((where or {}).items())
+    conditions = "".join(f"{name} = {mark} AND " for name, _ in fixed)
     found: list[Row] = []
     for start in range(0, len(values), 500):
         chunk = list(values[start : start + 500])
         sql = (
-            f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key} IN ({', '.join([mark] * len(chunk))})"
+            f"SELECT {', '.join(columns)} FROM {table.name} "
+            f"WHERE {conditions}{key} IN ({', '.join([mark] * len(chunk))})"
         )
-        found.extend(conn.exec_driver_sql(sql, tuple(chunk)).all())
+        found.extend(conn.exec_driver_sql(sql, (*(value for _, value in fixed), *chunk)).all())
     return found

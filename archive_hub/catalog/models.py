@@ -73,7 +73,8 @@ class PackageRow(Base):
     __table_args__ = (UniqueConstraint("record_id", "version", name="uq_package_version"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    record_id: Mapped[int] = mapped_column(ForeignKey("archive_record.id"), index=True)
+    # no index of its own: uq_package_version (record_id, version) serves lookups by record
+    record_id: Mapped[int] = mapped_column(ForeignKey("archive_record.id"))
     version: Mapped[int] = mapped_column(Integer)
     path: Mapped[str] = mapped_column(String(500))  # relative to the archive root
     fingerprint: Mapped[str] = mapped_column(String(64))  # SHA-256 of the canonical content

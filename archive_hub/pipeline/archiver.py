@@ -314,18 +314,15 @@ class Archiver:
                     )
                 )
             insert_rows(session, ArchiveRecordRow.__table__, RESERVATION_COLUMNS, rows)
-            ids = (
-                dict(
-                    session.execute(
-                        select(ArchiveRecordRow.business_id, ArchiveRecordRow.id).where(
-                            ArchiveRecordRow.source_id == self.ctx.source.id,
-                            ArchiveRecordRow.business_id.in_([p.record.source.business_id for p in fresh]),
-                        )
-                    ).all()
-                )
-                if fresh
-                else {}
+            found = select_in(
+                session,
+                ArchiveRecordRow.__table__,
+                ("business_id", "id"),
+                "business_id",
+                [p.record.source.business_id for p in fresh],
+                where={"source_id": self.ctx.source.id},
             )
+            ids = dict(found)
         for p in fresh:
             p.record_id = ids[p.record.source.business_id]
 
