@@ -286,7 +286,7 @@ def raw_fsync_each(root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) 
 
 # (label, how to find the function: (file suffix, function name)); cumulative times, so nested ones overlap
 PROFILE_BUCKETS: list[tuple[str, str, str]] = [
-    ("read valid.jsonl lines", "pipeline/jsonl.py", "read_raw_lines"),
+    ("read valid.jsonl lines", "pipeline/jsonl.py", "read_span_lines"),
     ("pydantic model_validate_json (archive input)", "pydantic/main.py", "model_validate_json"),
     ("read attachments", "pipeline/archiver.py", "read_attachment"),
     ("catalog: known_records lookup", "catalog/records.py", "known_records"),
