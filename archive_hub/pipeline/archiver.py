@@ -59,29 +59,19 @@ def _attachment_location(record: ArchiveRecord, index: int) -> str:
     return att.uri.removeprefix("file://")
 
 
-def _unreadable(record: ArchiveRecord, index: int, uri: str, exc: OSError) -> AttachmentError:
-    att = record.attachments[index]
-    return AttachmentError(
-        f"attachment {index + 1} {att.name!r} at {uri} cannot be read: {exc.strerror or exc}"
-    )
-
-
-def _wrong_size(record: ArchiveRecord, index: int, uri: str, size: int) -> AttachmentError:
-    att = record.attachments[index]
-    return AttachmentError(
-        f"attachment {index + 1} {att.name!r} at {uri} has {size} bytes but the source says {att.size}"
-    )
-
-
 def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
     att = record.attachments[index]
     uri = _attachment_location(record, index)
     try:
         data = read_bytes(uri)
     except OSError as exc:
-        raise _unreadable(record, index, uri, exc) from None
+        raise AttachmentError(
+            f"attachment {index + 1} {att.name!r} at {uri} cannot be read: {exc.strerror or exc}"
+        ) from None
     if att.size is not None and att.size != len(data):
-        raise _wrong_size(record, index, uri, len(data))
+        raise AttachmentError(
+            f"attachment {index + 1} {att.name!r} at {uri} has {len(data)} bytes but the source says {att.size}"
+        )
     return AttachmentBytes(att.name, att.media_type, data)
 
 
@@ -192,9 +182,6 @@ class Archiver:
             "quarantined_new": 0,
             "bytes": 0,
         }
-
-    def close(self) -> None:
-        """Nothing to release today; kept so callers need not change when a store holds connections."""
 
     def run(self, records: list[ArchiveRecord], *, turn: AbstractContextManager[Any] | None = None) -> None:
         """Archive one batch. With several workers, `turn` is this batch's turn to reserve 档号 (see turns.py)."""
