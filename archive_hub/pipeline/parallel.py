@@ -13,7 +13,6 @@ import multiprocessing
 import os
 import signal
 from collections.abc import Callable, Iterable, Iterator
-from itertools import islice
 from typing import Any, TypeVar
 
 from archive_hub.pipeline.gc_tuning import freeze_gc
@@ -30,13 +29,6 @@ def default_workers() -> int:
     """ARCHIVE_HUB_WORKERS, else one per core (at most 2: beyond that the disk, not the CPU, decides here)."""
     value = os.environ.get("ARCHIVE_HUB_WORKERS") or os.environ.get("ARCHIVE_HUB_ARCHIVE_WORKERS")
     return max(1, int(value) if value else min(2, os.cpu_count() or 1))
-
-
-def chunked(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    """Work units of `size` items, in order (the last one may be shorter)."""
-    iterator = iter(items)
-    while chunk := list(islice(iterator, size)):
-        yield chunk
 
 
 def worth_forking(input_bytes: int) -> bool:

@@ -26,9 +26,8 @@ CHUNK_BYTES = 1_000_000  # bytes of extracted.jsonl per work unit (about 500 vou
 Refusal = tuple[str, str, str, str]
 
 
-def map_chunk(state: tuple[Mapping, dict[str, Any]], lines: list[str]) -> tuple[list[str], list[Refusal]]:
+def map_lines(mapping: Mapping, context: dict[str, Any], lines: list[str]) -> tuple[list[str], list[Refusal]]:
     """Map extracted lines to ArchiveRecord JSON lines; the refused ones come back with their reason."""
-    mapping, context = state
     mapped: list[str] = []
     refused: list[Refusal] = []
     for line in lines:
@@ -53,7 +52,7 @@ def map_part(
     """Map one byte span of extracted.jsonl into its own part file; return the count and the refusals."""
     mapping, context, source = state
     start, end, part = task
-    mapped, refused = map_chunk((mapping, context), read_span_lines(source, start, end))
+    mapped, refused = map_lines(mapping, context, read_span_lines(source, start, end))
     write_raw_lines(part, mapped, durable=False)  # joined into mapped.jsonl, which is made durable
     return len(mapped), refused
 
