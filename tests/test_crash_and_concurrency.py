@@ -207,7 +207,7 @@ def test_two_runs_of_one_source_at_once_archive_each_voucher_once(hub: Hub, cata
 
 
 def test_parallel_workers_number_items_in_source_order_even_after_a_failing_batch(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
+    hub: Hub, catalog_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Two workers archive batches of 15 at once and take turns to reserve 档号.
 
@@ -240,7 +240,7 @@ def test_parallel_workers_number_items_in_source_order_even_after_a_failing_batc
     monkeypatch.setattr(Archiver, "_write", real_write)
     result = run_step("archive", "erp_sample", "r1")
     assert result["workers"] == 2
-    catalog = Catalog(hub.settings.catalog_url)
+    catalog = Catalog(catalog_url)
     with catalog.reading() as s:
         records = s.execute(select(ArchiveRecordRow)).scalars().all()
     assert len(records) == 100 and all(r.status == "archived" for r in records)
