@@ -29,7 +29,7 @@ def _processors(dialect: Dialect, table: Table, columns: tuple[str, ...]) -> _Pr
     if found is None:
         pairs = []
         for index, name in enumerate(columns):
-            processor = table.c[name].type._cached_bind_processor(dialect)  # what Core itself applies
+            processor = table.c[name].type.dialect_impl(dialect).bind_processor(dialect)  # what Core applies
             if processor is not None:
                 pairs.append((index, processor))
         found = _PROCESSORS[key] = tuple(pairs)
