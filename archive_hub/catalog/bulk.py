@@ -5,7 +5,8 @@ SQLAlchemy's ORM/Core executemany every row pays parameter compilation in Python
 as a tenth of the archive workers' CPU. Here each statement is compiled once by hand and the rows
 go to the driver's executemany as tuples. Values still go through the dialect's own bind processors
 (dates and datetimes as SQLite stores them, Decimal as SQLite binds it), so what lands in the table
-is exactly what SQLAlchemy would have written and reads back through the ORM unchanged.
+is exactly what SQLAlchemy would have written and reads back through the ORM unchanged. Table and
+column names come from the catalog models, never from input; values are always bound parameters.
 """
 
 from __future__ import annotations
