@@ -158,9 +158,11 @@ def run_per_step(home: Path, run_id: str) -> tuple[dict[str, float], dict[str, A
     times: dict[str, float] = {}
     result: dict[str, Any] = {}
     for step in STEPS:
+        cpu = cpu_seconds()
         started = time.perf_counter()
         result = run_step(step, SOURCE_ID, run_id)
         times[step] = time.perf_counter() - started
+        CPU_LOG[f"step-{step}"] = cpu_seconds() - cpu
     return times, result
 
 
@@ -531,7 +533,7 @@ def main() -> int:
     for step, t in step_times.items():
         print(
             f"  {step:<10}{t:>8.2f}s  {t / n * 1000:>7.3f} ms/voucher  {t / steps_total:>6.1%}  "
-            f"{rate(n, t):>9.0f} vouchers/s"
+            f"{rate(n, t):>9.0f} vouchers/s   CPU {CPU_LOG[f'step-{step}'] / n * 1000:.3f} ms/voucher"
         )
     if prof:
         print("-" * w)
@@ -583,6 +585,7 @@ def main() -> int:
             "vouchers_per_s": {"target": TARGET_VPS, "pass": e2e_vps >= TARGET_VPS},
         },
         "steps_s": {k: round(v, 3) for k, v in step_times.items()},
+        "steps_cpu_ms_per_voucher": {k: round(CPU_LOG[f"step-{k}"] / n * 1000, 4) for k in step_times},
         "archive_profile": {k: v for k, v in prof.items() if k != "top_tottime"} if prof else None,
         "flush_before_phases_s": [round(t, 3) for t in QUIESCE_LOG],
         "kept": str(home) if keep else None,
