@@ -21,8 +21,11 @@ Before each phase everything dirty is flushed (syncfs) and nothing is deleted un
 phase never pays for the previous one's writeback or for ext4 discards of deleted trees.
 
 Figures are printed as a table with PASS/MISS against the targets (end to end ≥ 50% of the raw
-limit, ≥ 500 vouchers/s) and written to var/bench/archive-latest.json. MB = 10^6 bytes. The big
-temporary tree is removed at the end unless BENCH_KEEP=1.
+limit, ≥ 500 vouchers/s). The share is checked against this run's raw limit and against the best raw
+limit this machine has shown for the same workload (var/bench/raw-best.json), and the lower counts:
+a raw loop slowed by the disk's state (see README) cannot make a run pass. Everything is also written
+to var/bench/archive-latest.json. MB = 10^6 bytes. The big temporary tree is removed at the end
+unless BENCH_KEEP=1.
 
 Run: ``make bench`` or ``BENCH_VOUCHERS=10000 uv run python -m bench.bench_archive``.
 """
@@ -283,6 +286,29 @@ def raw_fsync_each(root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) 
     return time.perf_counter() - started, written, files_written
 
 
+def best_raw_reference(report: dict[str, Any]) -> dict[str, Any]:
+    """The fastest raw loop this machine has shown for this workload, this run's included.
+
+    Why: on ext4 the raw loop runs at a third of its speed for minutes after large deletes, and a
+    slowed raw loop makes the share look better than it is (a run at 52% "passed" that way). The
+    verdict therefore also holds end to end against the best raw limit seen here before; the file
+    lives under var/bench, so it belongs to this machine and never travels with the repository.
+    """
+    path = BENCH_ROOT / "raw-best.json"
+    key = f"{report['vouchers']} vouchers, {report['bytes_written']} bytes"
+    try:
+        known: dict[str, Any] = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    best = known.get(key)
+    if best is None or report["mb_per_s"] > best["mb_per_s"]:
+        best = report
+        known[key] = best
+        BENCH_ROOT.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(known, indent=2) + "\n")
+    return best
+
+
 # --------------------------------------------------------------------------- profile
 
 
@@ -471,6 +497,17 @@ def main() -> int:
     raw_pps, raw_mbps = rate(len(layout), raw_s), rate(bytes_written, raw_s) / MB
     strict_pps, strict_mbps = rate(len(strict_layout), strict_s), rate(strict_bytes, strict_s) / MB
     share = e2e_mbps / raw_mbps if raw_mbps else 0.0
+    best_raw = best_raw_reference(
+        {
+            "vouchers": archived,
+            "bytes_written": bytes_written,
+            "mb_per_s": raw_mbps,
+            "packages_per_s": raw_pps,
+            "when": dt.datetime.now().isoformat(timespec="seconds"),
+        }
+    )
+    share_best = e2e_mbps / best_raw["mb_per_s"] if best_raw["mb_per_s"] else 0.0
+    share_ok = min(share, share_best) >= TARGET_SHARE
     steps_total = sum(step_times.values())
 
     w = 96
@@ -509,10 +546,15 @@ def main() -> int:
         f"{'raw, fsync per file+dir (context, stricter)':<44}{strict_s:>9.2f}{strict_pps:>13.0f}{strict_mbps:>9.1f}   "
         f"{len(strict_layout)} packages"
     )
-    print("-" * w)
     print(
-        f"{'end to end / raw limit':<44}{share * 100:>30.1f} %   target >= {TARGET_SHARE:.0%}  "
-        f"{verdict(share >= TARGET_SHARE)}"
+        f"{'raw limit, best seen on this machine':<44}{'':>9}{best_raw['packages_per_s']:>13.0f}"
+        f"{best_raw['mb_per_s']:>9.1f}   {best_raw['when']} (var/bench/raw-best.json)"
+    )
+    print("-" * w)
+    print(f"{'end to end / raw limit of this run':<44}{share * 100:>30.1f} %")
+    print(
+        f"{'end to end / best raw limit seen here':<44}{share_best * 100:>30.1f} %   target >= {TARGET_SHARE:.0%}  "
+        f"{verdict(share_ok)}  (the lower of the two counts)"
     )
     print(
         f"{'end to end vouchers/s':<44}{e2e_vps:>30.0f}     target >= {TARGET_VPS:.0f}    "
@@ -580,8 +622,10 @@ def main() -> int:
             "mb_per_s": round(strict_mbps, 2),
         },
         "share_of_raw": round(share, 4),
+        "share_of_best_raw_seen": round(share_best, 4),
+        "best_raw_seen": best_raw,
         "targets": {
-            "share_of_raw": {"target": TARGET_SHARE, "pass": share >= TARGET_SHARE},
+            "share_of_raw": {"target": TARGET_SHARE, "pass": share_ok},
             "vouchers_per_s": {"target": TARGET_VPS, "pass": e2e_vps >= TARGET_VPS},
         },
         "steps_s": {k: round(v, 3) for k, v in step_times.items()},
@@ -593,7 +637,7 @@ def main() -> int:
     BENCH_ROOT.mkdir(parents=True, exist_ok=True)
     (BENCH_ROOT / "archive-latest.json").write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n")
     print(f"figures written to {BENCH_ROOT / 'archive-latest.json'}" + (f"; kept {home}" if keep else ""))
-    return 0 if share >= TARGET_SHARE and e2e_vps >= TARGET_VPS else 1
+    return 0 if share_ok and e2e_vps >= TARGET_VPS else 1
 
 
 if __name__ == "__main__":
