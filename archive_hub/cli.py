@@ -195,8 +195,10 @@ def search(
         return
     table = Table(title=f"{len(rows)} record(s)")
     table.add_column("档号", no_wrap=True, min_width=24)  # the one column that must never be cut
-    for col in ("凭证号", "日期", "金额合计", "题名", "版本"):
-        table.add_column(col, overflow="fold")
+    for col in ("凭证号", "日期", "金额合计"):  # short values: cut in the middle they would misread
+        table.add_column(col, no_wrap=True, justify="right" if col == "金额合计" else "left")
+    table.add_column("题名", overflow="fold")  # the title takes whatever width is left
+    table.add_column("版本", no_wrap=True, justify="right")
     for rec, _pkg in rows:
         table.add_row(
             rec.archival_code,
