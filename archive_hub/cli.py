@@ -282,10 +282,12 @@ def quarantine_list(
             )
         return
     table = Table(title=f"{len(items)} open quarantine item(s)")
-    for col in ("id", "source", "record", "stage", "attempts", "reason"):
-        table.add_column(col, overflow="fold")
+    for col in ("id", "source", "stage", "attempts"):  # short values stay whole
+        table.add_column(col, no_wrap=True, justify="right" if col in ("id", "attempts") else "left")
+    table.add_column("record", overflow="fold", max_width=10)  # bank keys can be long file names
+    table.add_column("reason", overflow="fold", min_width=20)  # the reason takes the width that is left
     for i in items:
-        table.add_row(str(i.id), i.source_id, i.business_id, i.stage, str(i.attempts), i.reason)
+        table.add_row(str(i.id), i.source_id, i.stage, str(i.attempts), i.business_id, i.reason)
     console.print(table)
 
 
