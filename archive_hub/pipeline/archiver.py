@@ -88,20 +88,39 @@ def search_text(record: ArchiveRecord) -> str:
     return " ".join(dict.fromkeys(p for p in parts if p))
 
 
-def record_columns(record: ArchiveRecord) -> dict[str, Any]:
+# The search and listing columns a record row carries (in the order record_values gives them).
+RECORD_COLUMNS = (
+    "title",
+    "record_date",
+    "fiscal_year",
+    "period",
+    "book_code",
+    "voucher_no",
+    "amount_total",
+    "currency",
+    "search_text",
+    "retention_due",
+)
+
+
+def record_values(record: ArchiveRecord) -> tuple[Any, ...]:
     v = record.voucher
-    return {
-        "title": record.title,
-        "record_date": record.date,
-        "fiscal_year": record.fiscal_year,
-        "period": record.period,
-        "book_code": v.book_code if v else None,
-        "voucher_no": record.voucher_no,
-        "amount_total": record.amount_total,
-        "currency": record.currency,
-        "search_text": search_text(record),
-        "retention_due": record.retention.due_date(fiscal_year_end(record.fiscal_year)),
-    }
+    return (
+        record.title,
+        record.date,
+        record.fiscal_year,
+        record.period,
+        v.book_code if v else None,
+        record.voucher_no,
+        record.amount_total,
+        record.currency,
+        search_text(record),
+        record.retention.due_date(fiscal_year_end(record.fiscal_year)),
+    )
+
+
+def record_columns(record: ArchiveRecord) -> dict[str, Any]:
+    return dict(zip(RECORD_COLUMNS, record_values(record), strict=True))
 
 
 # Column orders of the rows the archive step writes through catalog.bulk (tuples, not dicts).
@@ -121,18 +140,6 @@ PACKAGE_COLUMNS = (
     "created_at",
 )
 STATUS_COLUMNS = ("status", "current_version", "updated_at")
-RECORD_COLUMNS = (
-    "title",
-    "record_date",
-    "fiscal_year",
-    "period",
-    "book_code",
-    "voucher_no",
-    "amount_total",
-    "currency",
-    "search_text",
-    "retention_due",
-)
 RESERVATION_COLUMNS = (
     "source_id",
     "business_id",
@@ -149,11 +156,6 @@ RESERVATION_COLUMNS = (
     "created_at",
     "updated_at",
 )
-
-
-def record_values(record: ArchiveRecord) -> tuple[Any, ...]:
-    columns = record_columns(record)
-    return tuple(columns[name] for name in RECORD_COLUMNS)
 
 
 def package_ids(session: Session, versions: list[tuple[int, int]]) -> list[int]:
