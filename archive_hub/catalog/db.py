@@ -49,9 +49,9 @@ def make_engine(url: str, *, for_writing: bool = True) -> Engine:
 class _WriterLock:
     """One SQLite transaction at a time across processes, queued on flock(2) instead of busy-sleeping.
 
-    SQLite's busy handler sleeps 1, 2, 5 … 100 ms between retries, so a second writer (the archive
-    workers register batches while the parent reserves the next) often slept long after the lock was
-    free. A blocking flock wakes the next process the moment the holder commits. Re-entrant within a
+    SQLite's busy handler sleeps 1, 2, 5 … 100 ms between retries, so a second writer (one archive
+    worker registers its batch while another reserves 档号 for the next) often slept long after the
+    lock was free. A blocking flock wakes the next process the moment the holder commits. Re-entrant within a
     process; reopened after fork, because a forked child would share the parent's lock.
     """
 

@@ -50,7 +50,7 @@ def read_json(path: Path) -> Any:
 def write_raw_lines(path: Path, lines: Iterable[str], *, durable: bool = True) -> int:
     """Lines that are already JSON (e.g. pydantic's model_dump_json), written atomically.
 
-    `durable=False` skips the fsync, for hand-offs that a re-run rebuilds anyway (archive batches).
+    `durable=False` skips the fsync, for hand-offs that a re-run rebuilds anyway (map's part files).
     """
     tmp = path.with_suffix(path.suffix + ".tmp")
     count = 0
