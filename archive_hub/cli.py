@@ -212,6 +212,128 @@ def search(
 
 
 @app.command()
+def show(
+    code: Annotated[str, typer.Argument(help="档号, exactly (search --code finds one by prefix)")],
+    all_files: Annotated[
+        bool, typer.Option("--all-files", help="list the files of every version, not only the current one")
+    ] = False,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--verify", help="re-hash every version of this record and check the event chain (logged)"
+        ),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the record and its history as JSON")] = False,
+) -> None:
+    """One record: its metadata, every version with its files and hashes, its events and quarantine history."""
+    from archive_hub.catalog.history import record_history
+    from archive_hub.verification import verify_record
+    from canonical_model.retention import RetentionPeriod
+
+    catalog = _catalog()
+    with catalog.reading() as session:
+        history = record_history(session, code)
+    if history is None:
+        _fail(
+            f"no record with 档号 {code!r} in the catalog (`archive-hub search --code PREFIX` lists them)", 2
+        )
+    assert history is not None
+    settings = Settings.from_env()
+    report = verify_record(catalog, settings.archive_root, history) if check else None
+    if report is not None:
+        with catalog.reading() as session:  # again, so the check just logged is listed with the others
+            history = record_history(session, code) or history
+    if as_json:
+        body = history.as_dict()
+        if report is not None:
+            body["verify"] = {"ok": report.ok, "problems": report.problems, "events_checked": report.events}
+        print(json.dumps(body, ensure_ascii=False, indent=2))
+    else:
+        _print_history(history, settings, all_files, RetentionPeriod(history.record.retention).label)
+        if report is not None:
+            for problem in report.problems:
+                err.print(f"[red]✗[/red] {problem}", highlight=False)
+            if report.ok:
+                console.print(
+                    f"[green]verified[/green]: {report.packages} version(s), {report.files} files re-hashed "
+                    f"(SHA-256 + SM3) against manifests and catalog; event chain ok ({report.events} events)"
+                )
+    if report is not None and not report.ok:
+        raise typer.Exit(2)
+
+
+def _print_history(history: Any, settings: Settings, all_files: bool, retention: str) -> None:
+    rec = history.record
+    head = Table.grid(padding=(0, 2))
+    head.add_column(style="bold", no_wrap=True)
+    head.add_column(overflow="fold")
+    amount = f"{rec.amount_total:,.2f} {rec.currency}" if rec.amount_total is not None else ""
+    period = f"{rec.fiscal_year}-{rec.period:02d}" if rec.period else str(rec.fiscal_year)
+    due = f", 到期 {rec.retention_due.isoformat()}" if rec.retention_due else " (never due)"
+    current = history.current
+    for label, value in (
+        ("档号", rec.archival_code),
+        ("题名", rec.title),
+        ("来源", f"{rec.source_id}:{rec.business_id}"),
+        ("凭证号", f"{rec.voucher_no or ''}" + (f"  (账簿 {rec.book_code})" if rec.book_code else "")),
+        ("日期 / 期间", f"{rec.record_date.isoformat()} / {period}"),
+        ("金额合计", amount),
+        ("保管期限", f"{retention}{due}"),
+        ("状态", f"{rec.status}, version {rec.current_version} of {len(history.versions)}"),
+        ("位置", str(settings.archive_root / current.package.path) if current else "(not published)"),
+    ):
+        head.add_row(label, value)
+    console.print(head)
+
+    versions = Table(title="versions (never overwritten; each replaces the one before)")
+    for col in ("版本", "替代", "归档时间 UTC", "源变更时间", "字节"):
+        versions.add_column(col, no_wrap=True, justify="right" if col == "字节" else "left")
+    versions.add_column("run", overflow="fold", min_width=10)
+    for v in history.versions:
+        p = v.package
+        versions.add_row(
+            f"v{p.version}",
+            f"v{v.previous_version}" if v.previous_version else "",
+            f"{p.created_at:%Y-%m-%d %H:%M}",
+            f"{p.source_changed_at:%Y-%m-%d %H:%M}" if p.source_changed_at else "",
+            f"{p.byte_size:,}",
+            p.run_id,
+        )
+    console.print(versions)
+
+    # A list, not a table: a 64-digit hash must stay on one line to be compared by eye.
+    for v in history.versions if all_files else [current] if current else []:
+        console.print(f"[bold]files of v{v.package.version}[/bold]")
+        console.print(f"  fingerprint {v.package.fingerprint}", highlight=False)
+        for f in v.files:
+            console.print(f"  {f.path}  [dim]{f.size:,} bytes, {f.media_type}[/dim]", highlight=False)
+            console.print(f"    SHA-256 {f.sha256}\n    SM3     {f.sm3}", highlight=False)
+
+    if history.events:
+        events = Table(title="events (hash-chained log)")
+        for col in ("seq", "at UTC", "kind"):
+            events.add_column(col, no_wrap=True)
+        events.add_column("run, detail", overflow="fold")
+        for e in history.events:
+            detail = json.loads(e.detail)
+            short = ", ".join(
+                f"{k}={v}" for k, v in detail.items() if k not in ("manifest_sha256", "fingerprint", "source")
+            )
+            events.add_row(
+                str(e.seq), f"{e.at:%Y-%m-%d %H:%M}", e.kind, (f"{e.run_id}: " if e.run_id else "") + short
+            )
+        console.print(events)
+    if history.quarantine:
+        items = Table(title="quarantine history of this source record")
+        for col in ("id", "stage", "status", "attempts"):
+            items.add_column(col, no_wrap=True)
+        items.add_column("reason", overflow="fold")
+        for q in history.quarantine:
+            items.add_row(str(q.id), q.stage, q.status, str(q.attempts), q.reason)
+        console.print(items)
+
+
+@app.command()
 def reconcile(
     source: Annotated[str, typer.Argument(help="source id")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,

@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append, verify_chain
+from archive_hub.catalog.history import RecordHistory
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
 from archive_sink.filesystem import published_packages, verify_package_dir
 
@@ -27,6 +28,64 @@ class VerifyReport:
     @property
     def ok(self) -> bool:
         return self.chain_ok and not self.problems
+
+
+def unpublished(code: str) -> str:
+    return f"{code}: 档号 reserved but no package was published (re-run the sync to finish it)"
+
+
+def check_package(
+    archive_root: Path, package: PackageRow, files: dict[str, tuple[str, str, int]], code: str
+) -> tuple[bool, list[str]]:
+    """One published version re-hashed against both manifests and the catalog's rows of its files.
+
+    Returns whether its directory exists at all, and the problems found.
+    """
+    path = archive_root / package.path
+    if not path.is_dir():
+        return False, [f"{code} v{package.version}: package directory {package.path} is missing"]
+    return True, [
+        f"{code} v{package.version}: {problem.path}: {problem.reason}"
+        for problem in verify_package_dir(path, files, code)
+    ]
+
+
+def verify_record(catalog: Catalog, archive_root: Path, history: RecordHistory) -> VerifyReport:
+    """Re-hash every version of one 件 and check the event chain that records them; the check is logged."""
+    report = VerifyReport()
+    code = history.record.archival_code
+    if history.record.status != "archived":
+        report.problems.append(unpublished(code))
+    for version in history.versions:
+        expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
+        present, problems = check_package(archive_root, version.package, expected, code)
+        report.problems.extend(problems)
+        if present:
+            report.packages += 1
+            report.files += len(version.files)
+            report.bytes += version.package.byte_size
+    with catalog.reading() as session:
+        chain = verify_chain(session)
+    report.events, report.chain_ok = chain.events, chain.ok
+    if not chain.ok:
+        report.problems.append(f"event chain broken at event {chain.first_bad_seq}: {chain.reason}")
+    with catalog.transaction() as session:
+        append(
+            session,
+            [
+                Event(
+                    "verified",
+                    code,
+                    {
+                        "versions": report.packages,
+                        "files": report.files,
+                        "ok": report.ok,
+                        "problems": len(report.problems),
+                    },
+                )
+            ],
+        )
+    return report
 
 
 def verify_archive(
@@ -61,14 +120,10 @@ def verify_archive(
             for package, code in packages:
                 last_id = package.id
                 known_paths.add(package.path)
-                path = archive_root / package.path
-                if not path.is_dir():
-                    report.problems.append(
-                        f"{code} v{package.version}: package directory {package.path} is missing"
-                    )
+                present, problems = check_package(archive_root, package, files[package.id], code)
+                report.problems.extend(problems)
+                if not present:
                     continue
-                for problem in verify_package_dir(path, files[package.id], code):
-                    report.problems.append(f"{code} v{package.version}: {problem.path}: {problem.reason}")
                 report.packages += 1
                 report.files += len(files[package.id])
                 report.bytes += package.byte_size
@@ -82,9 +137,7 @@ def verify_archive(
             .all()
         )
         for code in reserved:
-            report.problems.append(
-                f"{code}: 档号 reserved but no package was published (re-run the sync to finish it)"
-            )
+            report.problems.append(unpublished(code))
     for bag in published_packages(archive_root):
         rel = str(bag.relative_to(archive_root))
         if rel not in known_paths:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import subprocess
@@ -99,6 +100,7 @@ def test_expected_failures_are_one_line_never_a_traceback(hub: Hub) -> None:
         (("quarantine", "list", "--source", "nosuch"), "no config/sources/nosuch.yaml", {}),
         (("quarantine", "retry", "--source", "erp_sample", "9999"), "no open quarantine item 9999", {}),
         (("search", "--min", "abc"), "is not an amount", {}),
+        (("show", "J001-KJ·2025-D30-PZ-9999"), "no record with 档号 'J001-KJ·2025-D30-PZ-9999'", {}),
         (
             ("verify",),
             "catalog postgresql+psycopg://reader:***@127.0.0.1:9/x",
@@ -110,3 +112,60 @@ def test_expected_failures_are_one_line_never_a_traceback(hub: Hub) -> None:
         assert out.returncode == 2, (args, out.returncode, out.stderr[-500:])
         assert message in out.stderr.replace("\n", ""), (args, out.stderr)
         assert "Traceback" not in out.stderr and "Hunter2secret" not in out.stderr
+
+
+def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hub: Hub) -> None:
+    from sqlalchemy import select
+
+    from archive_hub.catalog import Catalog
+    from archive_hub.catalog.models import ArchiveRecordRow
+    from connectors.erp.sample_erp.seed import touch_voucher
+
+    seed(hub, vouchers=40, bad_records=False, attachment_every=1)
+    assert cli("sync", "erp_sample", "--run-id", "show-1").returncode == 0
+    touch_voucher(hub.erp_url, 7, new_summary="更正摘要：补充发票")
+    assert cli("sync", "erp_sample", "--run-id", "show-2").returncode == 0
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        code = s.execute(
+            select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.business_id == "7")
+        ).scalar_one()
+    catalog.dispose()
+
+    out = cli("show", code, "--json")
+    assert out.returncode == 0, out.stderr
+    body = json.loads(out.stdout)
+    assert body["archival_code"] == code and body["source"] == "erp_sample:7"
+    assert body["current_version"] == 2 and "更正摘要" in body["title"]  # the record shows the new version
+    assert [(v["version"], v["previous_version"]) for v in body["versions"]] == [(1, None), (2, 1)]
+    assert [v["run_id"] for v in body["versions"]] == ["show-1", "show-2"]
+    assert [e["kind"] for e in body["events"]] == ["archived", "new-version"]
+    for v in body["versions"]:  # what the catalog says is what lies on disk, file by file
+        package = hub.settings.archive_root / v["path"]
+        on_disk = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
+        assert sorted(f["path"] for f in v["files"]) == on_disk
+        assert any(f["role"] == "attachment" for f in v["files"])
+        for f in v["files"]:
+            data = (package / f["path"]).read_bytes()
+            assert f["size"] == len(data) and f["sha256"] == hashlib.sha256(data).hexdigest()
+            assert f["sm3"] == hashlib.new("sm3", data).hexdigest()
+
+    text = cli("show", code, env={"COLUMNS": "80"})
+    assert text.returncode == 0, text.stderr
+    voucher_xml = next(f for f in body["versions"][1]["files"] if f["path"] == "data/voucher.xml")
+    assert f"SHA-256 {voucher_xml['sha256']}" in text.stdout  # whole, on one line, even on 80 columns
+    assert code in text.stdout and "30年, 到期 2056-01-01" in text.stdout
+
+    checked = cli("show", code, "--verify")
+    assert checked.returncode == 0, checked.stderr
+    assert "verified: 2 version(s)" in checked.stdout
+    last = json.loads(cli("show", code, "--json").stdout)["events"][-1]
+    assert last["kind"] == "verified" and last["detail"]["ok"] is True  # the check itself is on record
+
+    old = hub.settings.archive_root / body["versions"][0]["path"] / "data" / "voucher.xml"
+    old.write_bytes(old.read_bytes().replace(b"<", b" <", 1))  # history tampered with
+    broken = cli("show", code, "--verify")
+    assert broken.returncode == 2
+    assert f"{code} v1: data/voucher.xml" in broken.stderr.replace("\n", "")
+    last = json.loads(cli("show", code, "--json").stdout)["events"][-1]
+    assert last["kind"] == "verified" and last["detail"]["ok"] is False

@@ -17,6 +17,7 @@ from sqlalchemy import func, select, update
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import verify_chain
+from archive_hub.catalog.history import record_history
 from archive_hub.catalog.models import ArchiveRecordRow, CursorRow, EventRow, PackageRow, QuarantineRow
 from archive_hub.pipeline import run_sync
 from archive_hub.pipeline.context import RunContext
@@ -199,12 +200,16 @@ def test_quarantined_voucher_fixed_in_the_erp_is_redriven(seeded_hub: Hub) -> No
     with catalog.reading() as s:
         row = s.execute(select(QuarantineRow).where(QuarantineRow.business_id == unbalanced)).scalar_one()
         assert row.status == "resolved"
-        assert (
-            s.execute(select(ArchiveRecordRow).where(ArchiveRecordRow.business_id == unbalanced))
-            .scalar_one()
-            .status
-            == "archived"
-        )
+        record = s.execute(
+            select(ArchiveRecordRow).where(ArchiveRecordRow.business_id == unbalanced)
+        ).scalar_one()
+        assert record.status == "archived"
+        history = record_history(s, record.archival_code)  # what `archive-hub show` prints
+    assert history is not None
+    assert [(q.stage, q.status, q.attempts) for q in history.quarantine] == [("validate", "resolved", 1)]
+    assert "not balanced" in history.quarantine[0].reason
+    assert [e.kind for e in history.events] == ["archived"] and history.events[0].run_id == "retry-1"
+    assert history.current is not None and history.current.package.run_id == "retry-1"
     catalog.dispose()
 
 

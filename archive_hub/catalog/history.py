@@ -1,0 +1,156 @@
+"""One 件 as the catalog knows it: its 档号 and search fields, every package version with its files,
+the events that name it and the quarantine items of its source record.
+
+This is what an archivist opens for a single record (档案详情) and what an auditor reads to see how a
+voucher came to be archived, corrected (new versions, each linked to the one it replaces) and checked.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from archive_hub.catalog.models import (
+    ArchiveRecordRow,
+    EventRow,
+    FileRow,
+    PackageRow,
+    QuarantineRow,
+)
+from canonical_model.retention import RetentionPeriod
+
+
+@dataclass
+class PackageVersion:
+    package: PackageRow
+    files: list[FileRow]
+    previous_version: int | None  # the version this one replaces (None for the first)
+
+
+@dataclass
+class RecordHistory:
+    record: ArchiveRecordRow
+    versions: list[PackageVersion] = field(default_factory=list)
+    events: list[EventRow] = field(default_factory=list)
+    quarantine: list[QuarantineRow] = field(default_factory=list)
+
+    @property
+    def current(self) -> PackageVersion | None:
+        return next((v for v in self.versions if v.package.version == self.record.current_version), None)
+
+    def as_dict(self) -> dict[str, Any]:
+        rec = self.record
+        return {
+            "archival_code": rec.archival_code,
+            "status": rec.status,
+            "source": f"{rec.source_id}:{rec.business_id}",
+            "title": rec.title,
+            "voucher_no": rec.voucher_no,
+            "book_code": rec.book_code,
+            "date": rec.record_date.isoformat(),
+            "fiscal_year": rec.fiscal_year,
+            "period": rec.period,
+            "amount_total": str(rec.amount_total) if rec.amount_total is not None else None,
+            "currency": rec.currency,
+            "retention": RetentionPeriod(rec.retention).label,
+            "retention_due": rec.retention_due.isoformat() if rec.retention_due else None,
+            "current_version": rec.current_version,
+            "versions": [
+                {
+                    "version": v.package.version,
+                    "path": v.package.path,
+                    "previous_version": v.previous_version,
+                    "created_at": v.package.created_at.isoformat(),
+                    "run_id": v.package.run_id,
+                    "source_changed_at": (
+                        v.package.source_changed_at.isoformat() if v.package.source_changed_at else None
+                    ),
+                    "fingerprint": v.package.fingerprint,
+                    "manifest_sha256": v.package.manifest_sha256,
+                    "manifest_sm3": v.package.manifest_sm3,
+                    "byte_size": v.package.byte_size,
+                    "files": [
+                        {
+                            "path": f.path,
+                            "role": f.role,
+                            "media_type": f.media_type,
+                            "size": f.size,
+                            "sha256": f.sha256,
+                            "sm3": f.sm3,
+                        }
+                        for f in v.files
+                    ],
+                }
+                for v in self.versions
+            ],
+            "events": [
+                {
+                    "seq": e.seq,
+                    "at": e.at.isoformat(),
+                    "kind": e.kind,
+                    "run_id": e.run_id,
+                    "detail": json.loads(e.detail),
+                    "hash": e.hash,
+                }
+                for e in self.events
+            ],
+            "quarantine": [
+                {
+                    "id": q.id,
+                    "stage": q.stage,
+                    "status": q.status,
+                    "attempts": q.attempts,
+                    "reason": q.reason,
+                    "run_id": q.run_id,
+                    "created_at": q.created_at.isoformat(),
+                    "resolved_at": q.resolved_at.isoformat() if q.resolved_at else None,
+                }
+                for q in self.quarantine
+            ],
+        }
+
+
+def record_history(session: Session, archival_code: str) -> RecordHistory | None:
+    """Everything the catalog holds about the record with exactly this 档号 (None if there is none)."""
+    record = session.execute(
+        select(ArchiveRecordRow).where(ArchiveRecordRow.archival_code == archival_code)
+    ).scalar_one_or_none()
+    if record is None:
+        return None
+    packages = (
+        session.execute(
+            select(PackageRow).where(PackageRow.record_id == record.id).order_by(PackageRow.version)
+        )
+        .scalars()
+        .all()
+    )
+    files: dict[int, list[FileRow]] = {p.id: [] for p in packages}
+    if packages:
+        for f in session.execute(
+            select(FileRow).where(FileRow.package_id.in_(list(files))).order_by(FileRow.id)
+        ).scalars():
+            files[f.package_id].append(f)
+    version_of = {p.id: p.version for p in packages}
+    history = RecordHistory(
+        record,
+        [PackageVersion(p, files[p.id], version_of.get(p.previous_package_id or -1)) for p in packages],
+    )
+    history.events = list(
+        session.execute(
+            select(EventRow).where(EventRow.subject == archival_code).order_by(EventRow.seq)
+        ).scalars()
+    )
+    history.quarantine = list(
+        session.execute(
+            select(QuarantineRow)
+            .where(
+                QuarantineRow.source_id == record.source_id, QuarantineRow.business_id == record.business_id
+            )
+            .order_by(QuarantineRow.id)
+        ).scalars()
+    )
+    return history
