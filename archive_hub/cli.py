@@ -107,6 +107,10 @@ def _print_summary(summary: dict[str, Any]) -> None:
 @app.command()
 def verify(
     chain_only: Annotated[bool, typer.Option("--chain-only", help="only check the event hash chain")] = False,
+    code: Annotated[
+        str | None,
+        typer.Option("--code", help="only records whose 档号 starts with this (a fonds, a year, ...)"),
+    ] = None,
 ) -> None:
     """Re-hash every package against both manifests and the catalog, and check the event chain."""
     from archive_hub.catalog.events import verify_chain
@@ -124,10 +128,16 @@ def verify(
     with _progress() as progress:
         task = progress.add_task("verifying packages", total=None)
         result = verify_archive(
-            catalog, settings.archive_root, lambda n, total: progress.update(task, advance=n, total=total)
+            catalog,
+            settings.archive_root,
+            lambda n, total: progress.update(task, advance=n, total=total),
+            code_prefix=code,
         )
+    if code and not result.packages and not result.problems:
+        _fail(f"no archived record's 档号 starts with {code!r} (`archive-hub search --code` lists them)", 2)
     console.print(
-        f"packages {result.packages}, files {result.files}, {result.bytes / 1e6:.1f} MB re-hashed (SHA-256 + SM3); "
+        (f"档号 {code}*: " if code else "")
+        + f"packages {result.packages}, files {result.files}, {result.bytes / 1e6:.1f} MB re-hashed (SHA-256 + SM3); "
         f"event chain {'ok' if result.chain_ok else 'BROKEN'} ({result.events} events)"
     )
     if result.problems:

@@ -62,11 +62,20 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
     retry = cli("quarantine", "retry", "--source", "erp_sample")
     assert retry.returncode == 3 and "still quarantined 5" in retry.stdout  # nothing was fixed yet
 
-    victim = published_packages(hub.settings.archive_root)[0] / "data" / "metadata.xml"
+    victim_dir, other_dir = published_packages(hub.settings.archive_root)[:2]
+    victim = victim_dir / "data" / "metadata.xml"
     victim.write_bytes(victim.read_bytes() + b"\n")
     broken = cli("verify")
     assert broken.returncode == 2
     assert "metadata.xml" in broken.stderr and "differs" in broken.stderr
+    # --code narrows the re-hash to the records whose 档号 starts with it; the chain is still checked whole.
+    assert cli("verify", "--code", victim_dir.parent.name).returncode == 2
+    other = cli("verify", "--code", other_dir.parent.name)
+    assert other.returncode == 0 and f"档号 {other_dir.parent.name}*: packages 1," in other.stdout
+    year = cli("verify", "--code", victim_dir.parent.name.rsplit("-", 1)[0])  # the whole class: 120 packages
+    assert year.returncode == 2 and "packages 120," in year.stdout
+    typo = cli("verify", "--code", "J001-KJ·1999")
+    assert typo.returncode == 2 and "no archived record's 档号 starts with 'J001-KJ·1999'" in typo.stderr
 
 
 def test_secrets_never_reach_errors_or_the_catalog(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -31,7 +31,7 @@ def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, Pac
         isouter=True,
     )
     if q.archival_code:
-        query = query.where(ArchiveRecordRow.archival_code.like(f"{q.archival_code}%"))
+        query = query.where(ArchiveRecordRow.archival_code.startswith(q.archival_code, autoescape=True))
     if q.voucher_no:
         query = query.where(ArchiveRecordRow.voucher_no == q.voucher_no)
     if q.year:
