@@ -6,6 +6,7 @@ import json
 import sqlite3
 from pathlib import Path
 
+import pytest
 from sqlalchemy import func, select
 
 from archive_hub.airflow_runner import run_airflow_dag
@@ -77,14 +78,16 @@ def test_dag_fails_when_too_many_records_are_quarantined(hub: Hub, monkeypatch) 
     assert "above the threshold of 5.0%" in log.read_text()
 
 
-def test_dag_file_is_thin_at_parse_time() -> None:
-    """Parsing the DAG file must not import the heavy pipeline (GX, pandas, lxml)."""
+@pytest.mark.parametrize("dag_file", ["archive_sources.py", "verify_archive.py"])
+def test_dag_file_is_thin_at_parse_time(dag_file: str) -> None:
+    """Parsing a DAG file must not import the heavy pipeline (GX, pandas, lxml, the verifier)."""
     import subprocess
     import sys
 
     code = (
-        "import sys, runpy; runpy.run_path('dags/archive_sources.py');"
-        "heavy=[m for m in ('great_expectations','pandas','lxml','archive_hub.pipeline') if m in sys.modules];"
+        f"import sys, runpy; runpy.run_path('dags/{dag_file}');"
+        "heavy=[m for m in ('great_expectations','pandas','lxml','archive_hub.pipeline',"
+        "'archive_hub.verification') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run(
@@ -95,3 +98,36 @@ def test_dag_file_is_thin_at_parse_time() -> None:
         check=True,
     )
     assert out.stdout.strip() == "", f"parse time imported {out.stdout.strip()}"
+
+
+def test_verify_dag_passes_on_an_intact_archive_and_fails_naming_a_tampered_file(
+    hub: Hub, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    from archive_hub.pipeline import run_sync
+    from archive_sink.filesystem import published_packages
+
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    seed(hub, vouchers=30, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    log = hub.home / "verify.log"
+    assert run_airflow_dag("verify_archive", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
+    with airflow_db(hub) as db:
+        (value,) = db.execute(
+            "select value from xcom where dag_id='verify_archive' and task_id='verify' and key='return_value'"
+        ).fetchone()
+    summary = json.loads(value) if isinstance(value, str) else value
+    summary = json.loads(summary) if isinstance(summary, str) else summary
+    assert summary["packages"] == 30 and summary["problems"] == 0 and summary["chain_ok"] is True
+
+    package = published_packages(hub.settings.archive_root)[3]
+    victim = package / "data" / "voucher.xml"
+    victim.write_bytes(victim.read_bytes().replace(b"<", b" <", 1))
+    assert run_airflow_dag("verify_archive", hub.settings, log, timeout=240) != 0
+    with airflow_db(hub) as db:
+        states = db.execute(
+            "select state from task_instance where dag_id='verify_archive' order by start_date"
+        ).fetchall()
+    assert states[-1] == ("failed",)  # no retry can repair an archive
+    text = log.read_text()
+    assert "archive verification found 3 problem(s)" in text  # SHA-256, SM3 and the catalog all disagree
+    assert f"{package.parent.name} v1: data/voucher.xml" in text
