@@ -95,13 +95,14 @@ def sync(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    table = Table(title=f"{summary['source']}: {summary['status']}", caption=f"run {summary['run_id']}")
+    table = Table(title=f"{summary['source']}: {summary['status']}")
     table.add_column("what")
     table.add_column("count", justify="right")
     for key in ("read", "archived", "new_versions", "unchanged", "quarantined"):
         table.add_row(key.replace("_", " "), str(summary[key]))
     table.add_row("MB written", f"{summary['bytes_written'] / 1e6:.1f}")
     console.print(table)
+    console.print(f"  run {summary['run_id']}", soft_wrap=True, highlight=False)  # whole: it is looked up
 
 
 @app.command()
@@ -532,9 +533,11 @@ def demo(
                 table.add_row(i.business_id[:16], i.stage, i.reason)
             console.print(table)
         console.print(
-            f"  run summary: {settings.runs_root / source_id / run_dir_name(run.run_id) / 'summary.json'}"
+            f"  run summary: {settings.runs_root / source_id / run_dir_name(run.run_id) / 'summary.json'}",
+            soft_wrap=True,
+            highlight=False,
         )
-        console.print(f"  Airflow log: {log}")
+        console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
     with console.status("verifying every package (SHA-256 + SM3) and the event chain"):
         report = verify_archive(catalog, settings.archive_root)
     status = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
@@ -544,19 +547,30 @@ def demo(
     packages = published_packages(settings.archive_root)
     voucher = next((p for p in packages if "-PZ-" in p.parent.name), None)
     statement = next((p for p in packages if "-QT-" in p.parent.name), None)
-    console.print("\n[bold]Results[/bold]")
-    console.print(f"  archive packages : {settings.archive_root}")
+    # Paths and commands are printed whole (soft wrap): cut by rich at 80 columns they no longer paste.
+    lines = [("archive packages", settings.archive_root)]
     if voucher:
-        console.print(f"  a voucher        : {voucher}")
+        lines.append(("a voucher", voucher))
     if statement:
-        console.print(f"  a bank statement : {statement}")
-    console.print(f"  catalog (SQLite) : {settings.home / 'catalog.sqlite'}")
-    console.print(f"  quarantined bytes: {settings.home / 'quarantine'}")
-    console.print(f"  run summaries    : {settings.runs_root}/<source>/<run>/summary.json")
-    console.print(
-        "  try              : uv run archive-hub search --text 差旅费 | uv run archive-hub reconcile erp_sample\n"
-        "                     uv run archive-hub verify | uv run archive-hub quarantine list"
-    )
+        lines.append(("a bank statement", statement))
+    lines += [
+        ("catalog (SQLite)", settings.home / "catalog.sqlite"),
+        ("quarantined bytes", settings.home / "quarantine"),
+        ("run summaries", f"{settings.runs_root}/<source>/<run>/summary.json"),
+    ]
+    console.print("\n[bold]Results[/bold]")
+    for label, value in lines:
+        console.print(f"  {label:<17}: {value}", soft_wrap=True, highlight=False)
+    tries = [
+        "uv run archive-hub search --text 差旅费",
+        *([f"uv run archive-hub show '{voucher.parent.name}' --verify"] if voucher else []),
+        "uv run archive-hub reconcile erp_sample",
+        "uv run archive-hub verify",
+        "uv run archive-hub quarantine list",
+    ]
+    console.print("\n[bold]Try[/bold]")
+    for command in tries:
+        console.print(f"  {command}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:
