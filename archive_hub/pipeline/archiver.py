@@ -29,6 +29,7 @@ from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.validate import raw_payloads
 from archive_sink.durability import read_bytes
 from archive_sink.filesystem import FilesystemArchive
+from archive_sink.formats import attachment_problem
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
 from canonical_model.archival_code import ArchivalCode
 from canonical_model.record import ArchiveRecord
@@ -72,6 +73,9 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
         raise AttachmentError(
             f"attachment {index + 1} {att.name!r} at {uri} has {len(data)} bytes but the source says {att.size}"
         )
+    problem = attachment_problem(att.media_type, data)
+    if problem:
+        raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri} {problem}")
     return AttachmentBytes(att.name, att.media_type, data)
 
 

@@ -1,0 +1,91 @@
+"""四性检测 of attachments at archiving: declared type against the bytes, encryption, emptiness."""
+
+from __future__ import annotations
+
+import io
+import sqlite3
+import zipfile
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from archive_hub.catalog import Catalog
+from archive_hub.catalog.models import QuarantineRow
+from archive_hub.pipeline import run_sync
+from archive_sink.formats import OFD, OOXML, PDF, XML, ZIP, attachment_problem, sniff
+from connectors.erp.sample_erp.seed import _build_pdf  # the seeder's real one-page PDF
+from tests.conftest import Hub, seed
+
+
+def zipped(*names: str) -> bytes:
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as z:
+        for name in names:
+            z.writestr(name, b"<x/>")
+    return out.getvalue()
+
+
+PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 40
+ENCRYPTED_PDF = b"%PDF-1.6\n1 0 obj\n<<>>\nendobj\ntrailer\n<< /Size 2 /Root 1 0 R /Encrypt 9 0 R >>\n%%EOF\n"
+
+
+def test_sniff_tells_formats_from_their_first_bytes() -> None:
+    assert sniff(b"%PDF-1.7\n...") is PDF
+    assert sniff(zipped("OFD.xml", "Doc_0/Document.xml")) is OFD
+    assert sniff(zipped("[Content_Types].xml", "xl/workbook.xml")) is OOXML
+    assert sniff(zipped("a.txt")) is ZIP
+    assert sniff(b'\xef\xbb\xbf<?xml version="1.0"?><a/>') is XML
+    assert sniff(PNG).name == "PNG image" and sniff(b"\xff\xd8\xff\xe0rest").name == "JPEG image"
+    assert sniff(b"Rar!\x1a\x07\x00").name == "RAR archive"
+    assert sniff(b"date,amount\n2025-01-01,1.00\n") is None
+
+
+@pytest.mark.parametrize(
+    ("declared", "data", "problem"),
+    [
+        ("application/pdf", PNG, "is declared application/pdf but its bytes are a PNG image"),
+        ("image/jpeg", b"%PDF-1.4\n", "is declared image/jpeg but its bytes are a PDF document"),
+        ("application/pdf", ENCRYPTED_PDF, "is an encrypted PDF"),
+        ("application/pdf", b"", "is empty (0 bytes)"),
+        ("application/pdf; charset=binary", b"%PDF-1.4\n", None),
+        ("application/zip", zipped("OFD.xml"), None),  # an OFD is a zip container
+        ("application/ofd", zipped("OFD.xml"), None),
+        ("text/csv", b"BM,1.00\n", None),  # types the bytes cannot confirm are taken as declared
+        ("application/octet-stream", PNG, None),
+    ],
+)
+def test_attachment_problem(declared: str, data: bytes, problem: str | None) -> None:
+    found = attachment_problem(declared, data)
+    assert (found is None) if problem is None else (found is not None and problem in found)
+
+
+def test_real_sample_pdf_passes() -> None:
+    import datetime as dt
+
+    pdf = _build_pdf(["Invoice 0001"], "发票", dt.datetime(2025, 1, 1), b"")
+    assert attachment_problem("application/pdf", pdf) is None
+
+
+def test_mislabelled_and_encrypted_attachments_are_quarantined_and_the_rest_archived(hub: Hub) -> None:
+    seed(hub, vouchers=60, bad_records=False, attachment_every=1)  # 2 of 60: under the 5% threshold
+    erp = hub.erp_url.removeprefix("sqlite:///")
+    with sqlite3.connect(erp) as db:
+        rows = db.execute(
+            "select id, voucher_id, storage_path from erp_attachment where mime_type='application/pdf' order by id"
+        ).fetchall()
+        swaps = {rows[0][1]: PNG, rows[1][1]: ENCRYPTED_PDF}
+        for att_id, voucher_id, rel in rows[:2]:
+            data = swaps[voucher_id]
+            (hub.home / "sample_erp" / "attachments" / rel).write_bytes(data)
+            db.execute("update erp_attachment set size=? where id=?", (len(data), att_id))
+    summary = run_sync("erp_sample", "run-1")
+    assert summary["quarantined"] == 2 and summary["archived"] == 58
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        items = {q.business_id: q for q in s.execute(select(QuarantineRow)).scalars()}
+    catalog.dispose()
+    mislabelled, encrypted = (items[str(v)] for v in swaps)
+    assert mislabelled.stage == "archive" and "but its bytes are a PNG image" in mislabelled.reason
+    assert ".pdf" in mislabelled.reason and str(Path("attachments")) in mislabelled.reason  # names the place
+    assert encrypted.stage == "archive" and "is an encrypted PDF" in encrypted.reason
