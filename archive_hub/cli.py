@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -23,6 +23,9 @@ from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.cli_bank import bank_app
 from archive_hub.pipeline.context import run_dir_name
 from archive_hub.settings import Settings
+
+if TYPE_CHECKING:
+    from archive_hub.catalog.history import RecordHistory
 
 app = typer.Typer(
     help="archive-hub: accounting records to verified e-archive packages.", no_args_is_help=True
@@ -44,7 +47,7 @@ def _catalog():  # type: ignore[no-untyped-def]
     return catalog
 
 
-def _fail(message: str, code: int = 1) -> None:
+def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
 
@@ -239,7 +242,6 @@ def show(
     """One record: its metadata, every version with its files and hashes, its events and quarantine history."""
     from archive_hub.catalog.history import record_history
     from archive_hub.verification import verify_record
-    from canonical_model.retention import RetentionPeriod
 
     catalog = _catalog()
     with catalog.reading() as session:
@@ -248,7 +250,6 @@ def show(
         _fail(
             f"no record with 档号 {code!r} in the catalog (`archive-hub search --code PREFIX` lists them)", 2
         )
-    assert history is not None
     settings = Settings.from_env()
     report = verify_record(catalog, settings.archive_root, history) if check else None
     if report is not None:
@@ -260,7 +261,7 @@ def show(
             body["verify"] = {"ok": report.ok, "problems": report.problems, "events_checked": report.events}
         print(json.dumps(body, ensure_ascii=False, indent=2))
     else:
-        _print_history(history, settings, all_files, RetentionPeriod(history.record.retention).label)
+        _print_history(history, settings, all_files)
         if report is not None:
             for problem in report.problems:
                 err.print(f"[red]✗[/red] {problem}", highlight=False)
@@ -273,8 +274,11 @@ def show(
         raise typer.Exit(2)
 
 
-def _print_history(history: Any, settings: Settings, all_files: bool, retention: str) -> None:
+def _print_history(history: RecordHistory, settings: Settings, all_files: bool) -> None:
+    from canonical_model.retention import RetentionPeriod
+
     rec = history.record
+    retention = RetentionPeriod(rec.retention).label
     head = Table.grid(padding=(0, 2))
     head.add_column(style="bold", no_wrap=True)
     head.add_column(overflow="fold")
