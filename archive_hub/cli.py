@@ -136,6 +136,7 @@ def verify(
             settings.archive_root,
             lambda n, total: progress.update(task, advance=n, total=total),
             code_prefix=code,
+            staging_root=settings.staging_root,
         )
     if code and not result.packages and not result.problems:
         _fail(f"no archived record's 档号 starts with {code!r} (`archive-hub search --code` lists them)", 2)
@@ -543,7 +544,7 @@ def demo(
         )
         console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
     with console.status("verifying every package (SHA-256 + SM3) and the event chain"):
-        report = verify_archive(catalog, settings.archive_root)
+        report = verify_archive(catalog, settings.archive_root, staging_root=settings.staging_root)
     status = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
     console.print(
         f"verify: {report.packages} packages, {report.files} files, event chain of {report.events} events: {status}"

@@ -94,7 +94,7 @@ def verify_summary() -> dict[str, Any]:
     catalog = Catalog(settings.catalog_url)
     try:
         catalog.create_schema()
-        report = verify_archive(catalog, settings.archive_root)
+        report = verify_archive(catalog, settings.archive_root, staging_root=settings.staging_root)
     finally:
         catalog.dispose()
     summary = {

@@ -4,6 +4,7 @@ chain, and find packages on disk the catalog does not know (四性检测: authen
 from __future__ import annotations
 
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from sqlalchemy import func, select, true
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append, verify_chain
 from archive_hub.catalog.history import RecordHistory
+from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
 from archive_sink.filesystem import published_packages, verify_package_dir
 
@@ -88,12 +90,47 @@ def verify_record(catalog: Catalog, archive_root: Path, history: RecordHistory) 
     return report
 
 
+def _after_runs_in_flight(
+    catalog: Catalog, archive_root: Path, staging_root: Path, reserved: list[str], unknown: list[str]
+) -> tuple[list[str], list[str]]:
+    """Check again, once no archive step is running, what a run in flight also shows for a moment.
+
+    Between reserving 档号 and registering its packages an archive step has records in status reserved
+    and package directories renamed into place but not yet in the catalog. A scheduled verify must not
+    cry wolf over those: with every source's archive lock held (waiting for running steps to finish),
+    the findings are looked up afresh, and only what is still wrong is reported.
+    """
+    with catalog.reading() as session:
+        sources = set(session.execute(select(ArchiveRecordRow.source_id).distinct()).scalars())
+    if staging_root.is_dir():
+        sources |= {p.name for p in staging_root.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    with ExitStack() as locks:
+        for source_id in sorted(sources):  # one order for every verifier: no deadlock between them
+            locks.enter_context(source_lock(catalog, staging_root / source_id, source_id))
+        with catalog.reading() as session:
+            still_reserved = set(
+                session.execute(
+                    select(ArchiveRecordRow.archival_code).where(
+                        ArchiveRecordRow.archival_code.in_(reserved), ArchiveRecordRow.status != "archived"
+                    )
+                ).scalars()
+            )
+            registered = set(
+                session.execute(select(PackageRow.path).where(PackageRow.path.in_(unknown))).scalars()
+            )
+    return (
+        [code for code in reserved if code in still_reserved],
+        [rel for rel in unknown if rel not in registered and (archive_root / rel).is_dir()],
+    )
+
+
 def verify_archive(
     catalog: Catalog,
     archive_root: Path,
     progress: Callable[[int, int], None] | None = None,
     record_event: bool = True,
     code_prefix: str | None = None,
+    staging_root: Path | None = None,
 ) -> VerifyReport:
     """Everything, or only the records whose 档号 starts with `code_prefix` (one fonds, one year, ...).
 
@@ -149,14 +186,18 @@ def verify_archive(
             .scalars()
             .all()
         )
-        for code in reserved:
-            report.problems.append(unpublished(code))
-    for bag in published_packages(archive_root):
-        rel = str(bag.relative_to(archive_root))
-        if code_prefix and not bag.parent.name.startswith(code_prefix):
-            continue
-        if rel not in known_paths:
-            report.problems.append(f"{rel}: package on disk is not in the catalog")
+    unknown = [
+        rel
+        for bag in published_packages(archive_root)
+        if (rel := str(bag.relative_to(archive_root))) not in known_paths
+        and not (code_prefix and not bag.parent.name.startswith(code_prefix))
+    ]
+    if reserved or unknown:
+        reserved, unknown = _after_runs_in_flight(
+            catalog, archive_root, staging_root or archive_root / ".staging", list(reserved), unknown
+        )
+    report.problems.extend(unpublished(code) for code in reserved)
+    report.problems.extend(f"{rel}: package on disk is not in the catalog" for rel in unknown)
     if record_event:
         with catalog.transaction() as session:
             append(

@@ -248,3 +248,62 @@ def test_parallel_workers_number_items_in_source_order_even_after_a_failing_batc
     assert sorted(r.item_no for r in records) == list(range(1, 101))
     assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()
+
+
+def test_verify_waits_for_an_archive_step_in_flight_instead_of_reporting_it(
+    hub: Hub, catalog_url: str
+) -> None:
+    """A scheduled verify meets syncs: their reserved 档号 and not yet registered packages are no problem."""
+    import shutil
+    import threading
+
+    from sqlalchemy import update
+
+    from archive_hub.catalog.locks import source_lock
+    from archive_hub.catalog.models import utcnow
+
+    seed(hub, vouchers=20, bad_records=False)
+    run_sync("erp_sample", "r1")
+    root = hub.settings.archive_root
+    catalog = Catalog(catalog_url)
+    # A run in flight: a new record's 档号 reserved, a new version renamed into place, neither registered yet.
+    with catalog.transaction() as s:
+        record = s.execute(select(ArchiveRecordRow).where(ArchiveRecordRow.business_id == "3")).scalar_one()
+        record.status, code, record_id = "reserved", record.archival_code, record.id
+    package = next(p for p in published_packages(root) if p.parent.name == code)
+    in_flight = package.parent / "v2"
+    shutil.copytree(package, in_flight)
+    results: list = []
+
+    def verify() -> None:
+        own = Catalog(catalog_url)
+        results.append(verify_archive(own, root))
+        own.dispose()
+
+    with source_lock(catalog, hub.settings.staging_root / "erp_sample", "erp_sample"):  # the step holds it
+        worker = threading.Thread(target=verify)
+        worker.start()
+        worker.join(2.0)
+        assert worker.is_alive(), results[0].problems if results else None  # it waits instead of judging
+        with catalog.transaction() as s:  # ... the step registers what it did and commits
+            s.execute(
+                update(ArchiveRecordRow).where(ArchiveRecordRow.id == record_id).values(status="archived")
+            )
+            s.add(
+                PackageRow(
+                    record_id=record_id,
+                    version=2,
+                    path=str(in_flight.relative_to(root)),
+                    fingerprint="0" * 64,
+                    manifest_sha256="0" * 64,
+                    manifest_sm3="0" * 64,
+                    file_count=0,
+                    byte_size=0,
+                    run_id="r2",
+                    created_at=utcnow(),
+                )
+            )
+    worker.join(60)
+    assert not worker.is_alive() and results[0].ok, results[0].problems
+    assert results[0].packages == 20
+    catalog.dispose()

@@ -138,7 +138,14 @@ class Catalog:
 
     @contextmanager
     def reading(self) -> Iterator[Session]:
+        """A read-only view that is one snapshot (SQLite WAL gives one; PostgreSQL needs REPEATABLE READ).
+
+        Under READ COMMITTED a long read such as verifying the event chain batch by batch would see
+        events appended meanwhile and report a chain head that does not match what it counted.
+        """
         with self._read_sessions() as session:
+            if self.is_postgres:
+                session.connection(execution_options={"isolation_level": "REPEATABLE READ"})
             yield session
 
     def dispose(self) -> None:
