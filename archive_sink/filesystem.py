@@ -62,10 +62,13 @@ class FilesystemArchive:
     def verify_staged(self, staged: StagedPackage) -> None:
         """Read every staged file back and compare it byte for byte with the package built in memory.
 
-        Runs after the batch's syncfs and before publishing, so a short write, a full disk or a
-        corrupting device is caught while the package is still invisible. Comparing the bytes is a
-        stricter check than comparing a hash of them, and a tenth of the cost (memcmp, no SHA-256);
-        the manifests' hashes were computed from those same in-memory bytes.
+        Runs after the batch's syncfs (which reports write-back errors) and before publishing, so a
+        short write, a full disk or a staged file changed meanwhile is caught while the package is
+        still invisible. The read is served from the page cache, so it does not prove the device
+        holds the bytes; the scheduled verify (DAG verify_archive) re-reads them later, when they
+        have left the cache. Comparing the bytes is a stricter check than comparing a hash of them,
+        and a tenth of the cost (memcmp, no SHA-256); the manifests' hashes were computed from those
+        same in-memory bytes.
         """
         base = str(staged.staging_path)
         for f in staged.package.files:
