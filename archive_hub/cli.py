@@ -388,6 +388,97 @@ def reconcile(
         raise typer.Exit(4)
 
 
+@app.command()
+def due(
+    on: Annotated[
+        str | None, typer.Option("--on", help="date to judge by, YYYY-MM-DD (default: today)")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines, one per class")] = False,
+) -> None:
+    """Records whose 保管期限 has run out by a date: what to appraise (鉴定) before any 销毁; nothing is changed."""
+    from archive_hub.catalog.appraisal import due_for_appraisal, kept_years
+
+    try:
+        day = dt.date.fromisoformat(on) if on else dt.date.today()
+    except ValueError:
+        raise typer.BadParameter(f"{on!r} is not a date (YYYY-MM-DD)", param_hint="--on") from None
+    with _catalog().reading() as session:
+        classes = due_for_appraisal(session, day)
+    if as_json:
+        for c in classes:
+            print(json.dumps(c.as_dict(day), ensure_ascii=False))
+        return
+    total = sum(c.records for c in classes)
+    table = Table(
+        title=f"{total} record(s) due for appraisal (鉴定) by {day.isoformat()}",
+        caption="永久 records are never due; nothing was changed",
+    )
+    for col in ("全宗号", "年度", "类别", "保管期限", "已保管", "到期", "件数", "件号"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("已保管", "件数") else "left")
+    for c in classes:
+        table.add_row(
+            c.fonds_no,
+            str(c.year),
+            c.category,
+            c.retention_label,
+            f"{kept_years(c.year, day)}年",
+            c.due.isoformat(),
+            str(c.records),
+            f"{c.first_item:04d}–{c.last_item:04d}",
+        )
+    console.print(table)
+
+
+@app.command()
+def runs(
+    source: Annotated[str | None, typer.Option(help="only this source")] = None,
+    limit: Annotated[int, typer.Option(help="at most this many, newest first")] = 20,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+) -> None:
+    """Recent sync runs (DAG runs, `sync` and `quarantine retry` alike) with their outcome and counts."""
+    from sqlalchemy import select
+
+    from archive_hub.catalog.models import SyncRunRow
+    from archive_hub.sources import find_source
+
+    if source:
+        find_source(source)  # an unknown source is an error, not an empty list
+    query = select(SyncRunRow).order_by(SyncRunRow.started_at.desc()).limit(limit)
+    if source:
+        query = query.where(SyncRunRow.source_id == source)
+    with _catalog().reading() as session:
+        rows = session.execute(query).scalars().all()
+    counts = ("read", "archived", "new_versions", "unchanged", "quarantined")
+    if as_json:
+        for r in rows:
+            print(
+                json.dumps(
+                    {
+                        "run_id": r.run_id,
+                        "source": r.source_id,
+                        "status": r.status,
+                        "started_at": r.started_at.isoformat(),
+                        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                        **{k: r.summary.get(k) for k in counts},
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        return
+    # Two lines a run, not a table: the run id must stay whole to be looked up (runs/<source>/<run>/).
+    for r in rows:
+        style = {"success": "green", "failed": "red"}.get(r.status, "yellow")
+        told = ", ".join(f"{k.replace('_', ' ')} {r.summary[k]}" for k in counts if k in r.summary)
+        console.print(
+            f"{r.started_at:%Y-%m-%d %H:%M}  {r.source_id}  [{style}]{r.status}[/{style}]  {r.run_id}",
+            soft_wrap=True,
+            highlight=False,
+        )
+        console.print(f"  {told or 'no summary yet'}", highlight=False)
+    if not rows:
+        console.print("no runs yet")
+
+
 @quarantine_app.command("list")
 def quarantine_list(
     source: Annotated[str | None, typer.Option(help="only this source")] = None,

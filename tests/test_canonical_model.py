@@ -79,3 +79,14 @@ def test_archival_code_rule_is_configurable() -> None:
 def test_malformed_archival_codes_are_refused(bad: str) -> None:
     with pytest.raises(ValueError):
         ArchivalCodeRule().parse(bad)
+
+
+def test_kept_years_count_whole_years_from_the_day_after_the_fiscal_year() -> None:
+    import datetime as dt
+
+    from archive_hub.catalog.appraisal import kept_years
+
+    assert kept_years(2025, dt.date(2025, 12, 31)) == 0
+    assert kept_years(2025, dt.date(2026, 12, 31)) == 0
+    assert kept_years(2025, dt.date(2027, 1, 1)) == 1
+    assert kept_years(2025, dt.date(2056, 1, 1)) == 30

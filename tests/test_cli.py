@@ -57,6 +57,25 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
     ]
     assert text and all("工资" in r["title"] or r["title"] for r in text)
 
+    # 保管期限 30年 for 2025 vouchers: due on the first day after 2055 ends, not a day before.
+    assert cli("due", "--on", "2055-12-31", "--json").stdout.strip() == ""
+    (due,) = [json.loads(line) for line in cli("due", "--on", "2056-01-01", "--json").stdout.splitlines()]
+    assert (due["category"], due["retention"], due["records"], due["kept_years"]) == ("PZ", "30年", 120, 30)
+    assert (due["first_item_no"], due["last_item_no"]) == (1, 120)
+    assert "120 record(s) due for appraisal" in cli("due", "--on", "2060-06-30").stdout
+    assert cli("due", "--on", "2056-02-30").returncode == 2
+
+    (run,) = [
+        json.loads(line) for line in cli("runs", "--source", "erp_sample", "--json").stdout.splitlines()
+    ]
+    assert (run["run_id"], run["status"], run["archived"], run["quarantined"]) == (
+        "cli-test",
+        "success",
+        120,
+        5,
+    )
+    assert "cli-test" in cli("runs").stdout
+
     items = [json.loads(line) for line in cli("quarantine", "list", "--json").stdout.splitlines()]
     assert len(items) == 5 and {i["stage"] for i in items} == {"map", "validate", "archive"}
     retry = cli("quarantine", "retry", "--source", "erp_sample")
