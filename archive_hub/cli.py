@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -50,6 +51,12 @@ def _catalog():  # type: ignore[no-untyped-def]
 def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def _json_lines(items: Iterable[dict[str, Any]]) -> None:
+    """One JSON object a line (jq, pandas, a spreadsheet import), Chinese kept readable."""
+    for item in items:
+        print(json.dumps(item, ensure_ascii=False))
 
 
 def _progress() -> Progress:
@@ -192,21 +199,18 @@ def search(
         rows = run_search(session, query)
     root = Settings.from_env().archive_root
     if as_json:
-        for rec, pkg in rows:
-            print(
-                json.dumps(
-                    {
-                        "archival_code": rec.archival_code,
-                        "voucher_no": rec.voucher_no,
-                        "date": rec.record_date.isoformat(),
-                        "amount": str(rec.amount_total) if rec.amount_total is not None else None,
-                        "title": rec.title,
-                        "version": rec.current_version,
-                        "package": str(root / pkg.path) if pkg else None,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+        _json_lines(
+            {
+                "archival_code": rec.archival_code,
+                "voucher_no": rec.voucher_no,
+                "date": rec.record_date.isoformat(),
+                "amount": str(rec.amount_total) if rec.amount_total is not None else None,
+                "title": rec.title,
+                "version": rec.current_version,
+                "package": str(root / pkg.path) if pkg else None,
+            }
+            for rec, pkg in rows
+        )
         return
     table = Table(title=f"{len(rows)} record(s)")
     table.add_column("档号", no_wrap=True, min_width=24)  # the one column that must never be cut
@@ -405,8 +409,7 @@ def due(
     with _catalog().reading() as session:
         classes = due_for_appraisal(session, day)
     if as_json:
-        for c in classes:
-            print(json.dumps(c.as_dict(day), ensure_ascii=False))
+        _json_lines(c.as_dict(day) for c in classes)
         return
     total = sum(c.records for c in classes)
     table = Table(
@@ -450,20 +453,17 @@ def runs(
         rows = session.execute(query).scalars().all()
     counts = ("read", "archived", "new_versions", "unchanged", "quarantined")
     if as_json:
-        for r in rows:
-            print(
-                json.dumps(
-                    {
-                        "run_id": r.run_id,
-                        "source": r.source_id,
-                        "status": r.status,
-                        "started_at": r.started_at.isoformat(),
-                        "finished_at": r.finished_at.isoformat() if r.finished_at else None,
-                        **{k: r.summary.get(k) for k in counts},
-                    },
-                    ensure_ascii=False,
-                )
-            )
+        _json_lines(
+            {
+                "run_id": r.run_id,
+                "source": r.source_id,
+                "status": r.status,
+                "started_at": r.started_at.isoformat(),
+                "finished_at": r.finished_at.isoformat() if r.finished_at else None,
+                **{k: r.summary.get(k) for k in counts},
+            }
+            for r in rows
+        )
         return
     # Two lines a run, not a table: the run id must stay whole to be looked up (runs/<source>/<run>/).
     for r in rows:
@@ -493,22 +493,19 @@ def quarantine_list(
     with _catalog().reading() as session:
         items = open_items(session, source)
     if as_json:
-        for i in items:
-            print(
-                json.dumps(
-                    {
-                        "id": i.id,
-                        "source": i.source_id,
-                        "record": i.business_id,
-                        "stage": i.stage,
-                        "reason": i.reason,
-                        "attempts": i.attempts,
-                        "mapping_version": i.mapping_version,
-                        "run_id": i.run_id,
-                    },
-                    ensure_ascii=False,
-                )
-            )
+        _json_lines(
+            {
+                "id": i.id,
+                "source": i.source_id,
+                "record": i.business_id,
+                "stage": i.stage,
+                "reason": i.reason,
+                "attempts": i.attempts,
+                "mapping_version": i.mapping_version,
+                "run_id": i.run_id,
+            }
+            for i in items
+        )
         return
     table = Table(title=f"{len(items)} open quarantine item(s)")
     for col in ("id", "source", "stage", "attempts"):  # short values stay whole
