@@ -116,6 +116,36 @@ def _print_summary(summary: dict[str, Any]) -> None:
 
 
 @app.command()
+def check(
+    source: Annotated[str, typer.Argument(help="source id, the name of a file in config/sources/")],
+    sample: Annotated[int, typer.Option(help="read, map and validate this many records", min=1)] = 20,
+    show_record: Annotated[
+        bool, typer.Option("--show-record", help="print the first record as it would be archived (JSON)")
+    ] = False,
+) -> None:
+    """Check a source before its first sync: configuration, connection, mapping, and its first records."""
+    from archive_hub.source_check import check_source
+
+    report = check_source(source, sample)
+    console.print(f"[green]✓[/green] {report.source}: configuration and connection ok ({report.kind})")
+    console.print(f"[green]✓[/green] mapping {report.mapping} loads", highlight=False)
+    for problem in report.problems[:20]:
+        err.print(f"[red]✗[/red] {problem}", highlight=False)
+    if not report.read:
+        console.print("  no records to read now (nothing new in the source since what is archived)")
+    else:
+        mark = "[green]✓[/green]" if report.ok else "[red]✗[/red]"
+        console.print(
+            f"{mark} {report.mapped} of the first {report.read} record(s) map and pass the quality gate",
+            highlight=False,
+        )
+    if show_record and report.example is not None:
+        print(json.dumps(report.example, ensure_ascii=False, indent=2))
+    if not report.ok:
+        raise typer.Exit(3)
+
+
+@app.command()
 def verify(
     chain_only: Annotated[bool, typer.Option("--chain-only", help="only check the event hash chain")] = False,
     code: Annotated[

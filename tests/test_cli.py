@@ -197,3 +197,27 @@ def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hu
     assert f"{code} v1: data/voucher.xml" in broken.stderr.replace("\n", "")
     last = json.loads(cli("show", code, "--json").stdout)["events"][-1]
     assert last["kind"] == "verified" and last["detail"]["ok"] is False
+
+
+def test_check_names_what_is_wrong_with_a_source_before_its_first_sync(hub: Hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    seed(hub, vouchers=40)  # and the sample's 5 broken vouchers
+    out = cli("check", "erp_sample", "--sample", "100", "--show-record")
+    assert out.returncode == 3, out.stderr
+    assert "configuration and connection ok (erp.database)" in out.stdout
+    assert "41 of the first 45 record(s) map and pass the quality gate" in out.stdout
+    errors = out.stderr.replace("\n", " ")
+    for reason in ("cannot read '2025-13-45'", "account_code: required value is missing", "is not balanced"):
+        assert reason in errors, reason
+    assert "already used by source record" in errors  # the gate runs too, not only the mapping
+    assert '"fonds_no": "J001"' in out.stdout  # --show-record: the first record as it would be archived
+    assert not (hub.home / "catalog.sqlite").exists() and not hub.settings.archive_root.exists()  # reads only
+
+    (hub.home / "sample_erp" / "erp.sqlite").unlink()
+    seed(hub, vouchers=40, bad_records=False)  # an ERP without the broken vouchers
+    fixed = cli("check", "erp_sample", "--sample", "10")
+    assert fixed.returncode == 0 and "10 of the first 10 record(s)" in fixed.stdout, fixed.stderr
+
+    override_erp_sample(hub, monkeypatch, "mappings/erp_sample_voucher.yaml", "mappings/no_such_mapping.yaml")
+    broken = cli("check", "erp_sample")
+    assert broken.returncode == 2 and "no_such_mapping.yaml" in broken.stderr
+    assert "Traceback" not in broken.stderr
