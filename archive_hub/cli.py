@@ -332,7 +332,8 @@ def _print_history(history: RecordHistory, settings: Settings, all_files: bool) 
         ("状态", f"{rec.status}, version {rec.current_version} of {len(history.versions)}"),
         ("位置", str(settings.archive_root / current.package.path) if current else "(not published)"),
     ):
-        head.add_row(label, value)
+        if value.strip():  # a bank statement has no 凭证号
+            head.add_row(label, value)
     console.print(head)
 
     versions = Table(title="versions (never overwritten; each replaces the one before)")
