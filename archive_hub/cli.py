@@ -6,6 +6,7 @@ import datetime as dt
 import json
 from collections.abc import Iterable
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
@@ -388,6 +389,9 @@ def _print_history(history: RecordHistory, settings: Settings, all_files: bool) 
 def reconcile(
     source: Annotated[str, typer.Argument(help="source id")],
     as_json: Annotated[bool, typer.Option("--json", help="print the report as JSON")] = False,
+    xlsx: Annotated[
+        Path | None, typer.Option("--xlsx", help="also write the whole report as an Excel workbook")
+    ] = None,
 ) -> None:
     """Auditor's check: every record the source holds now is archived (current version) or quarantined."""
     from archive_hub.pipeline.context import RunContext
@@ -419,6 +423,10 @@ def reconcile(
             console.print(
                 f"  {len(report.archived_not_in_source)} archived record(s) no longer in the source (kept)"
             )
+    if xlsx is not None:
+        from archive_hub.reconciliation_xlsx import write_xlsx
+
+        console.print(f"workbook: {write_xlsx(report, xlsx)}", soft_wrap=True, highlight=False)
     if not report.ok:
         raise typer.Exit(4)
 

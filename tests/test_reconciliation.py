@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import shutil
 
+import openpyxl
+
 from archive_hub.pipeline import run_sync
 from archive_hub.pipeline.context import RunContext
 from archive_hub.reconciliation import reconcile
@@ -38,8 +40,17 @@ def test_erp_reconciliation_finds_missing_and_outdated_vouchers(hub: Hub) -> Non
         ("99999", "missing"),
         ("3", "outdated"),
     }
-    out = cli("reconcile", "erp_sample")
+    workbook = hub.home / "reconciliation.xlsx"
+    out = cli("reconcile", "erp_sample", "--xlsx", str(workbook))
     assert out.returncode == 4 and "missing" in out.stdout
+    book = openpyxl.load_workbook(workbook, read_only=True)  # the auditor's copy says the same
+    rows = list(book["汇总"].iter_rows(values_only=True))
+    header = next(r for r in rows if r[0] == "period")
+    total = dict(zip(header[1:], next(r for r in rows if r[0] == "total")[1:], strict=True))
+    assert total == {s: second.counts.get(s, 0) for s in header[1:]}
+    listed = {(r[0], r[1]) for r in list(book["问题"].iter_rows(values_only=True))[1:]}
+    assert listed == {(p["record"], p["status"]) for p in second.problems}
+    assert not list(workbook.parent.glob(".*.partial"))  # written whole, then renamed
 
     # The new voucher carries an old change timestamp (booked late): the incremental sync cannot see it,
     # and reconciliation keeps saying so until it is archived.
