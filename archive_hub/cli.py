@@ -60,6 +60,11 @@ def _json_lines(items: Iterable[dict[str, Any]]) -> None:
         print(json.dumps(item, ensure_ascii=False))
 
 
+def _short(text: str, keep: int = 16) -> str:
+    """A long key (a file's SHA-256) cut for a listing; --json gives it whole."""
+    return text if len(text) <= keep else text[:keep] + "…"
+
+
 def _progress() -> Progress:
     return Progress(
         SpinnerColumn(),
@@ -469,6 +474,91 @@ def due(
             f"{c.first_item:04d}–{c.last_item:04d}",
         )
     console.print(table)
+
+
+@app.command()
+def sources(
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines, one per source")] = False,
+) -> None:
+    """Configured sources: kind, schedule, records archived, open quarantine, cursor and last run."""
+    from sqlalchemy import func, select
+
+    from archive_hub.catalog.models import ArchiveRecordRow, CursorRow, QuarantineRow, SyncRunRow
+    from archive_hub.sources import load_source, source_files
+    from connectors.errors import ConnectorError
+
+    settings = Settings.from_env()
+    rows = []
+    with _catalog().reading() as session:
+        archived = dict(
+            session.execute(
+                select(ArchiveRecordRow.source_id, func.count())
+                .where(ArchiveRecordRow.status == "archived")
+                .group_by(ArchiveRecordRow.source_id)
+            ).all()
+        )
+        open_items = dict(
+            session.execute(
+                select(QuarantineRow.source_id, func.count())
+                .where(QuarantineRow.status == "open")
+                .group_by(QuarantineRow.source_id)
+            ).all()
+        )
+        for path in source_files(settings):
+            row: dict[str, Any] = {"source": path.stem}
+            try:
+                config = load_source(path, settings)
+                row |= {"kind": config.kind, "schedule": config.schedule, "description": config.description}
+            except ConnectorError as exc:  # one broken file must not hide the others
+                row["error"] = str(exc)
+            cursor = session.execute(
+                select(CursorRow.value).where(CursorRow.source_id == path.stem).limit(1)
+            ).scalar_one_or_none()
+            last = session.execute(
+                select(SyncRunRow)
+                .where(SyncRunRow.source_id == path.stem)
+                .order_by(SyncRunRow.started_at.desc())
+                .limit(1)
+            ).scalar_one_or_none()
+            row |= {
+                "archived": archived.get(path.stem, 0),
+                "open_quarantine": open_items.get(path.stem, 0),
+                "cursor": cursor,
+                "last_run": {
+                    "run_id": last.run_id,
+                    "status": last.status,
+                    "started_at": last.started_at.isoformat(),
+                }
+                if last
+                else None,
+            }
+            rows.append(row)
+    if as_json:
+        _json_lines(rows)
+        return
+    for row in rows:
+        if "error" in row:
+            console.print(f"[bold]{row['source']}[/bold]  [red]broken:[/red] {row['error']}", highlight=False)
+            continue
+        console.print(
+            f"[bold]{row['source']}[/bold]  {row['kind']}  {row['schedule'] or 'manual'}  {row['description']}",
+            highlight=False,
+        )
+        cursor = row["cursor"] or {}
+        last = row["last_run"]
+        console.print(
+            f"  archived {row['archived']}, open quarantine {row['open_quarantine']}, "
+            f"cursor {cursor.get('changed_at', 'none yet')}"
+            + (f" / {_short(cursor['key'])}" if cursor.get("key") else ""),
+            highlight=False,
+        )
+        if last:
+            style = {"success": "green", "failed": "red"}.get(last["status"], "yellow")
+            console.print(
+                f"  last run [{style}]{last['status']}[/{style}] {last['started_at'][:16]}  {last['run_id']}",
+                soft_wrap=True,
+                highlight=False,
+            )
 
 
 @app.command()

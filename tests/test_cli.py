@@ -75,6 +75,11 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
         5,
     )
     assert "cli-test" in cli("runs").stdout
+    listed = {r["source"]: r for r in map(json.loads, cli("sources", "--json").stdout.splitlines())}
+    erp = listed["erp_sample"]
+    assert (erp["kind"], erp["archived"], erp["open_quarantine"]) == ("erp.database", 120, 5)
+    assert erp["last_run"]["run_id"] == "cli-test" and erp["cursor"]["changed_at"]
+    assert listed["bank_inbox"]["archived"] == 0 and listed["bank_inbox"]["last_run"] is None
 
     items = [json.loads(line) for line in cli("quarantine", "list", "--json").stdout.splitlines()]
     assert len(items) == 5 and {i["stage"] for i in items} == {"map", "validate", "archive"}
