@@ -490,19 +490,13 @@ def sources(
     settings = Settings.from_env()
     rows = []
     with _catalog().reading() as session:
-        archived = dict(
-            session.execute(
-                select(ArchiveRecordRow.source_id, func.count())
-                .where(ArchiveRecordRow.status == "archived")
-                .group_by(ArchiveRecordRow.source_id)
-            ).all()
-        )
-        open_items = dict(
-            session.execute(
-                select(QuarantineRow.source_id, func.count())
-                .where(QuarantineRow.status == "open")
-                .group_by(QuarantineRow.source_id)
-            ).all()
+        archived, open_items = (
+            dict(
+                session.execute(
+                    select(t.source_id, func.count()).where(t.status == status).group_by(t.source_id)
+                ).all()
+            )
+            for t, status in ((ArchiveRecordRow, "archived"), (QuarantineRow, "open"))
         )
         for path in source_files(settings):
             row: dict[str, Any] = {"source": path.stem}
