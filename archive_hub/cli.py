@@ -292,7 +292,7 @@ def show(
             f"no record with 档号 {code!r} in the catalog (`archive-hub search --code PREFIX` lists them)", 2
         )
     settings = Settings.from_env()
-    report = verify_record(catalog, settings.archive_root, history) if check else None
+    report = verify_record(catalog, settings.archive_root, history, settings.staging_root) if check else None
     if report is not None:
         with catalog.reading() as session:  # again, so the check just logged is listed with the others
             history = record_history(session, code) or history

@@ -52,12 +52,17 @@ def check_package(
     ]
 
 
-def verify_record(catalog: Catalog, archive_root: Path, history: RecordHistory) -> VerifyReport:
+def verify_record(
+    catalog: Catalog, archive_root: Path, history: RecordHistory, staging_root: Path | None = None
+) -> VerifyReport:
     """Re-hash every version of one 件 and check the event chain that records them; the check is logged."""
     report = VerifyReport()
     code = history.record.archival_code
-    if history.record.status != "archived":
-        report.problems.append(unpublished(code))
+    if history.record.status != "archived":  # perhaps a run in flight: judged once it has finished
+        stale, _ = _after_runs_in_flight(
+            catalog, archive_root, staging_root or archive_root / ".staging", [code], []
+        )
+        report.problems.extend(unpublished(c) for c in stale)
     for version in history.versions:
         expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
         present, problems = check_package(archive_root, version.package, expected, code)

@@ -16,9 +16,10 @@ import pytest
 from sqlalchemy import select
 
 from archive_hub.catalog import Catalog, sequences
+from archive_hub.catalog.history import record_history
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow, QuarantineRow
 from archive_hub.pipeline import run_step, run_sync
-from archive_hub.verification import verify_archive
+from archive_hub.verification import verify_archive, verify_record
 from archive_sink.filesystem import published_packages, verify_package_dir
 from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, seed
 
@@ -140,6 +141,11 @@ def test_a_reservation_left_by_a_vanished_record_is_reused_so_no_gap_remains(
     assert any(
         "reserved but no package" in p for p in verify_archive(catalog, hub.settings.archive_root).problems
     )
+    with catalog.reading() as s:  # `archive-hub show <档号> --verify` says the same of that one record
+        history = record_history(s, held[0].archival_code)
+    assert history is not None and history.versions == []
+    (problem,) = verify_record(catalog, hub.settings.archive_root, history).problems
+    assert problem.startswith(f"{held[0].archival_code}: 档号 reserved but no package was published")
     book_copy_of_voucher(hub.erp_url, 6, 777, 999)  # a new voucher is booked: it takes the abandoned 件号
     touch_voucher(hub.erp_url, 777, new_summary="新凭证")
     run_sync("erp_sample", "r3")
