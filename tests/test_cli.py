@@ -226,3 +226,61 @@ def test_check_names_what_is_wrong_with_a_source_before_its_first_sync(hub: Hub,
     broken = cli("check", "erp_sample")
     assert broken.returncode == 2 and "no_such_mapping.yaml" in broken.stderr
     assert "Traceback" not in broken.stderr
+
+
+def test_copy_hands_out_a_verified_registered_copy_and_refuses_a_damaged_original(hub: Hub) -> None:
+    import bagit
+    from sqlalchemy import select
+
+    from archive_hub.catalog import Catalog
+    from archive_hub.catalog.models import ArchiveRecordRow
+    from connectors.erp.sample_erp.seed import touch_voucher
+
+    seed(hub, vouchers=30, bad_records=False, attachment_every=1)
+    assert cli("sync", "erp_sample", "--run-id", "c-1").returncode == 0
+    touch_voucher(hub.erp_url, 7, new_summary="更正摘要")
+    assert cli("sync", "erp_sample", "--run-id", "c-2").returncode == 0
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        code = s.execute(
+            select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.business_id == "7")
+        ).scalar_one()
+    catalog.dispose()
+    original = hub.settings.archive_root / "J001" / "2025" / "PZ" / code / "v2"
+    auditor = {"ARCHIVE_HUB_USER": "auditor-li"}
+
+    out = cli("copy", code, str(hub.home / "out"), "--purpose", "2025年度审计取证", env=auditor)
+    assert out.returncode == 0, out.stderr
+    copy = hub.home / "out" / f"{code}-v2"
+    files = sorted(p.relative_to(original) for p in original.rglob("*") if p.is_file())
+    assert files == sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_file())
+    assert all((copy / f).read_bytes() == (original / f).read_bytes() for f in files)
+    bagit.Bag(str(copy)).validate()  # a valid bag on its own, away from the archive
+    events = json.loads(cli("show", code, "--json").stdout)["events"]
+    assert events[-1]["kind"] == "copied"
+    assert events[-1]["detail"] | {"destination": None} == {
+        "version": 2,
+        "destination": None,
+        "purpose": "2025年度审计取证",
+        "by": "auditor-li",
+        "files": len(files),
+        "bytes": sum((original / f).stat().st_size for f in files),
+    }
+
+    both = cli("copy", code, str(hub.home / "all"), "--purpose", "调阅", "--all-versions")
+    assert both.returncode == 0 and sorted(p.name for p in (hub.home / "all").iterdir()) == [
+        f"{code}-v1",
+        f"{code}-v2",
+    ]
+    again = cli("copy", code, str(hub.home / "out"), "--purpose", "再次取证")
+    assert again.returncode == 2 and "exists already" in again.stderr
+    assert cli("copy", code, str(hub.home / "x")).returncode == 2  # no purpose, no copy
+
+    voucher = original / "data" / "voucher.xml"
+    voucher.write_bytes(voucher.read_bytes().replace(b"<", b" <", 1))
+    refused = cli("copy", code, str(hub.home / "damaged"), "--purpose", "审计取证")
+    assert refused.returncode == 2
+    assert "does not match the catalog" in refused.stderr and "data/voucher.xml" in refused.stderr
+    assert list((hub.home / "damaged").iterdir()) == []  # nothing handed out, no partial copy left
+    kinds = [e["kind"] for e in json.loads(cli("show", code, "--json").stdout)["events"]]
+    assert kinds.count("copied") == 3  # v2, then v1 + v2; neither refusal was registered as a copy
