@@ -281,21 +281,14 @@ def show(
     as_json: Annotated[bool, typer.Option("--json", help="print the record and its history as JSON")] = False,
 ) -> None:
     """One record: its metadata, every version with its files and hashes, its events and quarantine history."""
-    from archive_hub.catalog.history import record_history
     from archive_hub.verification import verify_record
 
     catalog = _catalog()
-    with catalog.reading() as session:
-        history = record_history(session, code)
-    if history is None:
-        _fail(
-            f"no record with 档号 {code!r} in the catalog (`archive-hub search --code PREFIX` lists them)", 2
-        )
+    history = _history_or_fail(catalog, code)
     settings = Settings.from_env()
     report = verify_record(catalog, settings.archive_root, history, settings.staging_root) if check else None
     if report is not None:
-        with catalog.reading() as session:  # again, so the check just logged is listed with the others
-            history = record_history(session, code) or history
+        history = _history_or_fail(catalog, code)  # again, so the check just logged is listed too
     if as_json:
         body = history.as_dict()
         if report is not None:
@@ -325,18 +318,12 @@ def copy(
     ] = False,
 ) -> None:
     """Hand out a verified copy of a record's package; the copy, who asked and why are logged (复制, 利用登记)."""
-    from archive_hub.catalog.history import record_history
     from archive_hub.copies import CopyRefused, copy_record
 
     if not purpose.strip():
         raise typer.BadParameter("say why the copy is made", param_hint="--purpose")
     catalog = _catalog()
-    with catalog.reading() as session:
-        history = record_history(session, code)
-    if history is None:
-        _fail(
-            f"no record with 档号 {code!r} in the catalog (`archive-hub search --code PREFIX` lists them)", 2
-        )
+    history = _history_or_fail(catalog, code)
     try:
         made = copy_record(
             catalog,
@@ -354,6 +341,18 @@ def copy(
             soft_wrap=True,
             highlight=False,
         )
+
+
+def _history_or_fail(catalog: Any, code: str) -> RecordHistory:
+    from archive_hub.catalog.history import record_history
+
+    with catalog.reading() as session:
+        history = record_history(session, code)
+    if history is None:
+        _fail(
+            f"no record with 档号 {code!r} in the catalog (`archive-hub search --code PREFIX` lists them)", 2
+        )
+    return history
 
 
 def _print_history(history: RecordHistory, settings: Settings, all_files: bool) -> None:

@@ -147,7 +147,8 @@ def test_expected_failures_are_one_line_never_a_traceback(hub: Hub) -> None:
         assert "Traceback" not in out.stderr and "Hunter2secret" not in out.stderr
 
 
-def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hub: Hub) -> None:
+def voucher_7_in_two_versions(hub: Hub, run_prefix: str) -> str:
+    """Sync 40 vouchers (each with an attachment), change voucher 7 in the ERP, sync again: its 档号."""
     from sqlalchemy import select
 
     from archive_hub.catalog import Catalog
@@ -155,15 +156,20 @@ def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hu
     from connectors.erp.sample_erp.seed import touch_voucher
 
     seed(hub, vouchers=40, bad_records=False, attachment_every=1)
-    assert cli("sync", "erp_sample", "--run-id", "show-1").returncode == 0
+    assert cli("sync", "erp_sample", "--run-id", f"{run_prefix}-1").returncode == 0
     touch_voucher(hub.erp_url, 7, new_summary="更正摘要：补充发票")
-    assert cli("sync", "erp_sample", "--run-id", "show-2").returncode == 0
+    assert cli("sync", "erp_sample", "--run-id", f"{run_prefix}-2").returncode == 0
     catalog = Catalog(hub.settings.catalog_url)
     with catalog.reading() as s:
         code = s.execute(
             select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.business_id == "7")
         ).scalar_one()
     catalog.dispose()
+    return code
+
+
+def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hub: Hub) -> None:
+    code = voucher_7_in_two_versions(hub, "show")
 
     out = cli("show", code, "--json")
     assert out.returncode == 0, out.stderr
@@ -230,22 +236,8 @@ def test_check_names_what_is_wrong_with_a_source_before_its_first_sync(hub: Hub,
 
 def test_copy_hands_out_a_verified_registered_copy_and_refuses_a_damaged_original(hub: Hub) -> None:
     import bagit
-    from sqlalchemy import select
 
-    from archive_hub.catalog import Catalog
-    from archive_hub.catalog.models import ArchiveRecordRow
-    from connectors.erp.sample_erp.seed import touch_voucher
-
-    seed(hub, vouchers=30, bad_records=False, attachment_every=1)
-    assert cli("sync", "erp_sample", "--run-id", "c-1").returncode == 0
-    touch_voucher(hub.erp_url, 7, new_summary="更正摘要")
-    assert cli("sync", "erp_sample", "--run-id", "c-2").returncode == 0
-    catalog = Catalog(hub.settings.catalog_url)
-    with catalog.reading() as s:
-        code = s.execute(
-            select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.business_id == "7")
-        ).scalar_one()
-    catalog.dispose()
+    code = voucher_7_in_two_versions(hub, "c")
     original = hub.settings.archive_root / "J001" / "2025" / "PZ" / code / "v2"
     auditor = {"ARCHIVE_HUB_USER": "auditor-li"}
 
