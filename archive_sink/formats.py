@@ -66,6 +66,7 @@ CHECKABLE = frozenset().union(
     OOXML.media_types,
     XML.media_types,
 )
+_STARTXREF = re.compile(rb"startxref\s+(\d{1,12})\s+%%EOF\s*$")
 _PDF_ENCRYPT = re.compile(rb"/Encrypt\s*\d+\s+\d+\s+R|/Encrypt\s*<<")
 
 
@@ -89,6 +90,19 @@ def sniff(data: bytes) -> Format | None:
     return None
 
 
+def _encrypted_pdf(data: bytes) -> bool:
+    """Whether the last trailer (or xref stream) names an /Encrypt dictionary.
+
+    Every trailer of an encrypted PDF carries /Encrypt, so searching from the last `startxref` offset
+    suffices; only when that offset is unreadable is the last 64 KB searched instead.
+    """
+    match = _STARTXREF.search(data, max(0, len(data) - 2048))
+    start = int(match.group(1)) if match else -1
+    if not 0 <= start < len(data):
+        start = max(0, len(data) - 65536)
+    return _PDF_ENCRYPT.search(data, start) is not None
+
+
 def attachment_problem(declared_media_type: str, data: bytes) -> str | None:
     """Why these bytes cannot be archived under this declared type, or None."""
     if not data:
@@ -97,6 +111,6 @@ def attachment_problem(declared_media_type: str, data: bytes) -> str | None:
     declared = declared_media_type.split(";", 1)[0].strip().lower()
     if found is not None and declared in CHECKABLE and declared not in found.media_types:
         return f"is declared {declared} but its bytes are a {found.name} (真实性: content must match its metadata)"
-    if found is PDF and _PDF_ENCRYPT.search(data, max(0, len(data) - 65536)):
+    if found is PDF and _encrypted_pdf(data):
         return "is an encrypted PDF: it could not be opened without its key (可用性: no encryption)"
     return None

@@ -63,8 +63,10 @@ def test_attachment_problem(declared: str, data: bytes, problem: str | None) -> 
 def test_real_sample_pdf_passes() -> None:
     import datetime as dt
 
-    pdf = _build_pdf(["Invoice 0001"], "发票", dt.datetime(2025, 1, 1), b"")
-    assert attachment_problem("application/pdf", pdf) is None
+    pdf = _build_pdf(["Invoice 0001"], "发票", dt.datetime(2025, 1, 1), b"/Encrypt 9 0 R" * 4000)
+    assert attachment_problem("application/pdf", pdf) is None  # /Encrypt inside a stream is no trailer key
+    locked = pdf.replace(b"/Root 1 0 R", b"/Root 1 0 R /Encrypt 9 0 R")  # the trailer after startxref
+    assert "is an encrypted PDF" in (attachment_problem("application/pdf", locked) or "")
 
 
 def test_mislabelled_and_encrypted_attachments_are_quarantined_and_the_rest_archived(hub: Hub) -> None:
