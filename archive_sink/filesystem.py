@@ -219,15 +219,25 @@ def verify_package_dir(
                 problems.append(PackageProblem(name, "not recorded in the catalog"))
             elif want != (sha, sm3, size):
                 problems.append(PackageProblem(name, "hash or size differs from the catalog"))
-    for name, digest in sorted(tag_entries.items()):
+    tag_digests = {}
+    for name in sorted(set(tag_entries) | {n for n in expected or {} if not n.startswith("data/")}):
         path = package_dir / name
-        if not path.exists():
+        if path.is_file():
+            tag_digests[name] = file_digests(path)  # once, for the tag manifest and for the catalog
+    for name, digest in sorted(tag_entries.items()):
+        if name not in tag_digests:
             problems.append(PackageProblem(name, "tag file missing"))
-        elif file_digests(path)[0] != digest:
+        elif tag_digests[name][0] != digest:
             problems.append(PackageProblem(name, "tag file changed (tagmanifest-sha256.txt)"))
     if expected is not None:
-        for name in sorted(set(expected) - set(on_disk) - set(tag_entries) - {"tagmanifest-sha256.txt"}):
+        for name in sorted(set(expected) - set(on_disk) - set(tag_digests)):
             problems.append(PackageProblem(name, "recorded in the catalog but missing on disk"))
+        # The tag files too (the tag manifest itself is covered by nothing else), not only the payload.
+        for name, got in sorted(tag_digests.items()):
+            if name in expected and expected[name] != got:
+                problems.append(PackageProblem(name, "hash or size differs from the catalog"))
+        for extra in sorted(p.name for p in package_dir.iterdir() if p.is_file() and p.name not in expected):
+            problems.append(PackageProblem(extra, "present but not in the catalog"))
     if "data/metadata.xml" in on_disk:
         for reason in check_metadata(package_dir, archival_code, manifests.get("sha256", {})):
             name, _, text = reason.partition(": ")

@@ -242,6 +242,15 @@ def test_verify_detects_tampering_with_a_package_and_with_the_event_log(seeded_h
     )
     problems = verify_archive(catalog, root).problems
     assert any("voucher.xml" in p and "SHA-256 differs" in p for p in problems)
+    # The tag manifest is listed in no manifest: only the catalog's row of it can tell it was changed.
+    other = packages_on_disk(root)[5]
+    tagmanifest = other / "tagmanifest-sha256.txt"
+    tagmanifest.write_bytes(tagmanifest.read_bytes() + b"0" * 64 + b"  notes.txt\n")
+    (other / "notes.txt").write_bytes(b"added later")
+    problems = verify_archive(catalog, root).problems
+    code = other.parent.name
+    assert f"{code} v1: tagmanifest-sha256.txt: hash or size differs from the catalog" in problems
+    assert f"{code} v1: notes.txt: present but not in the catalog" in problems
     with catalog.transaction() as s:
         s.execute(update(EventRow).where(EventRow.seq == 10).values(subject="forged"))
     with catalog.reading() as s:
