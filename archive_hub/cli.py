@@ -471,7 +471,10 @@ def reconcile(
     if xlsx is not None:
         from archive_hub.reconciliation_xlsx import write_xlsx
 
-        console.print(f"workbook: {write_xlsx(report, xlsx)}", soft_wrap=True, highlight=False)
+        try:
+            console.print(f"workbook: {write_xlsx(report, xlsx)}", soft_wrap=True, highlight=False)
+        except OSError as exc:
+            _fail(f"cannot write the workbook {xlsx}: {exc.strerror or exc}", 2)
     if not report.ok:
         raise typer.Exit(4)
 

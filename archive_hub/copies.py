@@ -51,9 +51,9 @@ def copy_record(
     chosen = history.versions if all_versions else [v for v in [history.current] if v is not None]
     if not chosen:
         raise CopyRefused(f"{code}: no published package to copy")
-    destination.mkdir(parents=True, exist_ok=True)
     staged: list[tuple[Path, CopyMade]] = []
     try:
+        destination.mkdir(parents=True, exist_ok=True)
         for version in chosen:  # every copy made and verified before any is handed out
             package = version.package
             target = destination / f"{code}-v{package.version}"
@@ -92,6 +92,10 @@ def copy_record(
             )
         for partial, m in staged:
             os.rename(partial, m.path)
+    except OSError as exc:  # a missing original, a full or read-only destination: one clear line
+        raise CopyRefused(
+            f"{code}: cannot copy to {destination}: {exc.strerror or exc} ({exc.filename})"
+        ) from None
     finally:
         for partial, _ in staged:
             shutil.rmtree(partial, ignore_errors=True)

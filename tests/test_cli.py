@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -274,5 +275,9 @@ def test_copy_hands_out_a_verified_registered_copy_and_refuses_a_damaged_origina
     assert refused.returncode == 2
     assert "does not match the catalog" in refused.stderr and "data/voucher.xml" in refused.stderr
     assert list((hub.home / "damaged").iterdir()) == []  # nothing handed out, no partial copy left
+    shutil.rmtree(original.parent / "v1")  # an original gone from the disk: one clear line, no copy
+    gone = cli("copy", code, str(hub.home / "gone"), "--purpose", "审计取证", "--all-versions")
+    assert gone.returncode == 2 and "cannot copy to" in gone.stderr and "Traceback" not in gone.stderr
+    assert list((hub.home / "gone").iterdir()) == []
     kinds = [e["kind"] for e in json.loads(cli("show", code, "--json").stdout)["events"]]
-    assert kinds.count("copied") == 3  # v2, then v1 + v2; neither refusal was registered as a copy
+    assert kinds.count("copied") == 3  # v2, then v1 + v2; no refusal was registered as a copy

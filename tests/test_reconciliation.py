@@ -51,6 +51,9 @@ def test_erp_reconciliation_finds_missing_and_outdated_vouchers(hub: Hub) -> Non
     listed = {(r[0], r[1]) for r in list(book["问题"].iter_rows(values_only=True))[1:]}
     assert listed == {(p["record"], p["status"]) for p in second.problems}
     assert not list(workbook.parent.glob(".*.partial"))  # written whole, then renamed
+    nowhere = cli("reconcile", "erp_sample", "--xlsx", str(hub.home / "no" / "such" / "dir" / "r.xlsx"))
+    assert nowhere.returncode == 2 and "cannot write the workbook" in nowhere.stderr
+    assert "Traceback" not in nowhere.stderr
 
     # The new voucher carries an old change timestamp (booked late): the incremental sync cannot see it,
     # and reconciliation keeps saying so until it is archived.
