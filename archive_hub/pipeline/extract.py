@@ -9,7 +9,7 @@ from sqlalchemy import select
 from archive_hub.catalog.models import CursorRow, SyncRunRow
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import read_lines, write_lines
-from connectors.stream import Cursor
+from connectors.stream import Cursor, SourceRecord
 
 
 def load_cursor(ctx: RunContext) -> Cursor | None:
@@ -18,6 +18,11 @@ def load_cursor(ctx: RunContext) -> Cursor | None:
             select(CursorRow).where(CursorRow.source_id == ctx.source.id, CursorRow.stream == ctx.stream.name)
         ).scalar_one_or_none()
         return Cursor.from_json(row.value) if row else None
+
+
+def extracted_row(record: SourceRecord) -> dict[str, Any]:
+    """One line of extracted.jsonl: what map reads (also `archive-hub check`, which writes no file)."""
+    return {"key": record.key, "changed_at": record.changed_at, "data": record.data}
 
 
 def extract(ctx: RunContext) -> dict[str, Any]:
@@ -39,7 +44,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
                 seen.add(record.key)
                 if record.cursor and (high is None or record.cursor > high):
                     high = record.cursor
-                yield {"key": record.key, "changed_at": record.changed_at, "data": record.data}
+                yield extracted_row(record)
             ctx.progress("extract", len(batch), None)
 
     path = ctx.run_dir / "extracted.jsonl"
