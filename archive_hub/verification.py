@@ -13,9 +13,20 @@ from sqlalchemy import func, select, true
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append, verify_chain
 from archive_hub.catalog.history import RecordHistory
+from archive_hub.catalog.integrity import (
+    code_rule_problems,
+    numbering_problems,
+    registration_problems,
+    registrations,
+    registrations_from,
+    version_problems,
+)
 from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
 from archive_sink.filesystem import published_packages, verify_package_dir
+from canonical_model.archival_code import ArchivalCodeRule
+
+MANIFEST = "manifest-sha256.txt"
 
 
 @dataclass
@@ -53,11 +64,24 @@ def check_package(
 
 
 def verify_record(
-    catalog: Catalog, archive_root: Path, history: RecordHistory, staging_root: Path | None = None
+    catalog: Catalog,
+    archive_root: Path,
+    history: RecordHistory,
+    staging_root: Path | None = None,
+    rule: ArchivalCodeRule | None = None,
 ) -> VerifyReport:
     """Re-hash every version of one 件 and check the event chain that records them; the check is logged."""
     report = VerifyReport()
     code = history.record.archival_code
+    report.problems.extend(code_rule_problems([history.record], rule or ArchivalCodeRule()))
+    registered = registrations_from(history.events)
+    if history.record.status == "archived":
+        numbers = sorted(v.package.version for v in history.versions)
+        if numbers != list(range(1, history.record.current_version + 1)):
+            report.problems.append(
+                f"{code}: the catalog says version {history.record.current_version} is current but holds "
+                f"versions {numbers}: a version is missing or doubled"
+            )
     if history.record.status != "archived":  # perhaps a run in flight: judged once it has finished
         stale, _ = _after_runs_in_flight(
             catalog, archive_root, staging_root or archive_root / ".staging", [code], []
@@ -67,6 +91,10 @@ def verify_record(
         expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
         present, problems = check_package(archive_root, version.package, expected, code)
         report.problems.extend(problems)
+        manifest = expected.get(MANIFEST)
+        report.problems.extend(
+            registration_problems(version.package, code, manifest[0] if manifest else None, registered)
+        )
         if present:
             report.packages += 1
             report.files += len(version.files)
@@ -136,13 +164,17 @@ def verify_archive(
     record_event: bool = True,
     code_prefix: str | None = None,
     staging_root: Path | None = None,
+    rule: ArchivalCodeRule | None = None,
 ) -> VerifyReport:
     """Everything, or only the records whose 档号 starts with `code_prefix` (one fonds, one year, ...).
 
     The event chain is always checked whole: it is one chain, and a broken link anywhere breaks trust in
-    every event after it.
+    every event after it. Besides each package, the catalog is checked as a whole (catalog/integrity.py):
+    件号 gap-free per class, each 档号 built by the rule, versions 1..N kept, every package registered in
+    the chain with the manifest it still has.
     """
     report = VerifyReport()
+    rule = rule or ArchivalCodeRule()
     in_scope = (
         ArchiveRecordRow.archival_code.startswith(code_prefix, autoescape=True) if code_prefix else true()
     )
@@ -156,11 +188,13 @@ def verify_archive(
         report.events, report.chain_ok = chain.events, chain.ok
         if not chain.ok:
             report.problems.append(f"event chain broken at event {chain.first_bad_seq}: {chain.reason}")
+        report.problems.extend(numbering_problems(session, rule, code_prefix))
+        report.problems.extend(version_problems(session, code_prefix))
         known_paths: set[str] = set()
         last_id = 0
         while True:
             packages = session.execute(
-                select(PackageRow, ArchiveRecordRow.archival_code)
+                select(PackageRow, ArchiveRecordRow)
                 .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
                 .where(PackageRow.id > last_id, in_scope)
                 .order_by(PackageRow.id)
@@ -172,11 +206,18 @@ def verify_archive(
             files: dict[int, dict[str, tuple[str, str, int]]] = {i: {} for i in ids}
             for f in session.execute(select(FileRow).where(FileRow.package_id.in_(ids))).scalars():
                 files[f.package_id][f.path] = (f.sha256, f.sm3, f.size)
-            for package, code in packages:
+            registered = registrations(session, sorted({r.archival_code for _, r in packages}))
+            report.problems.extend(code_rule_problems((r for p, r in packages if p.version == 1), rule))
+            for package, record in packages:
+                code = record.archival_code
                 last_id = package.id
                 known_paths.add(package.path)
                 present, problems = check_package(archive_root, package, files[package.id], code)
                 report.problems.extend(problems)
+                manifest = files[package.id].get(MANIFEST)
+                report.problems.extend(
+                    registration_problems(package, code, manifest[0] if manifest else None, registered)
+                )
                 if not present:
                     continue
                 report.packages += 1

@@ -1,0 +1,249 @@
+"""四性检测 on the catalog itself (DA/T 70): what no single package can show.
+
+- 件号 gap-free (integrity: sequential numbers): in every class (全宗号/年度/保管期限/类别) the records
+  hold exactly 件号 1..N, where N is how many numbers the class's counter has handed out (a unique key
+  keeps two records off one number). A record row deleted, or renumbered by hand, shows here and nowhere
+  else.
+- 档号 rule (authenticity): every 档号 is its own parts joined by the rule.
+- Process history complete, fixity anchored in the chain: every package version has its registration
+  event (archived / new-version) in the hash-chained log, naming the same 档号, version and
+  manifest-sha256.txt hash. A package rewritten on disk together with its catalog rows passes the
+  manifest checks, but cannot rewrite what the chain recorded when it was archived.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from archive_hub.catalog.models import ArchivalSequenceRow, ArchiveRecordRow, EventRow, PackageRow
+from canonical_model.archival_code import ArchivalCode, ArchivalCodeRule
+from canonical_model.retention import RetentionPeriod
+
+REGISTRATION_KINDS = ("archived", "new-version")
+
+ClassKey = tuple[str, int, str, str]  # fonds_no, year, retention, category: one 件号 sequence
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What the chain recorded when a package version was catalogued."""
+
+    seq: int
+    archival_code: str
+    version: int
+    manifest_sha256: str
+
+
+def class_label(key: ClassKey, rule: ArchivalCodeRule) -> str:
+    """The 档号 of a class without its 件号 (what `verify --code` takes), or its parts if the rule
+    does not end with the 件号."""
+    fonds_no, year, retention, category = key
+    if rule.levels[-1] == ("item_no",):
+        try:
+            code = rule.render(
+                ArchivalCode(
+                    fonds_no=fonds_no,
+                    year=year,
+                    retention=RetentionPeriod(retention),
+                    category=category,
+                    item_no=1,
+                )
+            )
+            return code.rsplit(rule.level_separator, 1)[0]
+        except ValueError:
+            pass
+    return f"{fonds_no}/{year}/{retention}/{category}"
+
+
+def _ranges(numbers: Iterable[int], width: int) -> str:
+    """1, 2, 3, 7 -> '0001-0003, 0007' (at most 10 runs, then a count of the rest)."""
+    runs: list[list[int]] = []
+    for n in sorted(numbers):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    shown = [
+        str(a).zfill(width) if a == b else f"{str(a).zfill(width)}-{str(b).zfill(width)}"
+        for a, b in runs[:10]
+    ]
+    if len(runs) > 10:
+        shown.append(f"and {len(runs) - 10} more runs")
+    return ", ".join(shown)
+
+
+def numbering_problems(session: Session, rule: ArchivalCodeRule, code_prefix: str | None = None) -> list[str]:
+    """Every class's 件号 against 1..N of its counter: gaps, and numbers the counter never handed out.
+
+    One aggregate query per catalog; the numbers of a class are read only when its aggregate is off.
+    With `code_prefix` only the classes that prefix reaches are judged.
+    """
+    r = ArchiveRecordRow
+    counters: dict[ClassKey, int] = {
+        (s.fonds_no, s.year, s.retention, s.category): s.last_item_no
+        for s in session.execute(select(ArchivalSequenceRow)).scalars()
+    }
+    aggregates = {
+        (row.fonds_no, row.year, row.retention, row.category): row
+        for row in session.execute(
+            select(
+                r.fonds_no,
+                r.year,
+                r.retention,
+                r.category,
+                func.count().label("n"),
+                func.min(r.item_no).label("low"),
+                func.max(r.item_no).label("high"),
+            ).group_by(r.fonds_no, r.year, r.retention, r.category)
+        )
+    }
+    problems = []
+    for key in sorted(set(counters) | set(aggregates)):
+        label = class_label(key, rule)
+        if code_prefix and not (label.startswith(code_prefix) or code_prefix.startswith(label)):
+            continue
+        handed_out = counters.get(key, 0)
+        agg = aggregates.get(key)
+        if agg is not None and agg.n == agg.high == handed_out and agg.low == 1:
+            continue
+        held = set(
+            session.execute(
+                select(r.item_no).where(
+                    r.fonds_no == key[0], r.year == key[1], r.retention == key[2], r.category == key[3]
+                )
+            ).scalars()
+        )
+        width = rule.item_no_width
+        missing = set(range(1, handed_out + 1)) - held
+        if missing:
+            problems.append(
+                f"{label}: 件号 {_ranges(missing, width)} handed out but held by no record "
+                f"({handed_out} numbers handed out, {len(held)} held): a record is missing from the catalog"
+            )
+        beyond = {n for n in held if n > handed_out or n < 1}
+        if beyond:
+            problems.append(
+                f"{label}: 件号 {_ranges(beyond, width)} never handed out by the class's counter "
+                f"(it stands at {handed_out})"
+            )
+    return problems
+
+
+def code_rule_problems(rows: Iterable[ArchiveRecordRow], rule: ArchivalCodeRule) -> list[str]:
+    """Each 档号 rebuilt from its stored parts; a code that differs was written by something else."""
+    problems = []
+    for row in rows:
+        try:
+            expected = rule.render(
+                ArchivalCode(
+                    fonds_no=row.fonds_no,
+                    year=row.year,
+                    retention=RetentionPeriod(row.retention),
+                    category=row.category,
+                    item_no=row.item_no,
+                )
+            )
+        except ValueError as exc:
+            problems.append(f"{row.archival_code}: its parts do not make a valid 档号: {exc}")
+            continue
+        if expected != row.archival_code:
+            problems.append(
+                f"{row.archival_code}: does not follow the 档号 rule for its parts "
+                f"(全宗号 {row.fonds_no}, 年度 {row.year}, 保管期限 {row.retention}, 类别 {row.category}, "
+                f"件号 {row.item_no} make {expected})"
+            )
+    return problems
+
+
+def registrations_from(rows: Iterable[EventRow]) -> dict[int, list[Registration]]:
+    """Registration events by the package id they name; other events are passed over."""
+    found: dict[int, list[Registration]] = {}
+    for row in rows:
+        if row.kind not in REGISTRATION_KINDS:
+            continue
+        try:
+            data = json.loads(row.detail)
+            package_id = int(data["package_id"])
+            registration = Registration(
+                row.seq, row.subject, int(data["version"]), str(data["manifest_sha256"])
+            )
+        except (ValueError, KeyError, TypeError):
+            continue  # not a registration this check can read: the package then shows as unregistered
+        found.setdefault(package_id, []).append(registration)
+    return found
+
+
+def registrations(session: Session, codes: Sequence[str]) -> dict[int, list[Registration]]:
+    """The registration events of these 档号 (the subject is indexed: one query per batch of packages)."""
+    if not codes:
+        return {}
+    return registrations_from(
+        session.execute(
+            select(EventRow).where(EventRow.kind.in_(REGISTRATION_KINDS), EventRow.subject.in_(codes))
+        ).scalars()
+    )
+
+
+def registration_problems(
+    package: PackageRow, code: str, manifest_row_sha256: str | None, found: dict[int, list[Registration]]
+) -> list[str]:
+    """The package version against the event that registered it in the chain.
+
+    `manifest_row_sha256` is the catalog's file row of manifest-sha256.txt, which the package check ties
+    to the bytes on disk; the package row keeps the same hash. Both must be what the chain recorded.
+    """
+    events = found.get(package.id, [])
+    name = f"{code} v{package.version}"
+    if not events:
+        return [f"{name}: no registration event in the event chain (process history incomplete)"]
+    if len(events) > 1:
+        seqs = ", ".join(str(e.seq) for e in events)
+        return [f"{name}: registered {len(events)} times in the event chain (events {seqs})"]
+    event = events[0]
+    problems = []
+    if event.archival_code != code or event.version != package.version:
+        problems.append(
+            f"{name}: the chain registered this package as {event.archival_code} v{event.version} "
+            f"(event {event.seq})"
+        )
+    held = {package.manifest_sha256} | ({manifest_row_sha256} if manifest_row_sha256 else set())
+    if held != {event.manifest_sha256}:
+        problems.append(
+            f"{name}: manifest-sha256.txt is not the one the event chain recorded when it was archived "
+            f"(event {event.seq}): the package was rewritten together with its catalog rows"
+        )
+    return problems
+
+
+def version_problems(session: Session, code_prefix: str | None = None) -> list[str]:
+    """Every archived record holds versions 1..current_version, one package each: history is kept."""
+    r, p = ArchiveRecordRow, PackageRow
+    query = (
+        select(
+            r.archival_code,
+            r.current_version,
+            func.count(p.id).label("n"),
+            func.count(func.distinct(p.version)).label("distinct"),
+            func.min(p.version).label("low"),
+            func.max(p.version).label("high"),
+        )
+        .outerjoin(p, p.record_id == r.id)
+        .where(r.status == "archived")
+        .group_by(r.id, r.archival_code, r.current_version)
+    )
+    if code_prefix:
+        query = query.where(r.archival_code.startswith(code_prefix, autoescape=True))
+    problems = []
+    for row in session.execute(query):
+        if row.n == row.distinct == row.high == row.current_version and row.low == 1:
+            continue
+        problems.append(
+            f"{row.archival_code}: the catalog says version {row.current_version} is current but holds "
+            f"{row.n} package(s), versions {row.low}..{row.high}: a version is missing or doubled"
+        )
+    return problems
