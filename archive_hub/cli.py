@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
+from rich import box
 from rich.console import Console
 from rich.progress import (
     BarColumn,
@@ -487,7 +488,8 @@ def due(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines, one per class")] = False,
 ) -> None:
     """Records whose 保管期限 has run out by a date: what to appraise (鉴定) before any 销毁; nothing is changed."""
-    from archive_hub.catalog.appraisal import due_for_appraisal, kept_years
+    from archive_hub.catalog.appraisal import due_for_appraisal, due_line, kept_years
+    from canonical_model.archival_code import ArchivalCodeRule
 
     try:
         day = dt.date.fromisoformat(on) if on else dt.date.today()
@@ -496,7 +498,7 @@ def due(
     with _catalog().reading() as session:
         classes = due_for_appraisal(session, day)
     if as_json:
-        _json_lines(c.as_dict(day) for c in classes)
+        _json_lines(due_line(c, day, ArchivalCodeRule()) for c in classes)
         return
     total = sum(c.records for c in classes)
     table = Table(
@@ -512,11 +514,73 @@ def due(
             c.category,
             c.retention_label,
             f"{kept_years(c.year, day)}年",
-            c.due.isoformat(),
+            str(c.due),
             str(c.records),
             f"{c.first_item:04d}–{c.last_item:04d}",
         )
     console.print(table)
+
+
+@app.command()
+def inventory(
+    code: Annotated[
+        str | None, typer.Option("--code", help="only 档号 starting with this (a fonds, a year, a class)")
+    ] = None,
+    xlsx: Annotated[
+        Path | None,
+        typer.Option("--xlsx", help="write the 保管清册 and every class's 归档文件目录 as an Excel workbook"),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="print every 件 as a JSON line, in 档号 order")
+    ] = False,
+) -> None:
+    """What the archive holds, class by class: the 保管清册, and each class's 归档文件目录 (--xlsx, --json)."""
+    from archive_hub.catalog.inventory import inventory_classes, inventory_items
+    from canonical_model.archival_code import ArchivalCodeRule
+
+    rule = ArchivalCodeRule()
+    with _catalog().reading() as session:
+        if as_json:
+            for c in inventory_classes(session, code):
+                _json_lines(
+                    {"class": c.label(rule), "retention": c.retention_label, **item.as_dict()}
+                    for item in inventory_items(session, c.key, code)
+                )
+            return
+        if xlsx is not None:
+            from archive_hub.inventory_xlsx import write_inventory_xlsx
+
+            try:
+                written, classes = write_inventory_xlsx(session, xlsx, code, rule)
+            except OSError as exc:
+                _fail(f"cannot write the workbook {xlsx}: {exc.strerror or exc}", 2)
+        else:
+            written, classes = None, inventory_classes(session, code)
+    if code and not classes:
+        _fail(f"no archived record has a 档号 starting with {code!r}")
+    table = Table(
+        title=f"保管清册: {sum(c.records for c in classes)} 件 in {len(classes)} class(es)",
+        caption="件号 run 0001 to 件数 in each class (verify proves no gap)",
+        box=box.SIMPLE_HEAD,
+        padding=(0, 1, 0, 0),  # fits 80 columns
+    )
+    for col in ("类", "期限", "件数", "日期", "金额合计", "到期"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("件数", "金额合计") else "left")
+    for c in classes:
+        same_year = c.first_date.year == c.last_date.year == c.year
+        table.add_row(
+            c.label(rule),
+            c.retention_label,
+            str(c.records),
+            f"{c.first_date:%m-%d}–{c.last_date:%m-%d}" if same_year else f"{c.first_date}–{c.last_date}",
+            f"{c.amount_total:,.2f} {c.currency}" if c.amount_total is not None else "多币种",
+            c.due.isoformat() if c.due else "永久",
+        )
+    console.print(table)
+    if written is not None:
+        console.print(f"workbook: {written}", soft_wrap=True, highlight=False)
+    else:
+        console.print("every 件 of each class (归档文件目录): --xlsx FILE, or --json", highlight=False)
 
 
 @app.command()

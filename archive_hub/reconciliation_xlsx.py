@@ -8,15 +8,12 @@ kept). Written to a temporary file and renamed, so a half-written workbook is ne
 from __future__ import annotations
 
 import datetime as dt
-import os
 from pathlib import Path
 
 from openpyxl import Workbook
-from openpyxl.styles import Font
 
 from archive_hub.reconciliation import STATUSES, Reconciliation
-
-BOLD = Font(bold=True)
+from archive_hub.workbooks import BOLD, save_workbook
 
 
 def write_xlsx(report: Reconciliation, path: Path) -> Path:
@@ -54,8 +51,4 @@ def write_xlsx(report: Reconciliation, path: Path) -> Path:
     for column in "BCDE":
         problems.column_dimensions[column].width = 24 if column != "E" else 80
 
-    path = Path(path)
-    partial = path.with_name(f".{path.name}.partial")
-    book.save(partial)
-    os.replace(partial, path)
-    return path
+    return save_workbook(book, path)

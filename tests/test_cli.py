@@ -281,3 +281,57 @@ def test_copy_hands_out_a_verified_registered_copy_and_refuses_a_damaged_origina
     assert list((hub.home / "gone").iterdir()) == []
     kinds = [e["kind"] for e in json.loads(cli("show", code, "--json").stdout)["events"]]
     assert kinds.count("copied") == 3  # v2, then v1 + v2; no refusal was registered as a copy
+
+
+def test_inventory_lists_every_archived_record_by_class_as_register_workbook_and_json(hub: Hub) -> None:
+    """保管清册 + 归档文件目录: drawn from the catalog, in 档号 order, each 件 once in its current version."""
+    from decimal import Decimal
+
+    import openpyxl
+    from sqlalchemy import create_engine, text
+
+    from connectors.erp.sample_erp.seed import touch_voucher
+
+    seed(hub, vouchers=120)
+    assert cli("sync", "erp_sample", "--run-id", "inv-1").returncode == 0
+    touch_voucher(hub.erp_url, 7, new_summary="补充附件后重新导出")
+    assert cli("sync", "erp_sample", "--run-id", "inv-2").returncode == 0
+    engine = create_engine(hub.settings.catalog_url)
+    with engine.begin() as conn:  # a foreign-currency 件: the class's amounts can no longer be summed
+        conn.execute(text("update archive_record set currency = 'USD' where item_no = 2"))
+        catalog = {
+            code: (version, Decimal(str(amount)))
+            for code, version, amount in conn.execute(
+                text("select archival_code, current_version, amount_total from archive_record")
+            )
+        }
+    engine.dispose()
+
+    rows = [json.loads(line) for line in cli("inventory", "--json").stdout.splitlines()]
+    assert [r["archival_code"] for r in rows] == sorted(catalog)  # every 件 once, in 档号 order
+    assert {r["archival_code"]: (r["version"], Decimal(r["amount_total"])) for r in rows} == catalog
+    assert [r["item_no"] for r in rows] == list(range(1, len(rows) + 1))
+    assert sorted({r["version"] for r in rows}) == [1, 2]  # voucher 7 is listed once, in its new version
+    assert all(r["attachments"] == r["files"] - 7 for r in rows)  # 7 = voucher, metadata and 5 tag files
+
+    workbook = hub.home / "目录.xlsx"
+    out = cli("inventory", "--xlsx", str(workbook))
+    assert out.returncode == 0, out.stderr
+    label = rows[0]["class"]
+    assert label in out.stdout and f"workbook: {workbook}" in out.stdout
+    book = openpyxl.load_workbook(workbook, read_only=True)
+    assert book.sheetnames == ["保管清册", label]
+    register = list(book["保管清册"].iter_rows(values_only=True))
+    header = register.index(next(r for r in register if r and r[0] == "类"))
+    line = dict(zip(register[header], register[header + 1], strict=False))
+    assert line["件数"] == len(rows) and line["起止件号"] == f"0001–{len(rows):04d}"
+    assert line["金额合计"] is None and line["币种"].startswith("多币种")
+    listed = list(book[label].iter_rows(values_only=True))[2:]
+    assert [r[1] for r in listed] == [r["archival_code"] for r in rows]
+    assert not list(hub.home.glob(".*.partial"))
+
+    assert cli("inventory", "--code", label).returncode == 0
+    nothing = cli("inventory", "--code", "J999")
+    assert nothing.returncode == 1 and "no archived record has a 档号 starting with 'J999'" in nothing.stderr
+    nowhere = cli("inventory", "--xlsx", str(hub.home / "no" / "dir" / "x.xlsx"))
+    assert nowhere.returncode == 2 and "cannot write the workbook" in nowhere.stderr

@@ -10,46 +10,12 @@ and only the appraisal can tell.
 from __future__ import annotations
 
 import datetime as dt
-from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from archive_hub.catalog.models import ArchiveRecordRow
-from canonical_model.retention import RetentionPeriod, fiscal_year_end
-
-
-@dataclass(frozen=True)
-class DueClass:
-    fonds_no: str
-    year: int
-    retention: str
-    category: str
-    due: dt.date
-    records: int
-    first_code: str
-    last_code: str
-    first_item: int
-    last_item: int
-
-    @property
-    def retention_label(self) -> str:
-        return RetentionPeriod(self.retention).label
-
-    def as_dict(self, on: dt.date) -> dict[str, object]:
-        return {
-            "fonds_no": self.fonds_no,
-            "year": self.year,
-            "retention": self.retention_label,
-            "category": self.category,
-            "due": self.due.isoformat(),
-            "kept_years": kept_years(self.year, on),
-            "records": self.records,
-            "first_archival_code": self.first_code,
-            "last_archival_code": self.last_code,
-            "first_item_no": self.first_item,
-            "last_item_no": self.last_item,
-        }
+from archive_hub.catalog.inventory import InventoryClass, inventory_classes
+from canonical_model.archival_code import ArchivalCodeRule
+from canonical_model.retention import fiscal_year_end
 
 
 def kept_years(fiscal_year: int, on: dt.date) -> int:
@@ -59,24 +25,23 @@ def kept_years(fiscal_year: int, on: dt.date) -> int:
     return max(years, 0)
 
 
-def due_for_appraisal(session: Session, on: dt.date) -> list[DueClass]:
+def due_for_appraisal(session: Session, on: dt.date) -> list[InventoryClass]:
     """Archived records whose 保管期限 ends on or before `on`, by class; 永久 records are never listed."""
-    r = ArchiveRecordRow
-    rows = session.execute(
-        select(
-            r.fonds_no,
-            r.year,
-            r.retention,
-            r.category,
-            func.max(r.retention_due),
-            func.count(r.id),
-            func.min(r.archival_code),
-            func.max(r.archival_code),
-            func.min(r.item_no),
-            func.max(r.item_no),
-        )
-        .where(r.status == "archived", r.retention_due.is_not(None), r.retention_due <= on)
-        .group_by(r.fonds_no, r.year, r.retention, r.category)
-        .order_by(r.fonds_no, r.year, r.category, r.retention)
-    ).all()
-    return [DueClass(*row) for row in rows]
+    return inventory_classes(session, due_by=on)
+
+
+def due_line(c: InventoryClass, on: dt.date, rule: ArchivalCodeRule) -> dict[str, object]:
+    """One class due for appraisal, as the JSON line `archive-hub due --json` prints."""
+    return {
+        "fonds_no": c.fonds_no,
+        "year": c.year,
+        "retention": c.retention_label,
+        "category": c.category,
+        "due": c.due.isoformat() if c.due else None,
+        "kept_years": kept_years(c.year, on),
+        "records": c.records,
+        "first_archival_code": c.code(c.first_item, rule),
+        "last_archival_code": c.code(c.last_item, rule),
+        "first_item_no": c.first_item,
+        "last_item_no": c.last_item,
+    }
