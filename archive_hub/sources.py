@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -36,6 +36,9 @@ class SourceConfig(BaseModel):
     lookback_seconds: int = Field(default=300, ge=0)
     quarantine_threshold: float = Field(default=0.05, ge=0, le=1)
     schedule: str | None = None
+    # quarantine: a record carrying a file (SHA-256) another record is archived with is refused, 财会〔2020〕6号;
+    # allow: for sources whose records rightly share files (one contract behind several payments).
+    duplicate_attachments: Literal["quarantine", "allow"] = "quarantine"
     path: Path | None = None
 
     @property

@@ -62,19 +62,25 @@ def catalog_url(request: pytest.FixtureRequest, hub: Hub, monkeypatch: pytest.Mo
     return url
 
 
-def book_copy_of_voucher(erp_url: str, source_id: int, new_id: int, voucher_no: int) -> None:
-    """Book a new voucher in the sample ERP as a copy of another (same lines, its old timestamps)."""
+def book_copy_of_voucher(
+    erp_url: str, source_id: int, new_id: int, voucher_no: int, with_attachments: bool = False
+) -> None:
+    """Book a new voucher in the sample ERP as a copy of another (same lines, its old timestamps); with
+    `with_attachments`, also pointing at the very same attachment files (one invoice booked twice)."""
     import sqlite3
 
+    tables: list[tuple[str, str, dict[str, int]]] = [
+        ("erp_voucher", "id", {"id": new_id, "voucher_no": voucher_no}),
+        ("erp_voucher_line", "voucher_id", {"voucher_id": new_id}),
+    ]
+    if with_attachments:
+        tables.append(("erp_attachment", "voucher_id", {"voucher_id": new_id}))
     with sqlite3.connect(erp_url.removeprefix("sqlite:///")) as erp:
-        for table, key, update in (
-            ("erp_voucher", "id", {"id": new_id, "voucher_no": voucher_no}),
-            ("erp_voucher_line", "voucher_id", {"voucher_id": new_id}),
-        ):
+        for table, key, update in tables:
             cols = [r[1] for r in erp.execute(f"pragma table_info({table})")]
             for row in erp.execute(f"select * from {table} where {key}=?", (source_id,)).fetchall():
                 values = dict(zip(cols, row, strict=True)) | update
-                if table == "erp_voucher_line":
+                if table != "erp_voucher":
                     values["id"] = values["id"] + new_id * 100
                 erp.execute(
                     f"insert into {table} ({','.join(cols)}) values ({','.join('?' * len(cols))})",

@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from archive_hub.catalog.models import Base
@@ -105,7 +105,7 @@ class Catalog:
 
     def create_schema(self) -> None:
         """Create what is missing, in one serialised transaction (two processes may start at once)."""
-        from sqlalchemy import inspect, text
+        from sqlalchemy import inspect
         from sqlalchemy.dialects import postgresql, sqlite
 
         from archive_hub.catalog.events import GENESIS
@@ -114,7 +114,10 @@ class Catalog:
         with self._serialised(), self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(727100)"))  # schema changes, one at a time
+            had_claims = inspect(conn).has_table("attachment_claim")
             Base.metadata.create_all(conn)
+            if not had_claims:  # a catalog from before claims: what it archived already holds its files
+                _claim_archived_attachments(conn)
             # Columns added after a catalog was created (additive only; nothing is ever dropped).
             inspector = inspect(conn)
             for table in Base.metadata.sorted_tables:
@@ -152,3 +155,23 @@ class Catalog:
         self.engine.dispose()
         if self._read_engine is not self.engine:
             self._read_engine.dispose()
+
+
+def _claim_archived_attachments(conn: Connection) -> None:
+    """Give each attachment already archived to the record that archived it first (catalog/claims.py)."""
+    conn.execute(
+        text(
+            """
+            INSERT INTO attachment_claim (sha256, source_id, business_id, file_name, run_id, claimed_at)
+            SELECT sha256, source_id, business_id, path, run_id, created_at FROM (
+                SELECT f.sha256, r.source_id, r.business_id, f.path, p.run_id, p.created_at,
+                       ROW_NUMBER() OVER (PARTITION BY f.sha256 ORDER BY p.id, f.id) AS n
+                FROM archive_file f
+                JOIN archive_package p ON p.id = f.package_id
+                JOIN archive_record r ON r.id = p.record_id
+                WHERE f.role = 'attachment'
+            ) first_use
+            WHERE n = 1
+            """
+        )
+    )

@@ -101,6 +101,26 @@ class FileRow(Base):
     sm3: Mapped[str] = mapped_column(String(64))
 
 
+class AttachmentClaimRow(Base):
+    """The source record that first presented a file's bytes as an attachment (财会〔2020〕6号: an
+    e-invoice or bank receipt is booked once).
+
+    Claimed in each batch's 档号 turn, batch after batch in source order, before any package is built, so
+    two vouchers carrying the same invoice never both pass, whichever worker or source is faster. A claim
+    whose record never got a catalog row (its run died, or it was quarantined and its reservation reused)
+    is stale and passes to the next record that presents the file.
+    """
+
+    __tablename__ = "attachment_claim"
+
+    sha256: Mapped[str] = mapped_column(String(64), primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(100))
+    business_id: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(Text)
+    run_id: Mapped[str] = mapped_column(String(250))
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
 class ArchivalSequenceRow(Base):
     """Last 件号 handed out per fonds/year/保管期限/category; row-locked while allocating."""
 

@@ -1,7 +1,8 @@
 """The Archiver: one batch of valid records to published packages and catalog rows.
 
 Per batch: read attachments (unreadable → quarantine) → compare fingerprints with the catalog
-(unchanged → nothing new) → reserve 档号 for new records in one transaction (reusing abandoned
+(unchanged → nothing new) → claim each attachment's SHA-256 (a file another record is archived with →
+quarantine, booked once) → reserve 档号 for new records in one transaction (reusing abandoned
 reservations, so 件号 stay gap-free) → stage every package, make the batch durable with one syncfs,
 read every file back and check it → publish each by rename → one catalog transaction for packages,
 files, record versions and events. A crash anywhere leaves reserved 档号 that the re-run reuses and
@@ -21,6 +22,7 @@ from sqlalchemy.orm import Session
 
 from archive_hub.catalog import quarantine, sequences
 from archive_hub.catalog.bulk import insert_rows, select_in, update_rows
+from archive_hub.catalog.claims import Presented, claim_attachments
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
 from archive_hub.catalog.quarantine import QuarantineEntry
@@ -219,7 +221,9 @@ class Archiver:
                 continue
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
-        with turn or nullcontext():  # 件号 follow the source: batches reserve in order
+        with turn or nullcontext():  # 件号 follow the source: batches claim files and reserve in order
+            if plan:
+                plan = self._claim(plan, failures)
             if plan:
                 self._reserve(plan)
         if plan:
@@ -242,6 +246,25 @@ class Archiver:
         with ctx.catalog.transaction() as session:
             self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
         self.counts["quarantined"] += len(entries)
+
+    def _claim(self, plan: list[Planned], failures: list[tuple[str, str]]) -> list[Planned]:
+        """Each file may be archived with one record only (catalog/claims.py); a record carrying a file
+        another record holds is refused here, before it gets a 档号."""
+        if self.ctx.source.duplicate_attachments == "allow":
+            return plan
+        presented = [
+            Presented(p.record.source.business_id, [(a.sha256, a.name) for a in p.attachments])
+            for p in plan
+            if p.attachments
+        ]
+        if not presented:
+            return plan
+        with self.ctx.catalog.transaction() as session:
+            refused = claim_attachments(session, self.ctx.source.id, self.ctx.run_id, presented)
+        if not refused:
+            return plan
+        failures.extend(refused.items())
+        return [p for p in plan if p.record.source.business_id not in refused]
 
     def _reserve(self, plan: list[Planned]) -> None:
         """Give each new record its 档号 in one transaction (gap-free: numbers and rows commit together)."""
