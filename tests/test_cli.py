@@ -73,19 +73,19 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
         "cli-test",
         "success",
         120,
-        5,
+        6,
     )
     assert "cli-test" in cli("runs").stdout
     listed = {r["source"]: r for r in map(json.loads, cli("sources", "--json").stdout.splitlines())}
     erp = listed["erp_sample"]
-    assert (erp["kind"], erp["archived"], erp["open_quarantine"]) == ("erp.database", 120, 5)
+    assert (erp["kind"], erp["archived"], erp["open_quarantine"]) == ("erp.database", 120, 6)
     assert erp["last_run"]["run_id"] == "cli-test" and erp["cursor"]["changed_at"]
     assert listed["bank_inbox"]["archived"] == 0 and listed["bank_inbox"]["last_run"] is None
 
     items = [json.loads(line) for line in cli("quarantine", "list", "--json").stdout.splitlines()]
-    assert len(items) == 5 and {i["stage"] for i in items} == {"map", "validate", "archive"}
+    assert len(items) == 6 and {i["stage"] for i in items} == {"map", "validate", "archive"}
     retry = cli("quarantine", "retry", "--source", "erp_sample")
-    assert retry.returncode == 3 and "still quarantined 5" in retry.stdout  # nothing was fixed yet
+    assert retry.returncode == 3 and "still quarantined 6" in retry.stdout  # nothing was fixed yet
 
     victim_dir, other_dir = published_packages(hub.settings.archive_root)[:2]
     victim = victim_dir / "data" / "metadata.xml"
@@ -212,11 +212,11 @@ def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hu
 
 
 def test_check_names_what_is_wrong_with_a_source_before_its_first_sync(hub: Hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
-    seed(hub, vouchers=40)  # and the sample's 5 broken vouchers
+    seed(hub, vouchers=40)  # and the sample's 6 broken vouchers
     out = cli("check", "erp_sample", "--sample", "100", "--show-record")
     assert out.returncode == 3, out.stderr
     assert "configuration and connection ok (erp.database)" in out.stdout
-    assert "41 of the first 45 record(s) map and pass the quality gate" in out.stdout
+    assert "42 of the first 46 record(s) map and pass the quality gate" in out.stdout
     errors = out.stderr.replace("\n", " ")
     for reason in ("cannot read '2025-13-45'", "account_code: required value is missing", "is not balanced"):
         assert reason in errors, reason

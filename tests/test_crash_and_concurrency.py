@@ -206,7 +206,7 @@ def test_two_runs_of_one_source_at_once_archive_each_voucher_once(hub: Hub, cata
         packages = s.execute(select(PackageRow)).scalars().all()
         items = s.execute(select(QuarantineRow).where(QuarantineRow.status == "open")).scalars().all()
     assert len(records) == 150 and sorted(r.item_no for r in records) == list(range(1, 151))
-    assert len(packages) == 150 and len(items) == 5
+    assert len(packages) == 150 and len(items) == 6
     assert len(published_packages(hub.settings.archive_root)) == 150
     assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()

@@ -53,11 +53,11 @@ def test_dag_runs_for_real_and_passes_only_small_summaries(hub: Hub, monkeypatch
     summaries = {t: json.loads(v) if isinstance(v, str) else v for t, v in summaries.items()}
     assert summaries["map"]["workers"] == 2 and summaries["archive"]["workers"] == 2
     final = summaries["finalize"]  # Airflow stores the JSON as a JSON string
-    assert final["archived"] == 120 and final["quarantined"] == 5 and final["status"] == "success"
+    assert final["archived"] == 120 and final["quarantined"] == 6 and final["status"] == "success"
     catalog = Catalog(hub.settings.catalog_url)
     with catalog.reading() as s:
         assert s.execute(select(func.count(ArchiveRecordRow.id))).scalar_one() == 120
-        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 5
+        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 6
     catalog.dispose()
 
 

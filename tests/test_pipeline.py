@@ -42,9 +42,9 @@ def defects(hub: Hub) -> dict[str, str]:
 def test_sync_archives_good_vouchers_and_quarantines_each_bad_one(hub: Hub, catalog_url: str) -> None:
     seed(hub, vouchers=120)
     summary = run_sync("erp_sample", "run-1")
-    assert summary["read"] == 125
+    assert summary["read"] == 126
     assert summary["archived"] == 120
-    assert summary["quarantined"] == 5
+    assert summary["quarantined"] == 6
     catalog = Catalog(catalog_url)
     with catalog.reading() as s:
         items = {q.business_id: q for q in s.execute(select(QuarantineRow)).scalars()}
@@ -68,6 +68,11 @@ def test_sync_archives_good_vouchers_and_quarantines_each_bad_one(hub: Hub, cata
         reasons["duplicate_voucher_no"][0] == "validate"
         and "already used" in reasons["duplicate_voucher_no"][1]
     )
+    # The same invoice file on a second voucher: the earlier voucher holds it (财会〔2020〕6号).
+    stage, reason = reasons["duplicate_invoice"]
+    twin = next(b for b in hub.seed.bad_vouchers if b.defect == "duplicate_invoice").detail.split()[5]  # type: ignore[attr-defined]
+    holder = next(r for r in records if r.business_id == twin.rstrip(":"))
+    assert stage == "archive" and f"already archived with {holder.archival_code}" in reason
     for q in items.values():  # the original payload is kept for re-drive
         assert q.raw_payload.startswith("{") and f'"id":{q.business_id},' in q.raw_payload
         assert q.mapping_version == "erp_sample_voucher@1.0.0"
@@ -135,10 +140,10 @@ def test_rerun_is_idempotent(hub: Hub, catalog_url: str) -> None:
         s.commit()  # force the next run to re-read everything
     second = run_sync("erp_sample", "run-2")
     assert first["archived"] == 120
-    assert second["read"] == 125 and second["archived"] == 0 and second["unchanged"] == 120
-    assert second["quarantined"] == 5  # still bad, counted again ...
+    assert second["read"] == 126 and second["archived"] == 0 and second["unchanged"] == 120
+    assert second["quarantined"] == 6  # still bad, counted again ...
     with catalog.reading() as s:
-        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 5  # ... but not duplicated
+        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 6  # ... but not duplicated
         assert s.execute(select(func.count(PackageRow.id))).scalar_one() == 120
         assert (
             s.execute(select(func.count(EventRow.seq)).where(EventRow.kind == "archived")).scalar_one()
@@ -195,7 +200,7 @@ def test_quarantined_voucher_fixed_in_the_erp_is_redriven(seeded_hub: Hub) -> No
     ctx = RunContext.open("erp_sample", "retry-1")
     summary = redrive(ctx)
     ctx.close()
-    assert summary["retried"] == 5 and summary["resolved"] == 1 and summary["still_quarantined"] == 4
+    assert summary["retried"] == 6 and summary["resolved"] == 1 and summary["still_quarantined"] == 5
     catalog = Catalog(seeded_hub.settings.catalog_url)
     with catalog.reading() as s:
         row = s.execute(select(QuarantineRow).where(QuarantineRow.business_id == unbalanced)).scalar_one()
@@ -219,7 +224,7 @@ def test_run_fails_above_the_quarantine_threshold_and_keeps_the_cursor(
     override_erp_sample(seeded_hub, monkeypatch, "quarantine_threshold: 0.05", "quarantine_threshold: 0.01")
     with pytest.raises(
         QuarantineThresholdError,
-        match=r"5 of 125 records \(4.0%\) were newly quarantined, above the threshold of 1.0%",
+        match=r"6 of 126 records \(4.8%\) were newly quarantined, above the threshold of 1.0%",
     ):
         run_sync("erp_sample", "run-1")
     catalog = Catalog(seeded_hub.settings.catalog_url)
@@ -303,14 +308,14 @@ def test_a_known_bad_voucher_does_not_fail_every_later_run(
     """The threshold judges new problems once; re-reading an open item with the same payload is not new."""
     override_erp_sample(seeded_hub, monkeypatch, "quarantine_threshold: 0.05", "quarantine_threshold: 0.01")
     with pytest.raises(QuarantineThresholdError):
-        run_sync("erp_sample", "run-1")  # 5 new problems of 125: the run fails and the cursor stays
+        run_sync("erp_sample", "run-1")  # 6 new problems of 126: the run fails and the cursor stays
     summary = run_sync("erp_sample", "run-2")  # the same records again, nothing changed
     assert summary["status"] == "success"
-    assert summary["quarantined"] == 5 and summary["quarantined_new"] == 0
+    assert summary["quarantined"] == 6 and summary["quarantined_new"] == 0
     catalog = Catalog(seeded_hub.settings.catalog_url)
     with catalog.reading() as s:
         assert s.execute(select(CursorRow)).scalar_one().run_id == "run-2"
-        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 5  # still open, still visible
+        assert s.execute(select(func.count(QuarantineRow.id))).scalar_one() == 6  # still open, still visible
     catalog.dispose()
 
 
@@ -390,11 +395,14 @@ def test_map_in_forked_workers_writes_what_one_process_writes(
     two = run_step("map", "erp_sample", "run-1")
     assert two["workers"] == 2 and one["workers"] == 1
     assert mapped.read_bytes() == serial
-    assert (two["mapped"], two["quarantined"]) == (one["mapped"], one["quarantined"]) == (123, 2)
+    assert (two["mapped"], two["quarantined"]) == (one["mapped"], one["quarantined"]) == (124, 2)
     assert two["quarantined_new"] == 0  # the same refusals, already open from the first map
 
     validated = run_step("validate", "erp_sample", "run-1")
-    assert (validated["valid"], validated["quarantined"]) == (121, 2)
+    assert (validated["valid"], validated["quarantined"]) == (
+        122,
+        2,
+    )  # the duplicate invoice is refused at archive
     for step in ("archive", "finalize"):
         result = run_step(step, "erp_sample", "run-1")
     assert result["archived"] == 120 and result["status"] == "success"

@@ -130,7 +130,7 @@ def test_same_seed_same_rows_and_bytes(tmp_path: Path) -> None:
 
 def test_counts_and_chart_of_accounts(seeded: tuple[SeedSummary, dict]) -> None:
     summary, rows = seeded
-    assert summary.normal_vouchers == VOUCHERS and summary.vouchers == VOUCHERS + 5 == len(
+    assert summary.normal_vouchers == VOUCHERS and summary.vouchers == VOUCHERS + 6 == len(
         rows["erp_voucher"]
     )
     assert summary.voucher_lines == len(rows["erp_voucher_line"])
@@ -248,7 +248,8 @@ def test_attachments_on_disk_and_valid(seeded: tuple[SeedSummary, dict]) -> None
         assert v["attachment_count"] == per_voucher.get(v["id"], 0)
     bad = set(_bad_ids(summary).values())
     normal = [v["id"] for v in rows["erp_voucher"] if v["id"] not in bad]
-    assert {vid for vid in per_voucher if vid != missing_id} == set(normal[3::4])  # every 4th voucher
+    reuser = _bad_ids(summary)[Defect.DUPLICATE_INVOICE]
+    assert {vid for vid in per_voucher if vid not in (missing_id, reuser)} == set(normal[3::4])  # every 4th
     kinds = Counter()
     for a in rows["erp_attachment"]:
         path = summary.attachment_root / a["storage_path"]
@@ -266,7 +267,7 @@ def test_attachments_on_disk_and_valid(seeded: tuple[SeedSummary, dict]) -> None
 def test_each_defect_present_exactly_once(seeded: tuple[SeedSummary, dict]) -> None:
     summary, rows = seeded
     ids = _bad_ids(summary)
-    assert set(ids) == set(Defect) and len(summary.bad_vouchers) == 5 == len(set(ids.values()))
+    assert set(ids) == set(Defect) and len(summary.bad_vouchers) == 6 == len(set(ids.values()))
     lines = _lines_by_voucher(rows)
     unbalanced = {
         vid for vid, ls in lines.items() if sum(ln["debit"] for ln in ls) != sum(ln["credit"] for ln in ls)
@@ -299,6 +300,14 @@ def test_each_defect_present_exactly_once(seeded: tuple[SeedSummary, dict]) -> N
     key = ("book_code", "fiscal_year", "period", "voucher_word", "voucher_no")
     twins = [v for v in rows["erp_voucher"] if all(v[k] == dup[k] for k in key)]
     assert len(twins) == 2
+    # 发票重复报销: a December voucher carries the very file of the year's first voucher with one.
+    paths = Counter(a["storage_path"] for a in rows["erp_attachment"])
+    (shared,) = [path for path, n in paths.items() if n > 1]
+    holders = sorted(a["voucher_id"] for a in rows["erp_attachment"] if a["storage_path"] == shared)
+    assert holders[1] == ids[Defect.DUPLICATE_INVOICE] and by_id[holders[1]]["period"] == 12
+    assert holders[0] == min(
+        a["voucher_id"] for a in rows["erp_attachment"] if a["voucher_id"] not in ids.values()
+    )
 
 
 def test_without_bad_records_everything_is_clean(tmp_path: Path) -> None:
@@ -332,7 +341,7 @@ def test_attachment_size_padding_keeps_files_valid(tmp_path: Path, size: int) ->
         assert abs(len(data) - size) <= size * 0.05
         (assert_valid_pdf if a["mime_type"] == "application/pdf" else assert_valid_png)(data)
         checked += 1
-    assert checked == 40
+    assert checked == 40 + 1  # and the file the duplicate-invoice voucher carries a second time
 
 
 def test_touch_voucher_bumps_updated_at(tmp_path: Path) -> None:

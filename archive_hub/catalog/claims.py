@@ -49,26 +49,34 @@ def _catalogued(session: Session, owners: set[Owner]) -> dict[Owner, tuple[str, 
     return found
 
 
-def _reason(name: str, sha256: str, owner: Owner, held: tuple[str, str | None] | None, source_id: str) -> str:
-    holder = f"source record {owner[0]}:{owner[1]}"
-    if held is not None:
-        code, voucher_no = held
-        holder = f"{code} ({voucher_no + ', ' if voucher_no else ''}{holder})"
-    else:
-        holder += ", archived first in this run"
-    return (
-        f"attachment {name!r} (SHA-256 {sha256[:16]}…) is already archived with {holder}: an e-invoice or "
-        f"receipt is booked only once (财会〔2020〕6号). If both records rightly carry this file, set "
-        f"duplicate_attachments: allow for source {source_id}"
-    )
+@dataclass(frozen=True)
+class Refusal:
+    """A record refused because a file it carries belongs to another record."""
+
+    file_name: str
+    sha256: str
+    owner: Owner
+    held: tuple[str, str | None] | None  # (档号, 凭证号) of the owner, once it has a catalog row
+
+    def reason(self, source_id: str) -> str:
+        holder = f"source record {self.owner[0]}:{self.owner[1]}"
+        if self.held is not None:
+            code, voucher_no = self.held
+            holder = f"{code} ({voucher_no + ', ' if voucher_no else ''}{holder})"
+        return (
+            f"attachment {self.file_name!r} (SHA-256 {self.sha256[:16]}…) is already archived with {holder}: "
+            f"an e-invoice or receipt is booked only once (财会〔2020〕6号). If both records rightly carry this "
+            f"file, set duplicate_attachments: allow for source {source_id}"
+        )
 
 
 def claim_attachments(
     session: Session, source_id: str, run_id: str, presented: Sequence[Presented]
-) -> dict[str, str]:
+) -> dict[str, Refusal]:
     """Claim every file of every record, in the given (source) order, inside the caller's transaction.
 
-    Returns the records refused, by business id, each with its reason; their files are not claimed.
+    Returns the records refused, by business id; their files are not claimed. The owner of a refusal
+    that is itself in `presented` has no 档号 yet (`held` is None): the caller names it once reserved.
     """
     table = AttachmentClaimRow.__table__
     hashes = sorted({sha for p in presented for sha, _ in p.files})
@@ -81,7 +89,7 @@ def claim_attachments(
         )
     }
     alive = _catalogued(session, set(owners.values()))
-    refused: dict[str, str] = {}
+    refused: dict[str, Refusal] = {}
     accepted: set[Owner] = set()
     claims: dict[str, tuple[Owner, str, Owner | None]] = {}  # sha -> (new owner, name, stale owner replaced)
     for record in presented:
@@ -96,7 +104,7 @@ def claim_attachments(
         )
         if conflict is not None:
             sha, name, owner = conflict
-            refused[record.business_id] = _reason(name, sha, owner, alive.get(owner), source_id)
+            refused[record.business_id] = Refusal(name, sha, owner, alive.get(owner))
             continue
         accepted.add(me)
         for sha, name in record.files:
@@ -145,7 +153,7 @@ def claim_attachments(
         if me[1] in refused:
             continue
         winner = held.get(sha, ("?", "?"))
-        refused[me[1]] = _reason(name, sha, winner, _catalogued(session, {winner}).get(winner), source_id)
+        refused[me[1]] = Refusal(name, sha, winner, _catalogued(session, {winner}).get(winner))
         mine = [s for s, (owner, _, _) in claims.items() if owner == me and s not in lost]
         if mine:
             session.execute(

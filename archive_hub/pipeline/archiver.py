@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from sqlalchemy import select
@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from archive_hub.catalog import quarantine, sequences
 from archive_hub.catalog.bulk import insert_rows, select_in, update_rows
-from archive_hub.catalog.claims import Presented, claim_attachments
+from archive_hub.catalog.claims import Presented, Refusal, claim_attachments
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
 from archive_hub.catalog.quarantine import QuarantineEntry
@@ -222,10 +222,11 @@ class Archiver:
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
         with turn or nullcontext():  # 件号 follow the source: batches claim files and reserve in order
-            if plan:
-                plan = self._claim(plan, failures)
+            refused = self._claim(plan) if plan else {}
+            plan = [p for p in plan if p.record.source.business_id not in refused]
             if plan:
                 self._reserve(plan)
+        failures.extend(self._refusals(refused, plan))
         if plan:
             self._write(plan)
             self._register(plan)
@@ -247,24 +248,29 @@ class Archiver:
             self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
         self.counts["quarantined"] += len(entries)
 
-    def _claim(self, plan: list[Planned], failures: list[tuple[str, str]]) -> list[Planned]:
+    def _claim(self, plan: list[Planned]) -> dict[str, Refusal]:
         """Each file may be archived with one record only (catalog/claims.py); a record carrying a file
         another record holds is refused here, before it gets a 档号."""
         if self.ctx.source.duplicate_attachments == "allow":
-            return plan
+            return {}
         presented = [
             Presented(p.record.source.business_id, [(a.sha256, a.name) for a in p.attachments])
             for p in plan
             if p.attachments
         ]
         if not presented:
-            return plan
+            return {}
         with self.ctx.catalog.transaction() as session:
-            refused = claim_attachments(session, self.ctx.source.id, self.ctx.run_id, presented)
-        if not refused:
-            return plan
-        failures.extend(refused.items())
-        return [p for p in plan if p.record.source.business_id not in refused]
+            return claim_attachments(session, self.ctx.source.id, self.ctx.run_id, presented)
+
+    def _refusals(self, refused: dict[str, Refusal], plan: list[Planned]) -> list[tuple[str, str]]:
+        """Quarantine reasons; an owner from this very batch is named by the 档号 it was just given."""
+        source = self.ctx.source.id
+        here = {(source, p.record.source.business_id): (p.archival_code, p.record.voucher_no) for p in plan}
+        return [
+            (key, (r if r.held else replace(r, held=here.get(r.owner))).reason(source))
+            for key, r in refused.items()
+        ]
 
     def _reserve(self, plan: list[Planned]) -> None:
         """Give each new record its 档号 in one transaction (gap-free: numbers and rows commit together)."""

@@ -165,6 +165,7 @@ class Defect(StrEnum):
     INVALID_DATE = "invalid_date"  # 凭证日期无法解析
     MISSING_ATTACHMENT_FILE = "missing_attachment_file"  # 附件文件不存在
     DUPLICATE_VOUCHER_NO = "duplicate_voucher_no"  # 凭证号重复
+    DUPLICATE_INVOICE = "duplicate_invoice"  # 发票重复报销: the file of an earlier voucher attached again
 
 
 @dataclass(frozen=True)
@@ -605,7 +606,7 @@ def seed_sample_erp(
     """Create the sample ERP tables and fill them with one fiscal year of vouchers (see module doc).
 
     The tables must be empty: ids are assigned here so that a seed always yields the same rows.
-    `bad_records` adds 5 defective vouchers on top of `vouchers` normal ones.
+    `bad_records` adds 6 defective vouchers (one per Defect) on top of `vouchers` normal ones.
     """
     started = time.perf_counter()
     if vouchers < 0 or (bad_records and vouchers < 1):
@@ -676,6 +677,11 @@ def seed_sample_erp(
     with_attachment = (
         set(normal_ids[attachment_every - 1 :: attachment_every]) if attachment_every > 0 else set()
     )
+    reuser = next((b[0]["id"] for b in bad if b[1] is Defect.DUPLICATE_INVOICE), None)
+    if reuser is not None and not any(i < reuser for i in with_attachment):
+        with_attachment.add(normal_ids[0])  # the double booking needs an earlier file to reuse
+    first_file: tuple[int, dict[str, Any]] | None = None  # (voucher id, attachment row)
+    reused_detail = ""
     for spec in sorted(all_specs, key=lambda s: s["id"]):
         vid = spec["id"]
         lines = spec.pop("_lines")
@@ -687,6 +693,13 @@ def seed_sample_erp(
             )
             atts.append(att)
             att_bytes += size
+            first_file = first_file or (vid, att)
+        if spec.pop("_reuses_attachment", False):
+            if first_file is None or first_file[0] >= vid:
+                raise ValueError("the duplicate invoice needs an earlier voucher with an attachment")
+            twin_id, twin_att = first_file
+            atts.append({**twin_att, "uploaded_at": spec["created_at"] + timedelta(minutes=7)})
+            reused_detail = f"carries the file of voucher {twin_id}: {twin_att['storage_path']}"
         spec["attachment_count"] = len(atts)
         spec["summary"] = lines[0]["summary"]
         voucher_rows.append(spec)
@@ -733,7 +746,10 @@ def seed_sample_erp(
         attachments=len(att_rows),
         attachment_bytes=att_bytes,
         bad_vouchers=sorted(
-            (BadVoucher(s["id"], d, detail) for s, d, detail in bad),
+            (
+                BadVoucher(s["id"], d, reused_detail if d is Defect.DUPLICATE_INVOICE else detail)
+                for s, d, detail in bad
+            ),
             key=lambda b: list(Defect).index(b.defect),
         ),
         seconds=time.perf_counter() - started,
@@ -858,6 +874,11 @@ def _bad_specs(
     spec["voucher_word"] = twin["voucher_word"]
     spec["_twin"] = twin
     out.append((spec, Defect.DUPLICATE_VOUCHER_NO, ""))  # detail filled once ids exist
+
+    _, lines = _travel_expense(rng, st)
+    spec = make(12, lines)  # in December: the voucher whose file it reuses is read (and archived) first
+    spec["_reuses_attachment"] = True
+    out.append((spec, Defect.DUPLICATE_INVOICE, ""))  # detail filled once the reused file is written
     return out
 
 
