@@ -889,6 +889,7 @@ def demo(
         *([f"uv run archive-hub show '{voucher.parent.name}' --verify"] if voucher else []),
         "uv run archive-hub reconcile erp_sample",
         "uv run archive-hub verify",
+        "uv run archive-hub inventory --xlsx var/目录.xlsx",
         "uv run archive-hub quarantine list",
     ]
     console.print("\n[bold]Try[/bold]")
