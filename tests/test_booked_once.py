@@ -7,13 +7,20 @@ reimbursement is filed twice; every other voucher is archived as before.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import sqlite3
 
 import pytest
 from sqlalchemy import select, text
 
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.models import ArchiveRecordRow, AttachmentClaimRow, QuarantineRow
+from archive_hub.catalog.models import (
+    ArchiveRecordRow,
+    AttachmentClaimRow,
+    FileRow,
+    PackageRow,
+    QuarantineRow,
+)
 from archive_hub.pipeline import run_step, run_sync
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.finalize import QuarantineThresholdError
@@ -140,4 +147,97 @@ def test_a_catalog_from_before_claims_gets_its_archived_attachments_claimed(hub:
     with pytest.raises(QuarantineThresholdError):
         run_sync("erp_sample", "run-2")
     assert archived(catalog, "9001") is None and "9001" in quarantined(catalog)
+    catalog.dispose()
+
+
+def _sync(source_id: str) -> None:
+    run_sync(source_id, f"{source_id}-run")  # threshold 1.0: a quarter of the records refused is expected
+
+
+def test_two_sources_presenting_the_same_files_at_once_archive_each_file_once(
+    hub: Hub, catalog_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two sources read the same ERP at the same time (two processes): every invoice file ends up with
+    exactly one archived record, the claim row names it, and every other presentation is quarantined."""
+    sources = override_erp_sample(hub, monkeypatch, "quarantine_threshold: 0.05", "quarantine_threshold: 1.0")
+    config = (sources / "erp_sample.yaml").read_text(encoding="utf-8")
+    (sources / "erp_twin.yaml").write_text(config.replace("id: erp_sample", "id: erp_twin"), encoding="utf-8")
+    seed(hub, vouchers=120, bad_records=False)
+    with_files = vouchers_with_attachments(hub)
+    ctx = multiprocessing.get_context("spawn")
+    runs = [ctx.Process(target=_sync, args=(s,)) for s in ("erp_sample", "erp_twin")]
+    for p in runs:
+        p.start()
+    for p in runs:
+        p.join(timeout=300)
+        assert p.exitcode == 0
+    catalog = Catalog(catalog_url)
+    with catalog.reading() as s:
+        holders = s.execute(
+            select(FileRow.sha256, ArchiveRecordRow.source_id, ArchiveRecordRow.business_id)
+            .join(PackageRow, PackageRow.id == FileRow.package_id)
+            .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
+            .where(FileRow.role == "attachment", ArchiveRecordRow.status == "archived")
+        ).all()
+        claims = {
+            c.sha256: (c.source_id, c.business_id) for c in s.execute(select(AttachmentClaimRow)).scalars()
+        }
+        refused = s.execute(
+            select(QuarantineRow.source_id, QuarantineRow.business_id).where(
+                QuarantineRow.stage == "archive", QuarantineRow.status == "open"
+            )
+        ).all()
+    catalog.dispose()
+    assert len(holders) == len({h.sha256 for h in holders}) == len(with_files)  # each file archived once
+    assert claims == {h.sha256: (h.source_id, h.business_id) for h in holders}
+    assert len(refused) == len(with_files)  # the other presentation of each file
+    assert {b for _, b in refused} | {h.business_id for h in holders} == {str(v) for v in with_files}
+
+
+def test_a_claim_lost_to_a_concurrent_transaction_refuses_the_record_and_keeps_none_of_its_files(
+    hub: Hub, pg_database_url: str
+) -> None:
+    """On PostgreSQL two sources can read "unclaimed" at the same moment: the unique key decides. The loser
+    waits for the winner's commit, finds the row taken, refuses that record and withdraws its other claims."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from archive_hub.catalog.claims import Presented, claim_attachments
+
+    catalog = Catalog(pg_database_url)
+    catalog.create_schema()
+    contested, own, other = "a" * 64, "b" * 64, "c" * 64
+    winner = Session(catalog.engine)
+    winner.begin()
+    assert claim_attachments(winner, "src_a", "run-a", [Presented("A1", [(contested, "发票.pdf")])]) == {}
+    result: dict[str, object] = {}
+
+    def loser() -> None:
+        with Session(catalog.engine) as session, session.begin():
+            result["refused"] = claim_attachments(
+                session,
+                "src_b",
+                "run-b",
+                [
+                    Presented("B1", [(own, "行程单.pdf"), (contested, "发票.pdf")]),
+                    Presented("B2", [(other, "回单.png")]),
+                ],
+            )
+
+    thread = threading.Thread(target=loser)
+    thread.start()
+    thread.join(timeout=3)
+    assert thread.is_alive()  # blocked on the winner's uncommitted claim
+    winner.commit()
+    winner.close()
+    thread.join(timeout=30)
+    refused = result["refused"]
+    assert isinstance(refused, dict) and set(refused) == {"B1"}
+    assert refused["B1"].owner == ("src_a", "A1") and refused["B1"].file_name == "发票.pdf"
+    with catalog.reading() as s:
+        claims = {
+            c.sha256: (c.source_id, c.business_id) for c in s.execute(select(AttachmentClaimRow)).scalars()
+        }
+    assert claims == {contested: ("src_a", "A1"), other: ("src_b", "B2")}  # B1 keeps none of its files
     catalog.dispose()
