@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,6 +61,19 @@ def catalog_url(request: pytest.FixtureRequest, hub: Hub, monkeypatch: pytest.Mo
     monkeypatch.setenv("ARCHIVE_HUB_CATALOG_URL", url)
     hub.settings = Settings.from_env()
     return url
+
+
+def run_at_once(target: Callable[..., None], *calls: tuple[object, ...], timeout: float = 300) -> None:
+    """Each call in a fresh (spawned) process, all at the same time; every process must exit 0."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("spawn")
+    processes = [ctx.Process(target=target, args=args) for args in calls]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(timeout=timeout)
+        assert p.exitcode == 0, f"{target.__name__}{p._args} exited with {p.exitcode}"  # type: ignore[attr-defined]
 
 
 def book_copy_of_voucher(

@@ -7,7 +7,6 @@ reimbursement is filed twice; every other voucher is archived as before.
 from __future__ import annotations
 
 import json
-import multiprocessing
 import sqlite3
 
 import pytest
@@ -27,7 +26,7 @@ from archive_hub.pipeline.finalize import QuarantineThresholdError
 from archive_hub.pipeline.redrive import redrive
 from archive_hub.verification import verify_archive
 from connectors.erp.sample_erp.seed import touch_voucher
-from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, seed
+from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, run_at_once, seed
 
 
 def vouchers_with_attachments(hub: Hub) -> list[int]:
@@ -164,13 +163,7 @@ def test_two_sources_presenting_the_same_files_at_once_archive_each_file_once(
     (sources / "erp_twin.yaml").write_text(config.replace("id: erp_sample", "id: erp_twin"), encoding="utf-8")
     seed(hub, vouchers=120, bad_records=False)
     with_files = vouchers_with_attachments(hub)
-    ctx = multiprocessing.get_context("spawn")
-    runs = [ctx.Process(target=_sync, args=(s,)) for s in ("erp_sample", "erp_twin")]
-    for p in runs:
-        p.start()
-    for p in runs:
-        p.join(timeout=300)
-        assert p.exitcode == 0
+    run_at_once(_sync, ("erp_sample",), ("erp_twin",))
     catalog = Catalog(catalog_url)
     with catalog.reading() as s:
         holders = s.execute(

@@ -21,7 +21,7 @@ from archive_hub.catalog.models import ArchiveRecordRow, PackageRow, QuarantineR
 from archive_hub.pipeline import run_step, run_sync
 from archive_hub.verification import verify_archive, verify_record
 from archive_sink.filesystem import published_packages, verify_package_dir
-from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, seed
+from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, run_at_once, seed
 
 ARCHIVE_STEP = "from archive_hub.pipeline import run_step; run_step('archive', 'erp_sample', 'crash-run')"
 
@@ -193,13 +193,7 @@ def _sync_in_process(run_id: str) -> None:
 
 def test_two_runs_of_one_source_at_once_archive_each_voucher_once(hub: Hub, catalog_url: str) -> None:
     seed(hub, vouchers=150)
-    ctx = multiprocessing.get_context("spawn")
-    runs = [ctx.Process(target=_sync_in_process, args=(f"parallel-{i}",)) for i in range(2)]
-    for p in runs:
-        p.start()
-    for p in runs:
-        p.join(timeout=300)
-        assert p.exitcode == 0
+    run_at_once(_sync_in_process, ("parallel-0",), ("parallel-1",))
     catalog = Catalog(catalog_url)
     with catalog.reading() as s:
         records = s.execute(select(ArchiveRecordRow)).scalars().all()
