@@ -540,8 +540,11 @@ def inventory(
 
     rule = ArchivalCodeRule()
     with _catalog().reading() as session:
+        classes = inventory_classes(session, code)
+        if code and not classes:
+            _fail(f"no archived record has a 档号 starting with {code!r}")
         if as_json:
-            for c in inventory_classes(session, code):
+            for c in classes:
                 _json_lines(
                     {"class": c.label(rule), "retention": c.retention_label, **item.as_dict()}
                     for item in inventory_items(session, c.key, code)
@@ -555,9 +558,7 @@ def inventory(
             except OSError as exc:
                 _fail(f"cannot write the workbook {xlsx}: {exc.strerror or exc}", 2)
         else:
-            written, classes = None, inventory_classes(session, code)
-    if code and not classes:
-        _fail(f"no archived record has a 档号 starting with {code!r}")
+            written = None
     table = Table(
         title=f"保管清册: {sum(c.records for c in classes)} 件 in {len(classes)} class(es)",
         caption="件号 run 0001 to 件数 in each class (verify proves no gap)",
@@ -581,6 +582,50 @@ def inventory(
         console.print(f"workbook: {written}", soft_wrap=True, highlight=False)
     else:
         console.print("every 件 of each class (归档文件目录): --xlsx FILE, or --json", highlight=False)
+
+
+@app.command()
+def backup(
+    destination: Annotated[Path, typer.Argument(help="folder for the backup (another disk or mount)")],
+    check: Annotated[
+        bool, typer.Option("--check", help="also re-hash the copies the backup already holds")
+    ] = False,
+) -> None:
+    """备份: copy the packages the backup lacks (each verified before it is renamed into view) and the catalog."""
+    from archive_hub.backup import BackupRefused
+    from archive_hub.backup import backup as run_backup
+
+    settings = Settings.from_env()
+    try:
+        with _progress() as progress:
+            task = progress.add_task("backing up packages", total=None)
+            report = run_backup(
+                _catalog(),
+                settings.archive_root,
+                destination,
+                check=check,
+                progress=lambda n, total: progress.update(task, advance=n, total=total),
+            )
+    except BackupRefused as exc:
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(f"cannot back up to {destination}: {exc.strerror or exc} ({exc.filename})", 2)
+    console.print(
+        f"backup {destination}: {report.copied} package(s) copied ({report.bytes / 1_048_576:.1f} MB, "
+        f"{report.files} files, each verified), {report.present} already there"
+        + (f", {report.checked} re-hashed" if check else ""),
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(
+        f"catalog copy: {report.catalog_copy}" if report.catalog_copy else report.catalog_note,
+        soft_wrap=True,
+        highlight=False,
+    )
+    if not report.ok:
+        for problem in report.problems:
+            err.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 @app.command()

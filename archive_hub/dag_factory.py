@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 import os
-from typing import Any
+from collections.abc import Callable
+from typing import Any, NoReturn
 
 from airflow.sdk import dag, get_current_context, task
 
@@ -82,10 +83,42 @@ def build_dag(config: SourceConfig) -> Any:
     return archive_source()
 
 
-def verify_summary() -> dict[str, Any]:
-    """Re-hash the whole archive and check the event chain (检测); raise with the first problems if any."""
+def _fail_naming(what: str, problems: list[str]) -> NoReturn:
+    """Retrying cannot repair an archive: fail at once, without retries, naming the first problems."""
     from airflow.sdk.exceptions import AirflowFailException
 
+    shown = "\n".join(problems[:20])
+    more = f"\n... and {len(problems) - 20} more" if len(problems) > 20 else ""
+    raise AirflowFailException(f"{what} found {len(problems)} problem(s):\n{shown}{more}")
+
+
+def _maintenance_dag(
+    dag_id: str, task_id: str, work: Callable[[], dict[str, Any]], schedule: str, description: str, doc: str
+) -> Any:
+    """A one-task DAG over the whole archive (verify, backup): one run at a time, no catch-up, no retries."""
+
+    @dag(
+        dag_id=dag_id,
+        description=description,
+        schedule=schedule,
+        start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
+        catchup=False,
+        max_active_runs=1,
+        tags=["archive-hub", task_id],
+        doc_md=doc,
+    )
+    def maintenance() -> None:
+        @task(task_id=task_id, retries=0, multiple_outputs=False)  # XCom: one small summary
+        def run() -> dict[str, Any]:
+            return work()
+
+        run()
+
+    return maintenance()
+
+
+def verify_summary() -> dict[str, Any]:
+    """Re-hash the whole archive and check the event chain (检测); raise with the first problems if any."""
     from archive_hub.catalog import Catalog
     from archive_hub.settings import Settings
     from archive_hub.verification import verify_archive
@@ -105,37 +138,63 @@ def verify_summary() -> dict[str, Any]:
         "chain_ok": report.chain_ok,
         "problems": len(report.problems),
     }
-    if not report.ok:
-        # Retrying cannot repair an archive: fail at once, naming what is wrong (the whole list: `archive-hub verify`).
-        shown = "\n".join(report.problems[:20])
-        more = f"\n... and {len(report.problems) - 20} more" if len(report.problems) > 20 else ""
-        raise AirflowFailException(
-            f"archive verification found {len(report.problems)} problem(s):\n{shown}{more}"
-        )
+    if not report.ok:  # the whole list: `archive-hub verify`
+        _fail_naming("archive verification", report.problems)
     return summary
 
 
 def build_verify_dag(schedule: str | None = None) -> Any:
     """The periodic 检测 of the whole archive: every package re-hashed, the event chain checked, logged."""
-
-    @dag(
-        dag_id="verify_archive",
-        description="re-hash every archive package (SHA-256 + SM3) against manifests and catalog; check the event chain",
-        schedule=schedule or os.environ.get("ARCHIVE_HUB_VERIFY_SCHEDULE", "@daily"),
-        start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
-        catchup=False,
-        max_active_runs=1,
-        tags=["archive-hub", "verify"],
-        doc_md="Fails, naming the packages and files, when anything in the archive or its event log changed.",
+    return _maintenance_dag(
+        "verify_archive",
+        "verify",
+        verify_summary,
+        schedule or os.environ.get("ARCHIVE_HUB_VERIFY_SCHEDULE", "@daily"),
+        "re-hash every archive package (SHA-256 + SM3) against manifests and catalog; check the event chain",
+        "Fails, naming the packages and files, when anything in the archive or its event log changed.",
     )
-    def verify_archive_dag() -> None:
-        @task(task_id="verify", retries=0, multiple_outputs=False)
-        def verify() -> dict[str, Any]:
-            return verify_summary()
 
-        verify()
 
-    return verify_archive_dag()
+def backup_summary(destination: str) -> dict[str, Any]:
+    """One backup run (备份, archive_hub/backup.py); raise naming the first problems if any."""
+    from pathlib import Path
+
+    from archive_hub.backup import backup
+    from archive_hub.catalog import Catalog
+    from archive_hub.settings import Settings
+
+    settings = Settings.from_env()
+    catalog = Catalog(settings.catalog_url)
+    try:
+        catalog.create_schema()
+        report = backup(catalog, settings.archive_root, Path(destination))
+    finally:
+        catalog.dispose()
+    summary = {
+        "copied": report.copied,
+        "present": report.present,
+        "bytes": report.bytes,
+        "catalog_copy": str(report.catalog_copy) if report.catalog_copy else None,
+        "problems": len(report.problems),
+    }
+    if not report.ok:
+        _fail_naming("backup", report.problems)
+    return summary
+
+
+def build_backup_dag(destination: str | None = None, schedule: str | None = None) -> Any:
+    """The scheduled 备份 to ARCHIVE_HUB_BACKUP_DIR; no DAG at all while no backup folder is configured."""
+    folder = destination or os.environ.get("ARCHIVE_HUB_BACKUP_DIR")
+    if not folder:
+        return None
+    return _maintenance_dag(
+        "backup_archive",
+        "backup",
+        lambda: backup_summary(folder),
+        schedule or os.environ.get("ARCHIVE_HUB_BACKUP_SCHEDULE", "@daily"),
+        "copy new archive packages (each verified) and the catalog to the backup folder",
+        "Fails, naming each package, when an original no longer matches the catalog (it is then not copied).",
+    )
 
 
 def dags_from_config() -> dict[str, Any]:

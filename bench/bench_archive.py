@@ -318,6 +318,7 @@ PROFILE_BUCKETS: list[tuple[str, str, str]] = [
     ("pydantic model_validate_json (archive input)", "pydantic/main.py", "model_validate_json"),
     ("read attachments", "pipeline/archiver.py", "read_attachment"),
     ("catalog: known_records lookup", "catalog/records.py", "known_records"),
+    ("catalog: claim attachments (_claim, booked once)", "pipeline/archiver.py", "_claim"),
     ("fingerprint (model_dump + json + sha256)", "archive_sink/package.py", "fingerprint"),
     ("catalog: reserve 档号 (_reserve)", "pipeline/archiver.py", "_reserve"),
     ("build_package (total)", "archive_sink/package.py", "build_package"),

@@ -19,6 +19,16 @@ def airflow_db(hub: Hub) -> sqlite3.Connection:
     return sqlite3.connect(hub.home / "airflow" / "airflow.db")
 
 
+def xcom_summary(hub: Hub, dag_id: str, task_id: str) -> dict:  # type: ignore[type-arg]
+    """What a task passed on through XCom (stored as JSON, possibly JSON in JSON)."""
+    with airflow_db(hub) as db:
+        (value,) = db.execute(
+            "select value from xcom where dag_id=? and task_id=? and key='return_value'", (dag_id, task_id)
+        ).fetchone()
+    summary = json.loads(value) if isinstance(value, str) else value
+    return json.loads(summary) if isinstance(summary, str) else summary
+
+
 def test_dag_runs_for_real_and_passes_only_small_summaries(hub: Hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
     # Map and archive fork their workers inside the Airflow task, whose SIGTERM handler the workers
@@ -78,7 +88,7 @@ def test_dag_fails_when_too_many_records_are_quarantined(hub: Hub, monkeypatch) 
     assert "above the threshold of 5.0%" in log.read_text()
 
 
-@pytest.mark.parametrize("dag_file", ["archive_sources.py", "verify_archive.py"])
+@pytest.mark.parametrize("dag_file", ["archive_sources.py", "verify_archive.py", "backup_archive.py"])
 def test_dag_file_is_thin_at_parse_time(dag_file: str) -> None:
     """Parsing a DAG file must not import the heavy pipeline (GX, pandas, lxml, the verifier)."""
     import subprocess
@@ -87,7 +97,7 @@ def test_dag_file_is_thin_at_parse_time(dag_file: str) -> None:
     code = (
         f"import sys, runpy; runpy.run_path('dags/{dag_file}');"
         "heavy=[m for m in ('great_expectations','pandas','lxml','archive_hub.pipeline',"
-        "'archive_hub.verification') if m in sys.modules];"
+        "'archive_hub.verification','archive_hub.backup') if m in sys.modules];"
         "print(','.join(heavy))"
     )
     out = subprocess.run(
@@ -111,12 +121,7 @@ def test_verify_dag_passes_on_an_intact_archive_and_fails_naming_a_tampered_file
     run_sync("erp_sample", "run-1")
     log = hub.home / "verify.log"
     assert run_airflow_dag("verify_archive", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
-    with airflow_db(hub) as db:
-        (value,) = db.execute(
-            "select value from xcom where dag_id='verify_archive' and task_id='verify' and key='return_value'"
-        ).fetchone()
-    summary = json.loads(value) if isinstance(value, str) else value
-    summary = json.loads(summary) if isinstance(summary, str) else summary
+    summary = xcom_summary(hub, "verify_archive", "verify")
     assert summary["packages"] == 30 and summary["problems"] == 0 and summary["chain_ok"] is True
 
     package = published_packages(hub.settings.archive_root)[3]
@@ -131,3 +136,29 @@ def test_verify_dag_passes_on_an_intact_archive_and_fails_naming_a_tampered_file
     text = log.read_text()
     assert "archive verification found 3 problem(s)" in text  # SHA-256, SM3 and the catalog all disagree
     assert f"{package.parent.name} v1: data/voucher.xml" in text
+
+
+def test_backup_dag_backs_up_for_real_and_fails_naming_a_damaged_original(hub: Hub, monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    from archive_hub.pipeline import run_sync
+    from archive_sink.filesystem import published_packages
+    from connectors.erp.sample_erp.seed import touch_voucher
+
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    dest = hub.home / "backup"
+    monkeypatch.setenv("ARCHIVE_HUB_BACKUP_DIR", str(dest))
+    seed(hub, vouchers=30, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    log = hub.home / "backup.log"
+    assert run_airflow_dag("backup_archive", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
+    summary = xcom_summary(hub, "backup_archive", "backup")
+    assert summary["copied"] == 30 and summary["problems"] == 0 and summary["catalog_copy"]
+    assert len(published_packages(dest / "archive")) == 30
+
+    touch_voucher(hub.erp_url, 3, new_summary="更正摘要")
+    run_sync("erp_sample", "run-2")
+    (new,) = [p for p in published_packages(hub.settings.archive_root) if p.name == "v2"]
+    (new / "data" / "voucher.xml").write_bytes(b"<changed/>")
+    assert run_airflow_dag("backup_archive", hub.settings, log, timeout=240) != 0
+    text = log.read_text()
+    assert "backup found" in text and f"{new.parent.name} v2: not backed up" in text
+    assert not (dest / "archive" / new.relative_to(hub.settings.archive_root)).exists()
