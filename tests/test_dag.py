@@ -89,25 +89,31 @@ def test_dag_fails_when_too_many_records_are_quarantined(hub: Hub, monkeypatch) 
 
 
 @pytest.mark.parametrize("dag_file", ["archive_sources.py", "verify_archive.py", "backup_archive.py"])
-def test_dag_file_is_thin_at_parse_time(dag_file: str) -> None:
-    """Parsing a DAG file must not import the heavy pipeline (GX, pandas, lxml, the verifier)."""
+def test_dag_file_is_thin_at_parse_time(dag_file: str, tmp_path: Path) -> None:
+    """Parsing a DAG file defines its DAGs without importing the heavy pipeline (GX, pandas, lxml, the
+    verifier, the backup)."""
+    import os
     import subprocess
     import sys
 
     code = (
-        f"import sys, runpy; runpy.run_path('dags/{dag_file}');"
+        f"import sys, runpy; ns = runpy.run_path('dags/{dag_file}');"
         "heavy=[m for m in ('great_expectations','pandas','lxml','archive_hub.pipeline',"
         "'archive_hub.verification','archive_hub.backup') if m in sys.modules];"
-        "print(','.join(heavy))"
+        "dags=[k for k, v in ns.items() if type(v).__name__ == 'DAG'];"
+        "print(','.join(heavy) + '|' + ','.join(dags))"
     )
     out = subprocess.run(
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
         cwd=Path(__file__).parent.parent,
+        env={**os.environ, "ARCHIVE_HUB_BACKUP_DIR": str(tmp_path / "backup")},
         check=True,
     )
-    assert out.stdout.strip() == "", f"parse time imported {out.stdout.strip()}"
+    heavy, dags = out.stdout.strip().split("|")
+    assert heavy == "", f"parse time imported {heavy}"
+    assert dags, f"dags/{dag_file} defined no DAG"
 
 
 def test_verify_dag_passes_on_an_intact_archive_and_fails_naming_a_tampered_file(
