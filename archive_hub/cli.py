@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich import box
@@ -50,6 +50,14 @@ def _catalog():  # type: ignore[no-untyped-def]
     return catalog
 
 
+T = TypeVar("T")
+
+# The scope option of the commands that read the archive class by class (inventory, formats).
+CodePrefix = Annotated[
+    str | None, typer.Option("--code", help="only 档号 starting with this (a fonds, a year, a class)")
+]
+
+
 def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
@@ -76,6 +84,13 @@ def _progress() -> Progress:
         console=err,
         transient=False,
     )
+
+
+def _with_progress(description: str, work: Callable[[Callable[[int, int], None]], T]) -> T:
+    """Run `work`, handing it the callback (done, total) that moves one progress bar."""
+    with _progress() as progress:
+        task = progress.add_task(description, total=None)
+        return work(lambda n, total: progress.update(task, advance=n, total=total))
 
 
 @app.command()
@@ -173,15 +188,12 @@ def verify(
         console.print(f"event chain ok: {report.events} events")
         return
     settings = Settings.from_env()
-    with _progress() as progress:
-        task = progress.add_task("verifying packages", total=None)
-        result = verify_archive(
-            catalog,
-            settings.archive_root,
-            lambda n, total: progress.update(task, advance=n, total=total),
-            code_prefix=code,
-            staging_root=settings.staging_root,
-        )
+    result = _with_progress(
+        "verifying packages",
+        lambda step: verify_archive(
+            catalog, settings.archive_root, step, code_prefix=code, staging_root=settings.staging_root
+        ),
+    )
     if code and not result.packages and not result.problems:
         _fail(f"no archived record's 档号 starts with {code!r} (`archive-hub search --code` lists them)", 2)
     console.print(
@@ -523,9 +535,7 @@ def due(
 
 @app.command()
 def inventory(
-    code: Annotated[
-        str | None, typer.Option("--code", help="only 档号 starting with this (a fonds, a year, a class)")
-    ] = None,
+    code: CodePrefix = None,
     xlsx: Annotated[
         Path | None,
         typer.Option("--xlsx", help="write the 保管清册 and every class's 归档文件目录 as an Excel workbook"),
@@ -585,6 +595,63 @@ def inventory(
 
 
 @app.command()
+def formats(
+    code: CodePrefix = None,
+    list_files: Annotated[
+        bool,
+        typer.Option("--list", help="name every file outside the long-term formats (the 迁移 work list)"),
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+) -> None:
+    """可用性: the formats the archive holds (from the bytes), and which files are not PDF/A, OFD or XML."""
+    from archive_hub.format_report import format_report
+    from archive_sink.formats import LONG_TERM
+
+    settings = Settings.from_env()
+    report = _with_progress(
+        "reading content files", lambda step: format_report(_catalog(), settings.archive_root, code, step)
+    )
+    if code and not report.counts and not report.unreadable:
+        _fail(f"no archived record has a 档号 starting with {code!r}")
+    if as_json:
+        print(
+            json.dumps(
+                {
+                    "long_term_formats": list(LONG_TERM),
+                    "formats": [vars(c) for c in report.counts.values()],
+                    "to_convert": [
+                        {"archival_code": c, "version": v, "path": f, "format": label}
+                        for c, v, f, label in report.to_convert
+                    ],
+                    "unreadable": report.unreadable,
+                },
+                ensure_ascii=False,
+            )
+        )
+        return
+    table = Table(
+        title=f"可用性: {report.files} content file(s) of the current versions", box=box.SIMPLE_HEAD
+    )
+    for col in ("format (from the bytes)", "files", "MB", "long-term"):
+        table.add_column(col, justify="right" if col in ("files", "MB") else "left")
+    for c in sorted(report.counts.values(), key=lambda c: (not c.long_term, -c.files)):
+        table.add_row(c.label, str(c.files), f"{c.bytes / 1_000_000:.1f}", "yes" if c.long_term else "no")
+    console.print(table)
+    console.print(
+        f"{len(report.to_convert)} file(s) outside the long-term formats ({', '.join(LONG_TERM)}): "
+        + ("listed below" if list_files else "--list names each, the work list for a conversion (迁移)"),
+        highlight=False,
+    )
+    if list_files:
+        for c, v, f, label in report.to_convert:
+            console.print(f"  {c} v{v}  {f}  ({label})", soft_wrap=True, highlight=False)
+    for problem in report.unreadable:
+        err.print(f"[red]unreadable:[/red] {problem}", highlight=False, soft_wrap=True)
+    if report.unreadable:
+        raise typer.Exit(2)
+
+
+@app.command()
 def backup(
     destination: Annotated[Path, typer.Argument(help="folder for the backup (another disk or mount)")],
     check: Annotated[
@@ -597,15 +664,12 @@ def backup(
 
     settings = Settings.from_env()
     try:
-        with _progress() as progress:
-            task = progress.add_task("backing up packages", total=None)
-            report = run_backup(
-                _catalog(),
-                settings.archive_root,
-                destination,
-                check=check,
-                progress=lambda n, total: progress.update(task, advance=n, total=total),
-            )
+        report = _with_progress(
+            "backing up packages",
+            lambda step: run_backup(
+                _catalog(), settings.archive_root, destination, check=check, progress=step
+            ),
+        )
     except BackupRefused as exc:
         _fail(str(exc), 2)
     except OSError as exc:

@@ -114,3 +114,48 @@ def attachment_problem(declared_media_type: str, data: bytes) -> str | None:
     if found is PDF and _encrypted_pdf(data):
         return "is an encrypted PDF: it could not be opened without its key (可用性: no encryption)"
     return None
+
+
+# 可用性 for long-term keeping: the formats DESIGN.md (DA/T 70) names as archival.
+LONG_TERM = ("PDF/A", "OFD", "XML")
+_PDFA_PART = re.compile(rb"pdfaid:part(?:>\s*|\s*=\s*[\"'])([1-4])")
+_PDFA_CONFORMANCE = re.compile(rb"pdfaid:conformance(?:>\s*|\s*=\s*[\"'])([ABUabu])")
+
+
+def preservation_format(data: bytes) -> tuple[str, bool]:
+    """(what the bytes are, whether that is a long-term format). A PDF counts as PDF/A when its XMP
+    metadata declares a pdfaid part; the declaration is read, not validated (veraPDF validates)."""
+    found = sniff(data)
+    if found is PDF:
+        part = _PDFA_PART.search(data)
+        if part:
+            level = _PDFA_CONFORMANCE.search(data)
+            return f"PDF/A-{part.group(1).decode()}{level.group(1).decode().lower() if level else ''}", True
+        return "PDF (not PDF/A)", False
+    if found is OFD:
+        return "OFD", True
+    if found is XML:
+        return "XML", True
+    if found is None:
+        return _text_kind(data), False
+    return found.name, False
+
+
+def _text_kind(data: bytes) -> str:
+    """JSON, plain text (a CSV export, an MT940 statement: UTF-8 or GB18030) or unrecognised bytes."""
+    head = data[:65536]
+    for encoding in ("utf-8-sig", "gb18030"):
+        try:
+            text = head.decode(encoding)
+        except UnicodeDecodeError as exc:
+            if exc.start < len(head) - 4:  # not merely a character cut at the 64 KB boundary
+                continue
+            text = head[: exc.start].decode(encoding)
+        if any(ord(c) < 32 and c not in "\t\r\n\f" for c in text):
+            return "unrecognised bytes"
+        return (
+            "JSON"
+            if text.lstrip()[:1] in ("{", "[")
+            else f"plain text ({'UTF-8' if encoding == 'utf-8-sig' else 'GB18030'})"
+        )
+    return "unrecognised bytes"

@@ -91,3 +91,77 @@ def test_mislabelled_and_encrypted_attachments_are_quarantined_and_the_rest_arch
     assert mislabelled.stage == "archive" and "but its bytes are a PNG image" in mislabelled.reason
     assert ".pdf" in mislabelled.reason and str(Path("attachments")) in mislabelled.reason  # names the place
     assert encrypted.stage == "archive" and "is an encrypted PDF" in encrypted.reason
+
+
+XMP_PDFA = (
+    b'<x:xmpmeta xmlns:x="adobe:ns:meta/"><rdf:RDF><rdf:Description xmlns:pdfaid="http://www.aiim.org/pdfa/ns/id/"'
+    b' pdfaid:part="2" pdfaid:conformance="B"/></rdf:RDF></x:xmpmeta>'
+)
+
+
+@pytest.mark.parametrize(
+    ("data", "verdict"),
+    [
+        (b"%PDF-1.7\n" + XMP_PDFA + b"\n%%EOF\n", ("PDF/A-2b", True)),
+        (
+            b"%PDF-1.4\n<pdfaid:part>1</pdfaid:part><pdfaid:conformance>A</pdfaid:conformance>\n",
+            ("PDF/A-1a", True),
+        ),
+        (b"%PDF-1.4\n1 0 obj\n<<>>\nendobj\n%%EOF\n", ("PDF (not PDF/A)", False)),
+        (zipped("OFD.xml", "Doc_0/Document.xml"), ("OFD", True)),
+        (b"<?xml version='1.0'?><a/>", ("XML", True)),
+        (PNG, ("PNG image", False)),
+        (b'{"statements": []}', ("JSON", False)),
+        ("日期,摘要,借方金额\n2025-01-03,货款,100.00\n".encode("gb18030"), ("plain text (GB18030)", False)),
+        (b":20:STMT\r\n:25:DE725007\r\n", ("plain text (UTF-8)", False)),
+        (b"\x00\x01\x02\x03binary", ("unrecognised bytes", False)),
+    ],
+)
+def test_preservation_format(data: bytes, verdict: tuple[str, bool]) -> None:
+    from archive_sink.formats import preservation_format
+
+    assert preservation_format(data) == verdict
+
+
+def test_formats_report_counts_the_archive_by_format_and_lists_what_to_convert(hub: Hub) -> None:
+    """`archive-hub formats` reads the archived bytes: one attachment declared PDF/A in the ERP counts as
+    long-term, the plain PDFs and PNGs are the conversion work list; a lost file is named, exit 2."""
+    import json
+
+    from archive_sink.filesystem import published_packages
+    from tests.test_cli import cli
+
+    seed(hub, vouchers=40, bad_records=False, attachment_every=1)
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:
+        (path,) = erp.execute(
+            "select storage_path from erp_attachment where mime_type = 'application/pdf' order by id limit 1"
+        ).fetchone()
+    pdf = hub.home / "sample_erp" / "attachments" / path
+    data = pdf.read_bytes()
+    pdf.write_bytes(data[:9] + b"%" + XMP_PDFA + b"\n" + data[9:])  # XMP in a comment: same size checks
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:
+        erp.execute("update erp_attachment set size = ? where storage_path = ?", (pdf.stat().st_size, path))
+    run_sync("erp_sample", "run-1")
+    report = json.loads(cli("formats", "--json").stdout)
+    counts = {f["label"]: (f["files"], f["long_term"]) for f in report["formats"]}
+    assert counts == {
+        "XML": (80, True),  # voucher.xml + metadata.xml of 40 packages
+        "PDF/A-2b": (1, True),
+        "PDF (not PDF/A)": (19, False),
+        "PNG image": (20, False),
+    }
+    assert len(report["to_convert"]) == 39
+    assert all(item["path"].startswith("data/attachments/") for item in report["to_convert"])
+    listed = cli("formats", "--list")
+    assert listed.returncode == 0 and "39 file(s) outside the long-term formats" in listed.stdout
+    assert report["to_convert"][0]["path"] in listed.stdout
+    assert cli("formats", "--code", "J999").returncode == 1
+    victim = next(
+        p for p in published_packages(hub.settings.archive_root) if (p / "data" / "attachments").exists()
+    )
+    (attachment,) = (victim / "data" / "attachments").iterdir()
+    attachment.unlink()
+    lost = cli("formats")
+    assert (
+        lost.returncode == 2 and f"{victim.parent.name} v1: data/attachments/{attachment.name}" in lost.stderr
+    )

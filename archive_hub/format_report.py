@@ -1,0 +1,88 @@
+"""`archive-hub formats`: 可用性 of what the archive holds, by format, and the files to convert (迁移).
+
+DA/T 70 asks that archived content stay usable without the software that made it; DESIGN.md names
+PDF/A, OFD and XML as the long-term formats. Attachments arrive in whatever the source had (a plain
+PDF invoice, a PNG receipt). This report reads the current version of every 件 (the bytes, not the
+declared type), counts files and bytes per format, and lists each file outside the long-term formats,
+which is the work list for a format migration. It changes nothing and logs nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import and_, func, select, true
+
+from archive_hub.catalog import Catalog
+from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
+from archive_sink.durability import read_bytes
+from archive_sink.formats import preservation_format
+
+
+@dataclass
+class FormatCount:
+    label: str
+    long_term: bool
+    files: int = 0
+    bytes: int = 0
+
+
+@dataclass
+class FormatReport:
+    counts: dict[str, FormatCount] = field(default_factory=dict)
+    to_convert: list[tuple[str, int, str, str]] = field(default_factory=list)  # 档号, version, path, format
+    unreadable: list[str] = field(default_factory=list)
+
+    @property
+    def files(self) -> int:
+        return sum(c.files for c in self.counts.values())
+
+
+def format_report(
+    catalog: Catalog,
+    archive_root: Path,
+    code_prefix: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> FormatReport:
+    """The content files (tag files excluded) of each record's current version."""
+    report = FormatReport()
+    r, p = ArchiveRecordRow, PackageRow
+    scope = r.archival_code.startswith(code_prefix, autoescape=True) if code_prefix else true()
+    current = and_(p.record_id == r.id, p.version == r.current_version)
+    with catalog.reading() as session:
+        total = session.execute(select(func.count(p.id)).join(r, current).where(scope)).scalar_one()
+        last_id = 0
+        while True:
+            packages = session.execute(
+                select(p.id, p.path, p.version, r.archival_code)
+                .join(r, current)
+                .where(scope, p.id > last_id)
+                .order_by(p.id)
+                .limit(500)
+            ).all()
+            if not packages:
+                break
+            last_id = packages[-1].id
+            where = {row.id: row for row in packages}
+            for f in session.execute(
+                select(FileRow).where(FileRow.package_id.in_(list(where)), FileRow.role != "tag")
+            ).scalars():
+                package = where[f.package_id]
+                try:
+                    data = read_bytes(archive_root / package.path / f.path)
+                except OSError as exc:
+                    report.unreadable.append(
+                        f"{package.archival_code} v{package.version}: {f.path}: {exc.strerror}"
+                    )
+                    continue
+                label, long_term = preservation_format(data)
+                count = report.counts.setdefault(label, FormatCount(label, long_term))
+                count.files += 1
+                count.bytes += len(data)
+                if not long_term:
+                    report.to_convert.append((package.archival_code, package.version, f.path, label))
+            if progress:
+                progress(len(packages), total)
+    return report
