@@ -192,7 +192,8 @@ class Archiver:
         }
 
     def run(self, records: list[ArchiveRecord], *, turn: AbstractContextManager[Any] | None = None) -> None:
-        """Archive one batch. With several workers, `turn` is this batch's turn to reserve 档号 (see turns.py)."""
+        """Archive one batch. With several workers, `turn` is this batch's turn to claim its files and reserve
+        档号 (see turns.py)."""
         ctx = self.ctx
         failures: list[tuple[str, str]] = []
 
