@@ -223,10 +223,7 @@ class Archiver:
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
         with turn or nullcontext():  # 件号 follow the source: batches claim files and reserve in order
-            refused = self._claim(plan) if plan else {}
-            plan = [p for p in plan if p.record.source.business_id not in refused]
-            if plan:
-                self._reserve(plan)
+            plan, refused = self._claim_and_reserve(plan) if plan else (plan, {})
         failures.extend(self._refusals(refused, plan))
         if plan:
             self._write(plan)
@@ -249,20 +246,36 @@ class Archiver:
             self.counts["quarantined_new"] += quarantine.put(session, ctx.run_id, entries)
         self.counts["quarantined"] += len(entries)
 
-    def _claim(self, plan: list[Planned]) -> dict[str, Refusal]:
-        """Each file may be archived with one record only (catalog/claims.py); a record carrying a file
-        another record holds is refused here, before it gets a 档号."""
-        if self.ctx.source.duplicate_attachments == "allow":
-            return {}
-        presented = [
-            Presented(p.record.source.business_id, [(a.sha256, a.name) for a in p.attachments])
-            for p in plan
-            if p.attachments
-        ]
-        if not presented:
-            return {}
+    def _claim_and_reserve(self, plan: list[Planned]) -> tuple[list[Planned], dict[str, Refusal]]:
+        """One transaction in the batch's turn: claim every file (catalog/claims.py: a record carrying a file
+        another record holds is refused before it gets a 档号), then give each new record its 档号."""
+        for p in plan:
+            if p.known:
+                p.archival_code, p.item_no, p.record_id = (
+                    p.known.archival_code,
+                    p.known.item_no,
+                    p.known.record_id,
+                )
+        presented = (
+            [
+                Presented(p.record.source.business_id, [(a.sha256, a.name) for a in p.attachments])
+                for p in plan
+                if p.attachments
+            ]
+            if self.ctx.source.duplicate_attachments != "allow"
+            else []
+        )
+        new = [p for p in plan if p.known is None]
+        if not presented and not new:
+            return plan, {}
         with self.ctx.catalog.transaction() as session:
-            return claim_attachments(session, self.ctx.source.id, self.ctx.run_id, presented)
+            refused = claim_attachments(session, self.ctx.source.id, self.ctx.run_id, presented)
+            if refused:
+                plan = [p for p in plan if p.record.source.business_id not in refused]
+                new = [p for p in new if p.record.source.business_id not in refused]
+            if new:
+                self._reserve(session, new)
+        return plan, refused
 
     def _refusals(self, refused: dict[str, Refusal], plan: list[Planned]) -> list[tuple[str, str]]:
         """Quarantine reasons; an owner from this very batch is named by the 档号 it was just given."""
@@ -273,79 +286,68 @@ class Archiver:
             for key, r in refused.items()
         ]
 
-    def _reserve(self, plan: list[Planned]) -> None:
-        """Give each new record its 档号 in one transaction (gap-free: numbers and rows commit together)."""
+    def _reserve(self, session: Session, new: list[Planned]) -> None:
+        """Give each new record its 档号 in the caller's transaction (gap-free: numbers and rows commit together)."""
         rule = self.ctx.code_rule
-        for p in plan:
-            if p.known:
-                p.archival_code, p.item_no, p.record_id = (
-                    p.known.archival_code,
-                    p.known.item_no,
-                    p.known.record_id,
+        # First reuse 档号 that an earlier run reserved for a record that never got its package (it
+        # turned invalid, or its attachment vanished): the 件号 sequence stays gap-free.
+        stale = self._stale_reservations(session, {sequence_key(p.record) for p in new})
+        fresh = []
+        for p in new:
+            rows_for_key = stale.get(sequence_key(p.record))
+            if rows_for_key:
+                row = rows_for_key.pop(0)
+                p.item_no, p.archival_code, p.record_id = row.item_no, row.archival_code, row.id
+                row.business_id, row.reserved_run, row.updated_at = (
+                    p.record.source.business_id,
+                    self.ctx.run_id,
+                    utcnow(),
                 )
-        new = [p for p in plan if p.known is None]
-        if not new:
-            return
-        with self.ctx.catalog.transaction() as session:
-            # First reuse 档号 that an earlier run reserved for a record that never got its package (it
-            # turned invalid, or its attachment vanished): the 件号 sequence stays gap-free.
-            stale = self._stale_reservations(session, {sequence_key(p.record) for p in new})
-            fresh = []
-            for p in new:
-                rows_for_key = stale.get(sequence_key(p.record))
-                if rows_for_key:
-                    row = rows_for_key.pop(0)
-                    p.item_no, p.archival_code, p.record_id = row.item_no, row.archival_code, row.id
-                    row.business_id, row.reserved_run, row.updated_at = (
-                        p.record.source.business_id,
-                        self.ctx.run_id,
-                        utcnow(),
-                    )
-                    for column, value in record_columns(p.record).items():
-                        setattr(row, column, value)
-                else:
-                    fresh.append(p)
-            session.flush()
-            next_no = sequences.allocate(session, sequences.keys_of(sequence_key(p.record) for p in fresh))
-            rows = []
-            now = utcnow()
-            for p in fresh:
-                key = sequence_key(p.record)
-                p.item_no = next_no[key]
-                next_no[key] += 1
-                code = ArchivalCode(
-                    fonds_no=key[0],
-                    year=key[1],
-                    retention=p.record.retention,
-                    category=key[3],
-                    item_no=p.item_no,
-                )
-                p.archival_code = rule.render(code)
-                rows.append(
-                    (
-                        self.ctx.source.id,
-                        p.record.source.business_id,
-                        p.archival_code,
-                        *key,
-                        p.item_no,
-                        "reserved",
-                        self.ctx.run_id,
-                        0,
-                        *record_values(p.record),
-                        now,
-                        now,
-                    )
-                )
-            insert_rows(session, ArchiveRecordRow.__table__, RESERVATION_COLUMNS, rows)
-            found = select_in(
-                session,
-                ArchiveRecordRow.__table__,
-                ("business_id", "id"),
-                "business_id",
-                [p.record.source.business_id for p in fresh],
-                where={"source_id": self.ctx.source.id},
+                for column, value in record_columns(p.record).items():
+                    setattr(row, column, value)
+            else:
+                fresh.append(p)
+        session.flush()
+        next_no = sequences.allocate(session, sequences.keys_of(sequence_key(p.record) for p in fresh))
+        rows = []
+        now = utcnow()
+        for p in fresh:
+            key = sequence_key(p.record)
+            p.item_no = next_no[key]
+            next_no[key] += 1
+            code = ArchivalCode(
+                fonds_no=key[0],
+                year=key[1],
+                retention=p.record.retention,
+                category=key[3],
+                item_no=p.item_no,
             )
-            ids = dict(found)
+            p.archival_code = rule.render(code)
+            rows.append(
+                (
+                    self.ctx.source.id,
+                    p.record.source.business_id,
+                    p.archival_code,
+                    *key,
+                    p.item_no,
+                    "reserved",
+                    self.ctx.run_id,
+                    0,
+                    *record_values(p.record),
+                    now,
+                    now,
+                )
+            )
+        insert_rows(session, ArchiveRecordRow.__table__, RESERVATION_COLUMNS, rows)
+        found = select_in(
+            session,
+            ArchiveRecordRow.__table__,
+            ("business_id", "id"),
+            "business_id",
+            [p.record.source.business_id for p in fresh],
+            where={"source_id": self.ctx.source.id},
+        )
+        ids = dict(found)
         for p in fresh:
             p.record_id = ids[p.record.source.business_id]
 
