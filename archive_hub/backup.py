@@ -20,14 +20,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, true
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
-from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
+from archive_hub.catalog.packages import PackageEntry, count_packages, package_batches
 from archive_sink.durability import fsync_dir, syncfs
-from archive_sink.filesystem import verify_package_dir
+from archive_sink.filesystem import copy_checked, verify_package_dir
 
 BATCH = 200  # packages copied between two syncfs calls
 
@@ -75,27 +75,11 @@ def backup(
     partial_root.mkdir(parents=True, exist_ok=True)
     snapshot = _snapshot_catalog(catalog, destination, report)
     with _listing(catalog, snapshot) as session:
-        total = session.execute(select(func.count(PackageRow.id))).scalar_one()
+        total = count_packages(session, true())
         pending: list[tuple[Path, Path]] = []
-        last_id = 0
-        while True:
-            batch = session.execute(
-                select(PackageRow, ArchiveRecordRow.archival_code)
-                .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
-                .where(PackageRow.id > last_id)
-                .order_by(PackageRow.id)
-                .limit(500)
-            ).all()
-            if not batch:
-                break
-            files: dict[int, dict[str, tuple[str, str, int]]] = {p.id: {} for p, _ in batch}
-            for f in session.execute(select(FileRow).where(FileRow.package_id.in_(list(files)))).scalars():
-                files[f.package_id][f.path] = (f.sha256, f.sm3, f.size)
-            for package, code in batch:
-                last_id = package.id
-                _back_up_package(
-                    archive_root, packages_root, package, code, files[package.id], check, report, pending
-                )
+        for batch in package_batches(session, true()):
+            for entry in batch:
+                _back_up_package(archive_root, packages_root, entry, check, report, pending)
                 if len(pending) >= BATCH:
                     report.copied += _publish(pending, destination)
             if progress:
@@ -130,14 +114,13 @@ def backup(
 def _back_up_package(
     archive_root: Path,
     packages_root: Path,
-    package: PackageRow,
-    code: str,
-    expected: dict[str, tuple[str, str, int]],
+    entry: PackageEntry,
     check: bool,
     report: BackupReport,
     pending: list[tuple[Path, Path]],
 ) -> None:
     """One package: already there (re-hashed with `check`), or copied, verified and queued for publishing."""
+    package, code, expected = entry.package, entry.record.archival_code, entry.expected
     target = packages_root / package.path
     name = f"{code} v{package.version}"
     if target.is_dir():
@@ -150,10 +133,8 @@ def _back_up_package(
             )
         return
     partial = packages_root / ".partial" / str(package.id)
-    shutil.copytree(archive_root / package.path, partial)
-    problems = verify_package_dir(partial, expected, code)
+    problems = copy_checked(archive_root / package.path, partial, expected, code)
     if problems:
-        shutil.rmtree(partial)
         report.problems.extend(
             f"{name}: not backed up, the original does not match the catalog: {p.path}: {p.reason}"
             for p in problems

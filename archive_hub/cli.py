@@ -564,7 +564,7 @@ def inventory(
             from archive_hub.inventory_xlsx import write_inventory_xlsx
 
             try:
-                written, classes = write_inventory_xlsx(session, xlsx, code, rule)
+                written = write_inventory_xlsx(session, xlsx, classes, code, rule)
             except OSError as exc:
                 _fail(f"cannot write the workbook {xlsx}: {exc.strerror or exc}", 2)
         else:

@@ -18,7 +18,7 @@ from pathlib import Path
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.history import RecordHistory
-from archive_sink.filesystem import verify_package_dir
+from archive_sink.filesystem import copy_checked
 
 
 class CopyRefused(RuntimeError):
@@ -60,11 +60,10 @@ def copy_record(
             if target.exists():
                 raise CopyRefused(f"{target} exists already; a copy never overwrites anything")
             partial = destination / f".{target.name}.partial"
-            shutil.rmtree(partial, ignore_errors=True)  # a crashed earlier copy
             staged.append((partial, CopyMade(package.version, target, len(version.files), package.byte_size)))
-            shutil.copytree(archive_root / package.path, partial)
             expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
-            problems = [f"{p.path}: {p.reason}" for p in verify_package_dir(partial, expected, code)]
+            checked = copy_checked(archive_root / package.path, partial, expected, code)
+            problems = [f"{p.path}: {p.reason}" for p in checked]
             if problems:
                 raise CopyRefused(
                     f"{code} v{package.version}: the copy does not match the catalog, so the original is "

@@ -13,10 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import and_, func, select, true
-
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
+from archive_hub.catalog.packages import code_scope, count_packages, package_batches
 from archive_sink.durability import read_bytes
 from archive_sink.formats import preservation_format
 
@@ -48,41 +46,26 @@ def format_report(
 ) -> FormatReport:
     """The content files (tag files excluded) of each record's current version."""
     report = FormatReport()
-    r, p = ArchiveRecordRow, PackageRow
-    scope = r.archival_code.startswith(code_prefix, autoescape=True) if code_prefix else true()
-    current = and_(p.record_id == r.id, p.version == r.current_version)
+    scope = code_scope(code_prefix)
     with catalog.reading() as session:
-        total = session.execute(select(func.count(p.id)).join(r, current).where(scope)).scalar_one()
-        last_id = 0
-        while True:
-            packages = session.execute(
-                select(p.id, p.path, p.version, r.archival_code)
-                .join(r, current)
-                .where(scope, p.id > last_id)
-                .order_by(p.id)
-                .limit(500)
-            ).all()
-            if not packages:
-                break
-            last_id = packages[-1].id
-            where = {row.id: row for row in packages}
-            for f in session.execute(
-                select(FileRow).where(FileRow.package_id.in_(list(where)), FileRow.role != "tag")
-            ).scalars():
-                package = where[f.package_id]
-                try:
-                    data = read_bytes(archive_root / package.path / f.path)
-                except OSError as exc:
-                    report.unreadable.append(
-                        f"{package.archival_code} v{package.version}: {f.path}: {exc.strerror}"
-                    )
-                    continue
-                label, long_term = preservation_format(data)
-                count = report.counts.setdefault(label, FormatCount(label, long_term))
-                count.files += 1
-                count.bytes += len(data)
-                if not long_term:
-                    report.to_convert.append((package.archival_code, package.version, f.path, label))
+        total = count_packages(session, scope, current_only=True)
+        for batch in package_batches(session, scope, current_only=True):
+            for entry in batch:
+                package, code = entry.package, entry.record.archival_code
+                for f in entry.files:
+                    if f.role == "tag":
+                        continue
+                    try:
+                        data = read_bytes(archive_root / package.path / f.path)
+                    except OSError as exc:
+                        report.unreadable.append(f"{code} v{package.version}: {f.path}: {exc.strerror}")
+                        continue
+                    label, long_term = preservation_format(data)
+                    count = report.counts.setdefault(label, FormatCount(label, long_term))
+                    count.files += 1
+                    count.bytes += len(data)
+                    if not long_term:
+                        report.to_convert.append((code, package.version, f.path, label))
             if progress:
-                progress(len(packages), total)
+                progress(len(batch), total)
     return report

@@ -16,7 +16,7 @@ from openpyxl.cell import WriteOnlyCell
 from openpyxl.worksheet.worksheet import Worksheet
 from sqlalchemy.orm import Session
 
-from archive_hub.catalog.inventory import InventoryClass, inventory_classes, inventory_items
+from archive_hub.catalog.inventory import InventoryClass, inventory_items
 from archive_hub.workbooks import BOLD, save_workbook
 from canonical_model.archival_code import ArchivalCodeRule
 
@@ -89,10 +89,14 @@ def _register_row(c: InventoryClass, rule: ArchivalCodeRule) -> list[object]:
 
 
 def write_inventory_xlsx(
-    session: Session, path: Path, code_prefix: str | None = None, rule: ArchivalCodeRule | None = None
-) -> tuple[Path, list[InventoryClass]]:
+    session: Session,
+    path: Path,
+    classes: list[InventoryClass],
+    code_prefix: str | None = None,
+    rule: ArchivalCodeRule | None = None,
+) -> Path:
+    """`classes` as inventory_classes gave them for `code_prefix`, in the same reading session."""
     rule = rule or ArchivalCodeRule()
-    classes = inventory_classes(session, code_prefix)
     book = Workbook(write_only=True)
     register = book.create_sheet("保管清册")
     for column, width in zip("ABCDEFGHIJK", (24, 8, 6, 6, 9, 8, 12, 26, 16, 10, 12), strict=True):
@@ -131,4 +135,4 @@ def write_inventory_xlsx(
                     item.retention_due.isoformat() if item.retention_due else "永久",
                 ]
             )
-    return save_workbook(book, path), classes
+    return save_workbook(book, path)

@@ -8,7 +8,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import func, select, true
+from sqlalchemy import select
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append, verify_chain
@@ -20,9 +20,11 @@ from archive_hub.catalog.integrity import (
     registrations,
     registrations_from,
     version_problems,
+    versions_problem,
 )
 from archive_hub.catalog.locks import source_lock
-from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
+from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
+from archive_hub.catalog.packages import code_scope, count_packages, package_batches
 from archive_sink.filesystem import published_packages, verify_package_dir
 from canonical_model.archival_code import ArchivalCodeRule
 
@@ -76,13 +78,11 @@ def verify_record(
     report.problems.extend(code_rule_problems([history.record], rule or ArchivalCodeRule()))
     registered = registrations_from(history.events)
     if history.record.status == "archived":
-        numbers = sorted(v.package.version for v in history.versions)
-        if numbers != list(range(1, history.record.current_version + 1)):
-            report.problems.append(
-                f"{code}: the catalog says version {history.record.current_version} is current but holds "
-                f"versions {numbers}: a version is missing or doubled"
-            )
-    if history.record.status != "archived":  # perhaps a run in flight: judged once it has finished
+        problem = versions_problem(
+            code, history.record.current_version, [v.package.version for v in history.versions]
+        )
+        report.problems.extend([problem] if problem else [])
+    else:  # perhaps a run in flight: judged once it has finished
         stale, _ = _after_runs_in_flight(
             catalog, archive_root, staging_root or archive_root / ".staging", [code], []
         )
@@ -175,15 +175,9 @@ def verify_archive(
     """
     report = VerifyReport()
     rule = rule or ArchivalCodeRule()
-    in_scope = (
-        ArchiveRecordRow.archival_code.startswith(code_prefix, autoescape=True) if code_prefix else true()
-    )
+    in_scope = code_scope(code_prefix)
     with catalog.reading() as session:
-        total = session.execute(
-            select(func.count(PackageRow.id))
-            .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
-            .where(in_scope)
-        ).scalar_one()
+        total = count_packages(session, in_scope)
         chain = verify_chain(session)
         report.events, report.chain_ok = chain.events, chain.ok
         if not chain.ok:
@@ -191,40 +185,27 @@ def verify_archive(
         report.problems.extend(numbering_problems(session, rule, code_prefix))
         report.problems.extend(version_problems(session, code_prefix))
         known_paths: set[str] = set()
-        last_id = 0
-        while True:
-            packages = session.execute(
-                select(PackageRow, ArchiveRecordRow)
-                .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
-                .where(PackageRow.id > last_id, in_scope)
-                .order_by(PackageRow.id)
-                .limit(500)
-            ).all()
-            if not packages:
-                break
-            ids = [p.id for p, _ in packages]
-            files: dict[int, dict[str, tuple[str, str, int]]] = {i: {} for i in ids}
-            for f in session.execute(select(FileRow).where(FileRow.package_id.in_(ids))).scalars():
-                files[f.package_id][f.path] = (f.sha256, f.sm3, f.size)
-            registered = registrations(session, sorted({r.archival_code for _, r in packages}))
-            report.problems.extend(code_rule_problems((r for p, r in packages if p.version == 1), rule))
-            for package, record in packages:
-                code = record.archival_code
-                last_id = package.id
+        for batch in package_batches(session, in_scope):
+            registered = registrations(session, sorted({e.record.archival_code for e in batch}))
+            report.problems.extend(
+                code_rule_problems((e.record for e in batch if e.package.version == 1), rule)
+            )
+            for entry in batch:
+                package, code, expected = entry.package, entry.record.archival_code, entry.expected
                 known_paths.add(package.path)
-                present, problems = check_package(archive_root, package, files[package.id], code)
+                present, problems = check_package(archive_root, package, expected, code)
                 report.problems.extend(problems)
-                manifest = files[package.id].get(MANIFEST)
+                manifest = expected.get(MANIFEST)
                 report.problems.extend(
                     registration_problems(package, code, manifest[0] if manifest else None, registered)
                 )
                 if not present:
                     continue
                 report.packages += 1
-                report.files += len(files[package.id])
+                report.files += len(expected)
                 report.bytes += package.byte_size
             if progress:
-                progress(len(packages), total)
+                progress(len(batch), total)
         reserved = (
             session.execute(
                 select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.status != "archived", in_scope)

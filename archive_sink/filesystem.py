@@ -245,3 +245,17 @@ def verify_package_dir(
     else:
         problems.append(PackageProblem("data/metadata.xml", "metadata missing"))
     return problems
+
+
+def copy_checked(
+    source: Path, partial: Path, expected: dict[str, tuple[str, str, int]], archival_code: str
+) -> list[PackageProblem]:
+    """A published package copied into `partial` and checked there exactly as verify checks an original
+    (both manifests, the catalog's hashes, the metadata), so a copy is handed out or backed up only when
+    it is whole. On any problem the partial copy is removed and the problems are returned."""
+    shutil.rmtree(partial, ignore_errors=True)  # what a crashed earlier copy left
+    shutil.copytree(source, partial)
+    problems = verify_package_dir(partial, expected, archival_code)
+    if problems:
+        shutil.rmtree(partial, ignore_errors=True)
+    return problems

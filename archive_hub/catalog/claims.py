@@ -88,7 +88,15 @@ def claim_attachments(
             session, table, ("sha256", "source_id", "business_id"), "sha256", hashes
         )
     }
-    alive = _catalogued(session, set(owners.values()))
+    # Whether an owner has a catalog row matters only where someone else presents its file: a record
+    # presenting its own files again (a re-run, a new version) costs no lookup.
+    contested = {
+        owners[sha]
+        for p in presented
+        for sha, _ in p.files
+        if owners.get(sha, (source_id, p.business_id)) != (source_id, p.business_id)
+    }
+    alive = _catalogued(session, contested)
     refused: dict[str, Refusal] = {}
     accepted: set[Owner] = set()
     claims: dict[str, tuple[Owner, str, Owner | None]] = {}  # sha -> (new owner, name, stale owner replaced)

@@ -17,10 +17,11 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog.models import ArchivalSequenceRow, ArchiveRecordRow, EventRow, PackageRow
+from archive_hub.catalog.packages import code_scope
 from canonical_model.archival_code import ArchivalCode, ArchivalCodeRule
 from canonical_model.retention import RetentionPeriod
 
@@ -39,22 +40,22 @@ class Registration:
     manifest_sha256: str
 
 
+def render_code(key: ClassKey, item_no: int, rule: ArchivalCodeRule) -> str:
+    """The 档号 of 件 `item_no` of a class, from the parts the catalog stores (ValueError if they are invalid)."""
+    fonds_no, year, retention, category = key
+    code = ArchivalCode(
+        fonds_no=fonds_no, year=year, retention=RetentionPeriod(retention), category=category, item_no=item_no
+    )
+    return rule.render(code)
+
+
 def class_label(key: ClassKey, rule: ArchivalCodeRule) -> str:
     """The 档号 of a class without its 件号 (what `verify --code` takes), or its parts if the rule
     does not end with the 件号."""
     fonds_no, year, retention, category = key
     if rule.levels[-1] == ("item_no",):
         try:
-            code = rule.render(
-                ArchivalCode(
-                    fonds_no=fonds_no,
-                    year=year,
-                    retention=RetentionPeriod(retention),
-                    category=category,
-                    item_no=1,
-                )
-            )
-            return code.rsplit(rule.level_separator, 1)[0]
+            return render_code(key, 1, rule).rsplit(rule.level_separator, 1)[0]
         except ValueError:
             pass
     return f"{fonds_no}/{year}/{retention}/{category}"
@@ -139,15 +140,7 @@ def code_rule_problems(rows: Iterable[ArchiveRecordRow], rule: ArchivalCodeRule)
     problems = []
     for row in rows:
         try:
-            expected = rule.render(
-                ArchivalCode(
-                    fonds_no=row.fonds_no,
-                    year=row.year,
-                    retention=RetentionPeriod(row.retention),
-                    category=row.category,
-                    item_no=row.item_no,
-                )
-            )
+            expected = render_code((row.fonds_no, row.year, row.retention, row.category), row.item_no, rule)
         except ValueError as exc:
             problems.append(f"{row.archival_code}: its parts do not make a valid 档号: {exc}")
             continue
@@ -220,30 +213,41 @@ def registration_problems(
     return problems
 
 
-def version_problems(session: Session, code_prefix: str | None = None) -> list[str]:
-    """Every archived record holds versions 1..current_version, one package each: history is kept."""
-    r, p = ArchiveRecordRow, PackageRow
-    query = (
-        select(
-            r.archival_code,
-            r.current_version,
-            func.count(p.id).label("n"),
-            func.count(func.distinct(p.version)).label("distinct"),
-            func.min(p.version).label("low"),
-            func.max(p.version).label("high"),
-        )
-        .outerjoin(p, p.record_id == r.id)
-        .where(r.status == "archived")
-        .group_by(r.id, r.archival_code, r.current_version)
+def versions_problem(code: str, current: int, versions: Sequence[int]) -> str | None:
+    """The versions a record holds must be exactly 1..current, one package each."""
+    if sorted(versions) == list(range(1, current + 1)):
+        return None
+    low, high = (min(versions), max(versions)) if versions else (None, None)
+    return (
+        f"{code}: the catalog says version {current} is current but holds "
+        f"{len(versions)} package(s), versions {low}..{high}: a version is missing or doubled"
     )
-    if code_prefix:
-        query = query.where(r.archival_code.startswith(code_prefix, autoescape=True))
-    problems = []
-    for row in session.execute(query):
-        if row.n == row.distinct == row.high == row.current_version and row.low == 1:
-            continue
-        problems.append(
-            f"{row.archival_code}: the catalog says version {row.current_version} is current but holds "
-            f"{row.n} package(s), versions {row.low}..{row.high}: a version is missing or doubled"
+
+
+def version_problems(session: Session, code_prefix: str | None = None) -> list[str]:
+    """Every archived record holds versions 1..current_version, one package each: history is kept.
+
+    One grouped query judges every record; the versions of a record are read only when its counts are off.
+    """
+    r, p = ArchiveRecordRow, PackageRow
+    off = (
+        select(r.id, r.archival_code, r.current_version)
+        .outerjoin(p, p.record_id == r.id)
+        .where(r.status == "archived", code_scope(code_prefix))
+        .group_by(r.id, r.archival_code, r.current_version)
+        .having(
+            or_(
+                func.count(p.id) != r.current_version,
+                func.count(func.distinct(p.version)) != r.current_version,
+                func.coalesce(func.min(p.version), 0) != 1,
+                func.coalesce(func.max(p.version), 0) != r.current_version,
+            )
         )
+    )
+    problems = []
+    for record_id, code, current in session.execute(off).all():
+        versions = session.execute(select(p.version).where(p.record_id == record_id)).scalars().all()
+        problem = versions_problem(code, current, versions)
+        if problem:
+            problems.append(problem)
     return problems

@@ -16,9 +16,10 @@ from decimal import Decimal
 from sqlalchemy import ColumnElement, and_, func, select
 from sqlalchemy.orm import Session
 
-from archive_hub.catalog.integrity import ClassKey, class_label
+from archive_hub.catalog.integrity import ClassKey, class_label, render_code
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
-from canonical_model.archival_code import ArchivalCode, ArchivalCodeRule
+from archive_hub.catalog.packages import CURRENT_VERSION, code_scope
+from canonical_model.archival_code import ArchivalCodeRule
 from canonical_model.retention import RetentionPeriod
 
 
@@ -52,15 +53,7 @@ class InventoryClass:
 
     def code(self, item_no: int, rule: ArchivalCodeRule) -> str:
         """The 档号 of one of its 件."""
-        return rule.render(
-            ArchivalCode(
-                fonds_no=self.fonds_no,
-                year=self.year,
-                retention=RetentionPeriod(self.retention),
-                category=self.category,
-                item_no=item_no,
-            )
-        )
+        return render_code(self.key, item_no, rule)
 
 
 @dataclass(frozen=True)
@@ -90,10 +83,7 @@ class InventoryItem:
 
 
 def _in_scope(code_prefix: str | None) -> ColumnElement[bool]:
-    r = ArchiveRecordRow
-    if not code_prefix:
-        return r.status == "archived"
-    return and_(r.status == "archived", r.archival_code.startswith(code_prefix, autoescape=True))
+    return and_(ArchiveRecordRow.status == "archived", code_scope(code_prefix))
 
 
 def inventory_classes(
@@ -165,7 +155,7 @@ def inventory_items(
                 p.byte_size,
                 r.retention_due,
             )
-            .join(p, and_(p.record_id == r.id, p.version == r.current_version))
+            .join(p, CURRENT_VERSION)
             .where(
                 _in_scope(code_prefix),
                 r.fonds_no == key[0],

@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
+from archive_hub.catalog.packages import code_scope
 
 
 @dataclass
@@ -31,7 +32,7 @@ def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, Pac
         isouter=True,
     )
     if q.archival_code:
-        query = query.where(ArchiveRecordRow.archival_code.startswith(q.archival_code, autoescape=True))
+        query = query.where(code_scope(q.archival_code))
     if q.voucher_no:
         query = query.where(ArchiveRecordRow.voucher_no == q.voucher_no)
     if q.year:
