@@ -6,7 +6,8 @@ copied file against the catalog exactly as `verify` checks an original (SHA-256 
 metadata) before renaming it into view, makes the copies durable with syncfs, and snapshots a SQLite
 catalog with SQLite's online backup. A package whose original no longer matches the catalog is not
 copied but reported: a backup of damaged bytes would hide the damage. Each run is logged in the event
-chain. `check=True` also re-hashes the copies DEST already holds.
+chain. `check=True` also re-hashes the copies DEST already holds. A package destroyed under a 销毁清册 is
+removed from the backup too: a destruction that left copies behind would not be one.
 """
 
 from __future__ import annotations
@@ -20,11 +21,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import create_engine, true
+from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
+from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
 from archive_hub.catalog.packages import PackageEntry, count_packages, package_batches
 from archive_sink.durability import fsync_dir, syncfs
 from archive_sink.filesystem import copy_checked, verify_package_dir
@@ -41,6 +43,7 @@ class BackupReport:
     destination: Path
     copied: int = 0
     present: int = 0
+    removed: int = 0  # packages destroyed (销毁) since the last run
     checked: int = 0
     files: int = 0
     bytes: int = 0
@@ -75,9 +78,11 @@ def backup(
     partial_root.mkdir(parents=True, exist_ok=True)
     snapshot = _snapshot_catalog(catalog, destination, report)
     with _listing(catalog, snapshot) as session:
-        total = count_packages(session, true())
+        held = ArchiveRecordRow.status != "destroyed"
+        total = count_packages(session, held)
+        report.removed = _remove_destroyed(session, packages_root)
         pending: list[tuple[Path, Path]] = []
-        for batch in package_batches(session, true()):
+        for batch in package_batches(session, held):
             for entry in batch:
                 _back_up_package(archive_root, packages_root, entry, check, report, pending)
                 if len(pending) >= BATCH:
@@ -100,6 +105,7 @@ def backup(
                     {
                         "copied": report.copied,
                         "present": report.present,
+                        "removed": report.removed,
                         "checked": report.checked,
                         "bytes": report.bytes,
                         "catalog_copy": str(report.catalog_copy) if report.catalog_copy else None,
@@ -143,6 +149,27 @@ def _back_up_package(
     pending.append((partial, target))
     report.files += len(expected)
     report.bytes += package.byte_size
+
+
+def _remove_destroyed(session: Session, packages_root: Path) -> int:
+    """The backup copies of destroyed packages, each renamed out of view first, then deleted."""
+    paths = session.execute(
+        select(PackageRow.id, PackageRow.path)
+        .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
+        .where(ArchiveRecordRow.status == "destroyed")
+    ).all()
+    removed = 0
+    for package_id, rel in paths:
+        target = packages_root / rel
+        if target.is_dir():
+            gone = packages_root / ".partial" / f"destroyed-{package_id}"
+            os.rename(target, gone)
+            fsync_dir(target.parent)
+            shutil.rmtree(gone)
+            if not any(target.parent.iterdir()):
+                target.parent.rmdir()
+            removed += 1
+    return removed
 
 
 def _publish(pending: list[tuple[Path, Path]], destination: Path) -> int:

@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich import box
-from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -24,6 +23,9 @@ from rich.table import Table
 
 from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.cli_bank import bank_app
+from archive_hub.cli_common import console, err
+from archive_hub.cli_common import open_catalog as _catalog
+from archive_hub.cli_destruction import destruction_app
 from archive_hub.pipeline.context import run_dir_name
 from archive_hub.settings import Settings
 
@@ -38,16 +40,7 @@ quarantine_app = typer.Typer(
 )
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(bank_app, name="bank")
-console = Console()
-err = Console(stderr=True)
-
-
-def _catalog():  # type: ignore[no-untyped-def]
-    from archive_hub.catalog import Catalog
-
-    catalog = Catalog(Settings.from_env().catalog_url)
-    catalog.create_schema()
-    return catalog
+app.add_typer(destruction_app, name="destruction")
 
 
 T = TypeVar("T")
@@ -677,7 +670,8 @@ def backup(
     console.print(
         f"backup {destination}: {report.copied} package(s) copied ({report.bytes / 1_048_576:.1f} MB, "
         f"{report.files} files, each verified), {report.present} already there"
-        + (f", {report.checked} re-hashed" if check else ""),
+        + (f", {report.checked} re-hashed" if check else "")
+        + (f", {report.removed} destroyed (销毁) package(s) removed" if report.removed else ""),
         soft_wrap=True,
         highlight=False,
     )

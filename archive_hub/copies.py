@@ -48,6 +48,8 @@ def copy_record(
     all_versions: bool = False,
 ) -> list[CopyMade]:
     code = history.record.archival_code
+    if history.record.status == "destroyed":
+        raise CopyRefused(f"{code}: destroyed under a 销毁清册 (`archive-hub show {code}` says which)")
     chosen = history.versions if all_versions else [v for v in [history.current] if v is not None]
     if not chosen:
         raise CopyRefused(f"{code}: no published package to copy")

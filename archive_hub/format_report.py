@@ -13,7 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sqlalchemy import and_
+
 from archive_hub.catalog import Catalog
+from archive_hub.catalog.models import ArchiveRecordRow
 from archive_hub.catalog.packages import code_scope, count_packages, package_batches
 from archive_sink.durability import read_bytes
 from archive_sink.formats import preservation_format
@@ -46,7 +49,7 @@ def format_report(
 ) -> FormatReport:
     """The content files (tag files excluded) of each record's current version."""
     report = FormatReport()
-    scope = code_scope(code_prefix)
+    scope = and_(code_scope(code_prefix), ArchiveRecordRow.status == "archived")  # not what was destroyed
     with catalog.reading() as session:
         total = count_packages(session, scope, current_only=True)
         for batch in package_batches(session, scope, current_only=True):

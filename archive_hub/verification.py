@@ -8,9 +8,11 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, and_, select
+from sqlalchemy.orm import Session
 
 from archive_hub.catalog import Catalog
+from archive_hub.catalog.destruction import destroyed_without_list
 from archive_hub.catalog.events import Event, append, verify_chain
 from archive_hub.catalog.history import RecordHistory
 from archive_hub.catalog.integrity import (
@@ -23,7 +25,7 @@ from archive_hub.catalog.integrity import (
     versions_problem,
 )
 from archive_hub.catalog.locks import source_lock
-from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
+from archive_hub.catalog.models import ArchiveRecordRow, EventRow, PackageRow
 from archive_hub.catalog.packages import code_scope, count_packages, package_batches
 from archive_sink.filesystem import published_packages, verify_package_dir
 from canonical_model.archival_code import ArchivalCodeRule
@@ -77,7 +79,11 @@ def verify_record(
     code = history.record.archival_code
     report.problems.extend(code_rule_problems([history.record], rule or ArchivalCodeRule()))
     registered = registrations_from(history.events)
-    if history.record.status == "archived":
+    if history.record.status == "destroyed":
+        with catalog.reading() as session:
+            problems, _ = destroyed_problems(session, archive_root, ArchiveRecordRow.id == history.record.id)
+        report.problems.extend(problems)
+    elif history.record.status == "archived":
         problem = versions_problem(
             code, history.record.current_version, [v.package.version for v in history.versions]
         )
@@ -87,7 +93,7 @@ def verify_record(
             catalog, archive_root, staging_root or archive_root / ".staging", [code], []
         )
         report.problems.extend(unpublished(c) for c in stale)
-    for version in history.versions:
+    for version in history.versions if history.record.status != "destroyed" else []:
         expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
         present, problems = check_package(archive_root, version.package, expected, code)
         report.problems.extend(problems)
@@ -121,6 +127,43 @@ def verify_record(
             ],
         )
     return report
+
+
+def destroyed_problems(
+    session: Session, archive_root: Path, where: ColumnElement[bool]
+) -> tuple[list[str], set[str]]:
+    """Destroyed records (销毁) must be gone from disk, listed on an executed 销毁清册 and recorded in the
+    chain; returns the problems and the paths their packages had (not "unknown" if still on disk)."""
+    r = ArchiveRecordRow
+    rows = session.execute(
+        select(r.archival_code, PackageRow.path)
+        .join(PackageRow, PackageRow.record_id == r.id)
+        .where(and_(r.status == "destroyed", where))
+        .order_by(r.archival_code, PackageRow.version)
+    ).all()
+    codes = sorted({code for code, _ in rows})
+    recorded: set[str] = set()
+    for start in range(0, len(codes), 500):
+        recorded.update(
+            session.execute(
+                select(EventRow.subject).where(
+                    EventRow.kind == "destroyed", EventRow.subject.in_(codes[start : start + 500])
+                )
+            ).scalars()
+        )
+    problems = [
+        f"{code}: destroyed, but its package {path} is still on disk (run `archive-hub destruction execute` "
+        "again to finish)"
+        for code, path in rows
+        if (archive_root / path).is_dir()
+    ]
+    problems.extend(
+        f"{code}: marked destroyed but no destruction is recorded in the event chain"
+        for code in codes
+        if code not in recorded
+    )
+    problems.extend(destroyed_without_list(session, where))
+    return problems, {path for _, path in rows}
 
 
 def _after_runs_in_flight(
@@ -176,16 +219,18 @@ def verify_archive(
     report = VerifyReport()
     rule = rule or ArchivalCodeRule()
     in_scope = code_scope(code_prefix)
+    held = and_(in_scope, ArchiveRecordRow.status != "destroyed")
     with catalog.reading() as session:
-        total = count_packages(session, in_scope)
+        total = count_packages(session, held)
         chain = verify_chain(session)
         report.events, report.chain_ok = chain.events, chain.ok
         if not chain.ok:
             report.problems.append(f"event chain broken at event {chain.first_bad_seq}: {chain.reason}")
         report.problems.extend(numbering_problems(session, rule, code_prefix))
         report.problems.extend(version_problems(session, code_prefix))
-        known_paths: set[str] = set()
-        for batch in package_batches(session, in_scope):
+        destroyed, known_paths = destroyed_problems(session, archive_root, in_scope)
+        report.problems.extend(destroyed)
+        for batch in package_batches(session, held):
             registered = registrations(session, sorted({e.record.archival_code for e in batch}))
             report.problems.extend(
                 code_rule_problems((e.record for e in batch if e.package.version == 1), rule)
@@ -208,7 +253,7 @@ def verify_archive(
                 progress(len(batch), total)
         reserved = (
             session.execute(
-                select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.status != "archived", in_scope)
+                select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.status == "reserved", in_scope)
             )
             .scalars()
             .all()

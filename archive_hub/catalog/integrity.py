@@ -233,7 +233,7 @@ def version_problems(session: Session, code_prefix: str | None = None) -> list[s
     off = (
         select(r.id, r.archival_code, r.current_version)
         .outerjoin(p, p.record_id == r.id)
-        .where(r.status == "archived", code_scope(code_prefix))
+        .where(r.status.in_(("archived", "destroyed")), code_scope(code_prefix))  # a 销毁 keeps the rows
         .group_by(r.id, r.archival_code, r.current_version)
         .having(
             or_(

@@ -49,7 +49,7 @@ class ArchiveRecordRow(Base):
     retention: Mapped[str] = mapped_column(String(4))
     category: Mapped[str] = mapped_column(String(4))
     item_no: Mapped[int] = mapped_column(Integer)
-    status: Mapped[str] = mapped_column(String(12))  # reserved / archived
+    status: Mapped[str] = mapped_column(String(12))  # reserved / archived / destroyed
     reserved_run: Mapped[str | None] = mapped_column(String(250), nullable=True)  # run that holds the 档号
     current_version: Mapped[int] = mapped_column(Integer, default=0)
     title: Mapped[str] = mapped_column(Text)
@@ -119,6 +119,64 @@ class AttachmentClaimRow(Base):
     file_name: Mapped[str] = mapped_column(Text)
     run_id: Mapped[str] = mapped_column(String(250))
     claimed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class DestructionHoldRow(Base):
+    """A record kept past its 保管期限 whatever the appraisal says: 未结清的债权债务 (Art. 18), a dispute, an
+    audit in progress. A record under a hold is never put on a 销毁清册, and one held after its list was
+    drawn up stops that list from being executed."""
+
+    __tablename__ = "destruction_hold"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("archive_record.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    placed_by: Mapped[str] = mapped_column(String(100))
+    placed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    released_by: Mapped[str | None] = mapped_column(String(100), nullable=True)
+    released_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class DestructionListRow(Base):
+    """A 销毁清册 (kept 永久 under 附表一): drawn up from an appraisal (鉴定意见), signed, then executed
+    under supervision (监销). `content_hash` covers every listed record with the manifest of each of its
+    versions, so what the signatories approved is exactly what gets destroyed."""
+
+    __tablename__ = "destruction_list"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12))  # draft / destroying / destroyed / withdrawn
+    judged_on: Mapped[dt.date] = mapped_column(Date)  # due by this date
+    opinion: Mapped[str] = mapped_column(Text)  # 鉴定意见
+    drawn_by: Mapped[str] = mapped_column(String(100))
+    drawn_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    content_hash: Mapped[str] = mapped_column(String(64))
+    witnesses: Mapped[dict] = mapped_column(JSON, default=dict)  # 监销人 by role
+    destroyed_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    withdrawn_reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
+class DestructionItemRow(Base):
+    """One 件 on a 销毁清册, with what the list shows of it (the catalog row stays after destruction)."""
+
+    __tablename__ = "destruction_item"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("destruction_list.id"), primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("archive_record.id"), primary_key=True, index=True)
+    archival_code: Mapped[str] = mapped_column(String(100))
+
+
+class DestructionSignatureRow(Base):
+    """A signature on a 销毁清册 (Art. 18: 单位负责人, 档案管理机构负责人, 会计管理机构负责人 and the two
+    经办人), bound to the list's content hash at the time of signing."""
+
+    __tablename__ = "destruction_signature"
+
+    list_id: Mapped[int] = mapped_column(ForeignKey("destruction_list.id"), primary_key=True)
+    role: Mapped[str] = mapped_column(String(30), primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    signed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
 class ArchivalSequenceRow(Base):

@@ -217,8 +217,17 @@ class Archiver:
         for record, atts in ready:
             fp = fingerprint(record, atts)
             k = known.get(record.source.business_id)
-            if k and k.status == "archived" and k.current_fingerprint == fp:
+            if k and k.status in ("archived", "destroyed") and k.current_fingerprint == fp:
                 self.counts["unchanged"] += 1
+                continue
+            if k and k.status == "destroyed":  # 销毁 is final: a change to it is an anomaly to look at
+                failures.append(
+                    (
+                        record.source.business_id,
+                        f"{k.archival_code} was destroyed under a 销毁清册; the source changed it since, "
+                        "and a destroyed record is never archived again",
+                    )
+                )
                 continue
             plan.append(Planned(record, atts, fp, k, (k.current_version if k else 0) + 1))
 
