@@ -508,7 +508,7 @@ def due(
     total = sum(c.records for c in classes)
     table = Table(
         title=f"{total} record(s) due for appraisal (鉴定) by {day.isoformat()}",
-        caption="永久 records are never due; nothing was changed",
+        caption="永久 records are never due; nothing was changed. Next: `archive-hub destruction draw-up`",
     )
     for col in ("全宗号", "年度", "类别", "保管期限", "已保管", "到期", "件数", "件号"):
         table.add_column(col, no_wrap=True, justify="right" if col in ("已保管", "件数") else "left")

@@ -179,19 +179,32 @@ def execute_cmd(
     it_witness: Annotated[str, typer.Option(help=WITNESSES["it"])],
 ) -> None:
     """Destroy what a fully signed list holds, witnessed (监销); run again to finish an interrupted one."""
-    from archive_hub.destruction import execute
+    from archive_hub.destruction import archive_list, execute
 
     settings = Settings.from_env()
     witnesses = {"archives": archives_witness, "accounting": accounting_witness, "it": it_witness}
+    catalog = _catalog()
     try:
-        done = execute(_catalog(), settings.archive_root, settings.staging_root, list_id, witnesses)
+        done = execute(catalog, settings.archive_root, settings.staging_root, list_id, witnesses)
     except DestructionRefused as exc:
         raise _refused(exc) from None
     console.print(
         f"销毁清册 {list_id}: {done.records} record(s) destroyed, {done.packages} package version(s), "
         f"{done.bytes / 1_048_576:.1f} MB removed"
         + (" (finished an interrupted run)" if done.resumed else "")
-        + "; the catalog keeps their 档号 and hashes, the list is kept 永久",
+        + "; the catalog keeps their 档号 and hashes",
+        highlight=False,
+        soft_wrap=True,
+    )
+    try:
+        code = archive_list(catalog, list_id)
+    except Exception as exc:  # the destruction stands; the list waits for the registers source's next run
+        err.print(f"[red]the list is not archived yet:[/red] {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    console.print(
+        f"销毁清册 {list_id} archived 永久 as {code}"
+        if code
+        else "no source of kind hub.destruction_lists is configured: the list is kept in the catalog only",
         highlight=False,
         soft_wrap=True,
     )
@@ -243,43 +256,13 @@ def show_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="print the list as one JSON object")] = False,
 ) -> None:
     """The 销毁清册: its lines by class, the records, the signatures and the witnesses."""
-    from archive_hub.catalog.destruction import get_list, listed_records, register_lines, signatures
+    from archive_hub.catalog.destruction import list_document
 
     try:
         with _catalog().reading() as session:
-            lst = get_list(session, list_id)
-            listed = listed_records(session, list_id)
-            signed = signatures(session, list_id)
+            data = list_document(session, list_id, dt.date.today())
     except DestructionRefused as exc:
         raise _refused(exc) from None
-    lines = register_lines(lst, listed, dt.date.today())
-    data = {
-        "list": lst.id,
-        "status": lst.status,
-        "judged_on": lst.judged_on.isoformat(),
-        "opinion": lst.opinion,
-        "drawn_by": lst.drawn_by,
-        "content_hash": lst.content_hash,
-        "lines": [line.as_dict() for line in lines],
-        "records": [
-            {
-                "档号": i.record.archival_code,
-                "题名": i.record.title,
-                "凭证号": i.record.voucher_no,
-                "日期": i.record.record_date.isoformat(),
-                "到期": i.record.retention_due.isoformat() if i.record.retention_due else None,
-                "versions": len(i.packages),
-                "status": i.record.status,
-            }
-            for i in listed
-        ],
-        "signatures": {
-            SIGNATORIES[role]: {"name": s.name, "at": s.signed_at.isoformat(timespec="seconds")}
-            for role, s in signed.items()
-        },
-        "witnesses": {WITNESSES[k]: v for k, v in (lst.witnesses or {}).items()},
-        "destroyed_at": lst.destroyed_at.isoformat(timespec="seconds") if lst.destroyed_at else None,
-    }
     if as_json:
         print(json.dumps(data, ensure_ascii=False))
         return
@@ -292,14 +275,18 @@ def show_cmd(
             err.print(f"[red]error:[/red] cannot write the workbook {xlsx}: {exc.strerror or exc}")
             raise typer.Exit(2) from None
         console.print(f"workbook: {written}", highlight=False, soft_wrap=True)
-    table = Table(title=f"销毁清册 {lst.id} ({lst.status}): {len(listed)} 件, 鉴定意见: {lst.opinion}")
+    table = Table(
+        title=f"销毁清册 {list_id} ({data['status']}): {len(data['records'])} 件, 鉴定意见: {data['opinion']}"
+    )
     for col in ("名称", "件数", "起止年度", "档案编号", "应保管期限", "已保管期限", "销毁时间"):
         table.add_column(col)
-    for line in lines:
-        table.add_row(*(str(v) for v in line.as_dict().values()))
+    for line in data["lines"]:
+        table.add_row(*(str(v) for v in line.values()))
     console.print(table)
-    for role, title in SIGNATORIES.items():
-        s = signed.get(role)
-        console.print(f"  {title}: {s.name + ' ' + f'{s.signed_at:%Y-%m-%d}' if s else '(not signed)'}")
-    for role, title in WITNESSES.items():
-        console.print(f"  {title}: {(lst.witnesses or {}).get(role, '')}")
+    for title in SIGNATORIES.values():
+        s = data["signatures"].get(title)
+        console.print(
+            f"  {title}: {s['name'] + ' ' + s['at'][:10] if s else '(not signed)'}", highlight=False
+        )
+    for title in WITNESSES.values():
+        console.print(f"  {title}: {data['witnesses'].get(title, '')}", highlight=False)

@@ -48,5 +48,5 @@ def write_destruction_xlsx(path: Path, data: dict[str, Any]) -> Path:
     for cell in records[1]:
         cell.font = BOLD
     for r in data["records"]:
-        records.append([r[c] for c in RECORD_COLUMNS])
+        records.append([len(r[c]) if c == "versions" else r[c] for c in RECORD_COLUMNS])
     return save_workbook(book, path)

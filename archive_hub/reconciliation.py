@@ -1,6 +1,6 @@
 """Source ↔ archive reconciliation for auditors: every record the source holds now is either
-archived in its current version, waiting in quarantine with a reason, or reported as missing or
-outdated. Read from the source in full (not from the cursor), so nothing the hub skipped can hide."""
+archived in its current version, destroyed under an executed 销毁清册, waiting in quarantine with a
+reason, or reported as missing or outdated. Read from the source in full (not from the cursor), so nothing the hub skipped can hide."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
 from archive_hub.catalog.records import records_with_current_package
 from archive_hub.pipeline.context import RunContext
 
-STATUSES = ("archived", "duplicate", "quarantined", "outdated", "missing")
+# destroyed: archived, then destroyed under an executed 销毁清册 (the source may keep its books longer)
+STATUSES = ("archived", "destroyed", "duplicate", "quarantined", "outdated", "missing")
 
 
 @dataclass
@@ -59,6 +60,13 @@ def reconcile(ctx: RunContext, batch_size: int = 2000) -> Reconciliation:
                 records_with_current_package(ctx.source.id).where(ArchiveRecordRow.status == "archived")
             ).all()
         }
+        destroyed = set(
+            session.execute(
+                select(ArchiveRecordRow.business_id).where(
+                    ArchiveRecordRow.source_id == ctx.source.id, ArchiveRecordRow.status == "destroyed"
+                )
+            ).scalars()
+        )
         quarantined = {
             q.business_id: q.reason
             for q in session.execute(
@@ -84,6 +92,8 @@ def reconcile(ctx: RunContext, batch_size: int = 2000) -> Reconciliation:
                 )
             elif record.key in quarantined:
                 status = "quarantined"
+            elif record.key in destroyed:
+                status = "destroyed"
             elif record.key not in archived and record.data.get("skipped_duplicate"):
                 status = "duplicate"  # its statements were archived from another file
             elif record.key in archived:

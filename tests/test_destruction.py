@@ -9,6 +9,7 @@ import json
 import shutil
 
 import pytest
+from lxml import etree
 from sqlalchemy import select, update
 
 from archive_hub import destruction
@@ -94,11 +95,21 @@ def test_a_signed_witnessed_list_destroys_exactly_its_records_and_the_archive_st
     done = cli("destruction", "execute", "1", *WITNESS_ARGS)
     assert done.returncode == 0, done.stderr
     assert "29 record(s) destroyed, 29 package version(s)" in done.stdout
+    list_code = f"J001-KJ·{dt.datetime.now(dt.UTC).year}-Y-QT-0001"  # 其他会计资料, 永久
+    assert f"销毁清册 1 archived 永久 as {list_code}" in done.stdout
     on_disk = published_packages(hub.settings.archive_root)
-    assert [p.parent.name for p in on_disk] == [kept]
+    assert [p.parent.name for p in on_disk] == [kept, list_code]
+    (xml_file,) = on_disk[1].rglob("*销毁清册-0001.xml")
+    archived_list = etree.fromstring(xml_file.read_bytes())
+    destroyed_events = {e.subject: json.loads(e.detail)["versions"] for e in events(catalog_url, "destroyed")}
+    assert {
+        item.get("档号"): {v.get("号"): v.get("manifest_sha256") for v in item.iter("版本")}
+        for item in archived_list.iter("件")
+    } == destroyed_events
+    assert [s.text for s in archived_list.iter("签字人")] == list(SIGNERS.values())
     assert not (hub.settings.archive_root / destruction.TRASH / "1").exists()
     assert codes(catalog_url, "destroyed") == [c for c in all_codes if c != kept]
-    assert [e.subject for e in events(catalog_url, "destroyed")] == [c for c in all_codes if c != kept]
+    assert list(destroyed_events) == [c for c in all_codes if c != kept]
     assert json.loads(events(catalog_url, "destruction-executed")[0].detail)["witnesses"]["it"] == "吴信息"
     assert verified(hub, catalog_url) == []  # 件号 still gap-free: the rows stay
 
@@ -123,14 +134,18 @@ def test_a_signed_witnessed_list_destroys_exactly_its_records_and_the_archive_st
     refused = cli("copy", victim, str(hub.home / "copies"), "--purpose", "审计")
     assert refused.returncode == 2 and "destroyed under a 销毁清册" in refused.stderr
     inventory = cli("inventory", "--json")
-    assert [json.loads(line)["archival_code"] for line in inventory.stdout.splitlines()] == [kept]
+    assert [json.loads(line)["archival_code"] for line in inventory.stdout.splitlines()] == [kept, list_code]
     assert cli("destruction", "draw-up", "--opinion", "x").returncode == 2  # only the held one is due
+
+    rec = cli("reconcile", "erp_sample", "--json")
+    assert rec.returncode == 0, rec.stdout  # destroyed lawfully is not missing
+    assert json.loads(rec.stdout)["counts"] == {"archived": 1, "destroyed": 29}
 
     # The ERP still holds the vouchers: unchanged ones are left alone, a changed one is quarantined.
     touch_voucher(hub.erp_url, 1, new_summary="销毁后更正")
     with pytest.raises(QuarantineThresholdError):  # 1 of the 3 read in the look-back window
         run_sync("erp_sample", "run-2")
-    assert [p.parent.name for p in published_packages(hub.settings.archive_root)] == [kept]
+    assert [p.parent.name for p in published_packages(hub.settings.archive_root)] == [kept, list_code]
     catalog = Catalog(catalog_url)
     with catalog.reading() as s:
         (item,) = s.execute(select(QuarantineRow)).scalars().all()
@@ -177,7 +192,8 @@ def test_out_of_order_lists_are_refused_naming_why(hub: Hub, catalog_url: str) -
     missing_witness = cli("destruction", "execute", "2", *WITNESS_ARGS[:4], "--it-witness", " ")
     assert missing_witness.returncode == 2 and "信息系统管理机构监销人" in missing_witness.stderr
     assert cli("destruction", "execute", "2", *WITNESS_ARGS).returncode == 0
-    assert published_packages(hub.settings.archive_root) == []
+    (left,) = published_packages(hub.settings.archive_root)  # only the 销毁清册 itself, archived 永久
+    assert "-Y-QT-" in left.parent.name
     assert verified(hub, catalog_url) == []  # both versions of the corrected record went
 
 
@@ -244,9 +260,9 @@ def test_a_backup_loses_what_was_destroyed_and_still_passes_verify_alone(hub: Hu
     out = cli("backup", str(dest))
     assert out.returncode == 0, out.stderr
     assert "9 destroyed (销毁) package(s) removed" in out.stdout
-    assert [p.parent.name for p in published_packages(dest / "archive")] == [keep]
+    assert [p.parent.name for p in published_packages(dest / "archive")][0] == keep  # and the list
     copy = sorted((dest / "catalog").glob("catalog-*.sqlite"))[-1]
-    assert restored(copy, dest, hub.home) == (True, 1, [])
+    assert restored(copy, dest, hub.home) == (True, 2, [])
 
 
 def test_records_not_yet_due_are_never_listed(hub: Hub) -> None:

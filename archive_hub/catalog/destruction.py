@@ -13,6 +13,7 @@ import datetime as dt
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
@@ -427,3 +428,40 @@ def register_lines(
             )
         )
     return lines
+
+
+def list_document(session: Session, list_id: int, today: dt.date) -> dict[str, Any]:
+    """The whole 销毁清册 as one document: what `destruction show` prints, the workbook holds and the
+    archived copy (connectors/registers) keeps 永久, with the manifest hash of every version destroyed."""
+    lst = get_list(session, list_id)
+    listed = listed_records(session, list_id)
+    signed = signatures(session, list_id)
+    return {
+        "list": lst.id,
+        "status": lst.status,
+        "judged_on": lst.judged_on.isoformat(),
+        "opinion": lst.opinion,
+        "drawn_by": lst.drawn_by,
+        "drawn_at": lst.drawn_at.isoformat(timespec="seconds"),
+        "content_hash": lst.content_hash,
+        "lines": [line.as_dict() for line in register_lines(lst, listed, today)],
+        "records": [
+            {
+                "档号": i.record.archival_code,
+                "题名": i.record.title,
+                "凭证号": i.record.voucher_no,
+                "日期": i.record.record_date.isoformat(),
+                "到期": i.record.retention_due.isoformat() if i.record.retention_due else None,
+                "versions": {str(p.version): p.manifest_sha256 for p in i.packages},
+                "status": i.record.status,
+            }
+            for i in listed
+        ],
+        "signatures": {
+            title: {"name": signed[role].name, "at": signed[role].signed_at.isoformat(timespec="seconds")}
+            for role, title in SIGNATORIES.items()  # in the order Art. 18 names them
+            if role in signed
+        },
+        "witnesses": {WITNESSES[k]: v for k, v in (lst.witnesses or {}).items()},
+        "destroyed_at": lst.destroyed_at.isoformat(timespec="seconds") if lst.destroyed_at else None,
+    }
