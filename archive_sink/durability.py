@@ -49,6 +49,23 @@ def write_file(path: str | Path, data: bytes, *, fsync: bool = False) -> None:
         os.close(fd)
 
 
+def replace_file(path: Path, data: bytes) -> None:
+    """Write `path` whole or not at all: a temp file in the same folder, fsync, rename over. A file that
+    already holds exactly `data` is left alone, so re-reading a source does not rewrite what it wrote."""
+    if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def read_bytes(path: str | Path, expected_size: int | None = None) -> bytes:
     """A whole file in three or four syscalls (open, fstat, read, close), not Python's buffered-IO seven.
 

@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from archive_sink.durability import replace_file
 from canonical_model.bank_statement import BankStatement
 from connectors.bank import checks, detect, statement_catalog
 from connectors.bank.errors import StatementError, UnknownFormatError
@@ -67,19 +68,6 @@ def _media_type(fmt: str, data: bytes) -> str:
     if fmt.startswith("cn-csv"):
         return "text/csv"
     return "text/plain"  # MT940/MT942, BAI2
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write to a temp file in the same folder, fsync, rename: readers never see half a file."""
-    if path.exists() and path.stat().st_size == len(data) and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def _one_line(text: str, limit: int = 1000) -> str:
@@ -314,7 +302,7 @@ class BankInboxStream:
     def _refused(self, f: _File, data: bytes, reason: str) -> SourceRecord:
         """Keep the original bytes in quarantine and hand the map step one line saying why."""
         kept = self.quarantine_dir / f"{f.sha256}-{f.name}"
-        _write_atomic(kept, data)
+        replace_file(kept, data)
         reason = _one_line(reason)
         log.warning("%s: refused %s: %s", self.source_id, f.name, reason)
         return SourceRecord(
@@ -337,7 +325,7 @@ class BankInboxStream:
     ) -> dict[str, Any]:
         folder = self.work_dir / f.sha256
         original = folder / "original"
-        _write_atomic(original, data)
+        replace_file(original, data)
         parsed = json.dumps(
             {
                 "file": f.name,
@@ -355,7 +343,7 @@ class BankInboxStream:
             indent=1,
         ).encode()
         parsed_path = folder / PARSED_NAME
-        _write_atomic(parsed_path, parsed)
+        replace_file(parsed_path, parsed)
 
         first = statements[0]
         accounts = list(dict.fromkeys(s.account for s in statements))

@@ -34,6 +34,8 @@ from decimal import Decimal
 from pathlib import Path
 from xml.sax.saxutils import escape
 
+from archive_sink.durability import replace_file
+
 COMPANY = "华东精密制造有限公司"
 COMPANY_EN = "HUADONG PRECISION MANUFACTURING CO LTD"
 # 1002.01 工商银行基本户 in the sample ERP's chart
@@ -599,16 +601,6 @@ def _mt940_eur(rng: random.Random, year: int, month: int) -> bytes:
 
 
 # --- writing -------------------------------------------------------------------------------------------------
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def sample_files(*, fiscal_year: int = 2025, seed: int = 7) -> dict[str, bytes]:
@@ -645,7 +637,7 @@ def write_sample_inbox(inbox: Path, *, fiscal_year: int = 2025, seed: int = 7) -
     paths = []
     for name, data in sample_files(fiscal_year=fiscal_year, seed=seed).items():
         path = inbox / name
-        _write_atomic(path, data)
+        replace_file(path, data)
         paths.append(path)
     _settle(paths)
     return paths

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import os
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 from lxml import etree
 from sqlalchemy import select
 
+from archive_sink.durability import replace_file
 from connectors.errors import ConfigError
 from connectors.stream import Cursor, SourceRecord
 
@@ -58,18 +58,6 @@ def render_xml(doc: dict[str, Any]) -> bytes:
     for title, name in doc["witnesses"].items():
         etree.SubElement(witnessed, "监销人", 职务=title).text = name
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    if path.is_file() and path.read_bytes() == data:
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 class DestructionListStream:
@@ -139,7 +127,7 @@ class DestructionListStream:
         data = render_xml(doc)
         name = f"销毁清册-{doc['list']:04d}.xml"
         path = self.work_dir / name
-        _write_atomic(path, data)
+        replace_file(path, data)
         classes = [line["档案编号"].split("–")[0].rsplit("-", 1)[0] for line in doc["lines"]]
         return SourceRecord(
             self.name,
