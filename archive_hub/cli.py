@@ -26,6 +26,7 @@ from archive_hub.cli_bank import bank_app
 from archive_hub.cli_common import console, err
 from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.cli_destruction import destruction_app
+from archive_hub.cli_usage import loan_app, usage
 from archive_hub.pipeline.context import run_dir_name
 from archive_hub.settings import Settings
 
@@ -41,6 +42,8 @@ quarantine_app = typer.Typer(
 app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(bank_app, name="bank")
 app.add_typer(destruction_app, name="destruction")
+app.add_typer(loan_app, name="loan")
+app.command()(usage)
 
 
 T = TypeVar("T")
@@ -285,16 +288,27 @@ def show(
         ),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the record and its history as JSON")] = False,
+    purpose: Annotated[
+        str | None, typer.Option(help="why it is consulted; registered with who asked (查阅, 利用登记)")
+    ] = None,
 ) -> None:
-    """One record: its metadata, every version with its files and hashes, its events and quarantine history."""
+    """One record: its metadata, every version with its files and hashes, its events and quarantine history.
+
+    Every call is a consultation (查阅) and is registered in the event chain (`archive-hub usage` lists them)."""
+    from archive_hub.catalog.events import Event, append
+    from archive_hub.copies import requester
     from archive_hub.verification import verify_record
 
     catalog = _catalog()
     history = _history_or_fail(catalog, code)
+    with catalog.transaction() as session:
+        append(
+            session,
+            [Event("consulted", code, {"by": requester(), "purpose": (purpose or "").strip() or None})],
+        )
     settings = Settings.from_env()
     report = verify_record(catalog, settings.archive_root, history, settings.staging_root) if check else None
-    if report is not None:
-        history = _history_or_fail(catalog, code)  # again, so the check just logged is listed too
+    history = _history_or_fail(catalog, code)  # again, so the consultation and check just logged are listed
     if as_json:
         body = history.as_dict()
         if report is not None:
@@ -382,7 +396,14 @@ def _print_history(history: RecordHistory, settings: Settings, all_files: bool) 
         ("金额合计", amount),
         ("保管期限", f"{retention}{due}"),
         ("状态", f"{rec.status}, version {rec.current_version} of {len(history.versions)}"),
-        ("位置", str(settings.archive_root / current.package.path) if current else "(not published)"),
+        (
+            "位置",
+            "(destroyed under a 销毁清册: see the destroyed event below)"
+            if rec.status == "destroyed"
+            else str(settings.archive_root / current.package.path)
+            if current
+            else "(not published)",
+        ),
     ):
         if value.strip():  # a bank statement has no 凭证号
             head.add_row(label, value)

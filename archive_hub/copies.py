@@ -12,8 +12,11 @@ from __future__ import annotations
 import getpass
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+from sqlalchemy.orm import Session
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
@@ -46,7 +49,12 @@ def copy_record(
     purpose: str,
     *,
     all_versions: bool = False,
+    kind: str = "copied",
+    register: Callable[[Session, list[CopyMade]], dict[str, object]] | None = None,
 ) -> list[CopyMade]:
+    """Every chosen version copied and verified, then registered (`kind`: copied, or lent for a loan, whose
+    `register` adds its own rows in the same transaction and returns what its events add), then renamed
+    into view: a copy is never out unregistered, and a registration never names a copy that is not out."""
     code = history.record.archival_code
     if history.record.status == "destroyed":
         raise CopyRefused(f"{code}: destroyed under a 销毁清册 (`archive-hub show {code}` says which)")
@@ -73,13 +81,15 @@ def copy_record(
                     + "; ".join(dict.fromkeys(problems))
                 )
         with catalog.transaction() as session:  # registered first: a copy is never out unregistered
+            extra = register(session, [m for _, m in staged]) if register else {}
             append(
                 session,
                 [
                     Event(
-                        "copied",
+                        kind,
                         code,
                         {
+                            **extra,
                             "version": m.version,
                             "destination": str(m.path),
                             "purpose": purpose,

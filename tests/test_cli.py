@@ -179,7 +179,7 @@ def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hu
     assert body["current_version"] == 2 and "更正摘要" in body["title"]  # the record shows the new version
     assert [(v["version"], v["previous_version"]) for v in body["versions"]] == [(1, None), (2, 1)]
     assert [v["run_id"] for v in body["versions"]] == ["show-1", "show-2"]
-    assert [e["kind"] for e in body["events"]] == ["archived", "new-version"]
+    assert [e["kind"] for e in body["events"]] == ["archived", "new-version", "consulted"]  # this show: 查阅
     for v in body["versions"]:  # what the catalog says is what lies on disk, file by file
         package = hub.settings.archive_root / v["path"]
         on_disk = sorted(str(p.relative_to(package)) for p in package.rglob("*") if p.is_file())
@@ -199,15 +199,16 @@ def test_show_gives_one_record_with_its_versions_files_events_and_verifies_it(hu
     checked = cli("show", code, "--verify")
     assert checked.returncode == 0, checked.stderr
     assert "verified: 2 version(s)" in checked.stdout
-    last = json.loads(cli("show", code, "--json").stdout)["events"][-1]
-    assert last["kind"] == "verified" and last["detail"]["ok"] is True  # the check itself is on record
+    *_, last, consulted = json.loads(cli("show", code, "--json").stdout)["events"]
+    assert last["kind"] == "verified" and last["detail"]["ok"] is True
+    assert consulted["kind"] == "consulted" and consulted["detail"]["by"]  # the check itself is on record
 
     old = hub.settings.archive_root / body["versions"][0]["path"] / "data" / "voucher.xml"
     old.write_bytes(old.read_bytes().replace(b"<", b" <", 1))  # history tampered with
     broken = cli("show", code, "--verify")
     assert broken.returncode == 2
     assert f"{code} v1: data/voucher.xml" in broken.stderr.replace("\n", "")
-    last = json.loads(cli("show", code, "--json").stdout)["events"][-1]
+    *_, last, _consulted = json.loads(cli("show", code, "--json").stdout)["events"]
     assert last["kind"] == "verified" and last["detail"]["ok"] is False
 
 
@@ -249,9 +250,9 @@ def test_copy_hands_out_a_verified_registered_copy_and_refuses_a_damaged_origina
     assert files == sorted(p.relative_to(copy) for p in copy.rglob("*") if p.is_file())
     assert all((copy / f).read_bytes() == (original / f).read_bytes() for f in files)
     bagit.Bag(str(copy)).validate()  # a valid bag on its own, away from the archive
-    events = json.loads(cli("show", code, "--json").stdout)["events"]
-    assert events[-1]["kind"] == "copied"
-    assert events[-1]["detail"] | {"destination": None} == {
+    *_, copied, consulted = json.loads(cli("show", code, "--json").stdout)["events"]
+    assert copied["kind"] == "copied" and consulted["kind"] == "consulted"
+    assert copied["detail"] | {"destination": None} == {
         "version": 2,
         "destination": None,
         "purpose": "2025年度审计取证",

@@ -25,6 +25,7 @@ from archive_hub.catalog.models import (
     DestructionItemRow,
     DestructionListRow,
     DestructionSignatureRow,
+    LoanRow,
     PackageRow,
     utcnow,
 )
@@ -303,6 +304,7 @@ def execution_problems(
         if s.content_hash != lst.content_hash:
             problems.append(f"{name}: {SIGNATORIES[role]} {s.name} signed a different content")
     holds = active_holds(session, [i.record.id for i in listed])
+    loans = _open_loans(session, [i.record.id for i in listed])
     for item in listed:
         rec = item.record
         if rec.status != "archived":
@@ -311,9 +313,27 @@ def execution_problems(
             problems.append(
                 f"{rec.archival_code}: held ({holds[rec.id].reason}); withdraw the list and redraw it"
             )
+        for loan in loans.get(rec.id, []):
+            problems.append(
+                f"{rec.archival_code}: on loan to {loan.borrower} until {loan.due} (loan {loan.id}); "
+                "it comes back first (`archive-hub loan return`)"
+            )
         if rec.retention_due is None or rec.retention_due > today:
             problems.append(f"{rec.archival_code}: 保管期限 runs until {rec.retention_due or '永久'}")
     return problems
+
+
+def _open_loans(session: Session, record_ids: Sequence[int]) -> dict[int, list[LoanRow]]:
+    found: dict[int, list[LoanRow]] = {}
+    ids = list(record_ids)
+    for start in range(0, len(ids), 500):
+        for loan in session.execute(
+            select(LoanRow).where(
+                LoanRow.record_id.in_(ids[start : start + 500]), LoanRow.returned_at.is_(None)
+            )
+        ).scalars():
+            found.setdefault(loan.record_id, []).append(loan)
+    return found
 
 
 def mark_destroyed(

@@ -179,6 +179,26 @@ class DestructionSignatureRow(Base):
     signed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class LoanRow(Base):
+    """借阅: a verified copy of one package version handed to a borrower until a due date (利用登记)."""
+
+    __tablename__ = "loan"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    record_id: Mapped[int] = mapped_column(ForeignKey("archive_record.id"), index=True)
+    archival_code: Mapped[str] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer)
+    borrower: Mapped[str] = mapped_column(String(100))
+    purpose: Mapped[str] = mapped_column(Text)
+    lent_by: Mapped[str] = mapped_column(String(100))
+    lent_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    due: Mapped[dt.date] = mapped_column(Date)
+    path: Mapped[str] = mapped_column(Text)  # where the copy was handed out
+    returned_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    return_state: Mapped[str | None] = mapped_column(String(10), nullable=True)  # intact / altered / missing
+    return_problems: Mapped[str] = mapped_column(Text, default="")
+
+
 class ArchivalSequenceRow(Base):
     """Last 件号 handed out per fonds/year/保管期限/category; row-locked while allocating."""
 
