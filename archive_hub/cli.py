@@ -4,28 +4,22 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
 import typer
 from rich import box
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    SpinnerColumn,
-    TextColumn,
-    TimeElapsedColumn,
-)
 from rich.table import Table
 
 from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.cli_bank import bank_app
-from archive_hub.cli_common import console, err
+from archive_hub.cli_common import console, err, with_progress
+from archive_hub.cli_common import new_progress as _progress
 from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.cli_destruction import destruction_app
+from archive_hub.cli_transfer import transfer_app
 from archive_hub.cli_usage import loan_app, usage
 from archive_hub.pipeline.context import run_dir_name
 from archive_hub.settings import Settings
@@ -43,6 +37,7 @@ app.add_typer(quarantine_app, name="quarantine")
 app.add_typer(bank_app, name="bank")
 app.add_typer(destruction_app, name="destruction")
 app.add_typer(loan_app, name="loan")
+app.add_typer(transfer_app, name="transfer")
 app.command()(usage)
 
 
@@ -68,25 +63,6 @@ def _json_lines(items: Iterable[dict[str, Any]]) -> None:
 def _short(text: str, keep: int = 16) -> str:
     """A long key (a file's SHA-256) cut for a listing; --json gives it whole."""
     return text if len(text) <= keep else text[:keep] + "…"
-
-
-def _progress() -> Progress:
-    return Progress(
-        SpinnerColumn(),
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        console=err,
-        transient=False,
-    )
-
-
-def _with_progress(description: str, work: Callable[[Callable[[int, int], None]], T]) -> T:
-    """Run `work`, handing it the callback (done, total) that moves one progress bar."""
-    with _progress() as progress:
-        task = progress.add_task(description, total=None)
-        return work(lambda n, total: progress.update(task, advance=n, total=total))
 
 
 @app.command()
@@ -184,7 +160,7 @@ def verify(
         console.print(f"event chain ok: {report.events} events")
         return
     settings = Settings.from_env()
-    result = _with_progress(
+    result = with_progress(
         "verifying packages",
         lambda step: verify_archive(
             catalog, settings.archive_root, step, code_prefix=code, staging_root=settings.staging_root
@@ -622,7 +598,7 @@ def formats(
     from archive_sink.formats import LONG_TERM
 
     settings = Settings.from_env()
-    report = _with_progress(
+    report = with_progress(
         "reading content files", lambda step: format_report(_catalog(), settings.archive_root, code, step)
     )
     if code and not report.counts and not report.unreadable:
@@ -678,7 +654,7 @@ def backup(
 
     settings = Settings.from_env()
     try:
-        report = _with_progress(
+        report = with_progress(
             "backing up packages",
             lambda step: run_backup(
                 _catalog(), settings.archive_root, destination, check=check, progress=step

@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
+import typer
 from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    SpinnerColumn,
+    TextColumn,
+    TimeElapsedColumn,
+)
 
 from archive_hub.settings import Settings
 
 if TYPE_CHECKING:
     from archive_hub.catalog import Catalog
 
+T = TypeVar("T")
 console = Console()
 err = Console(stderr=True)  # refusals and problems, so stdout stays the result
 
@@ -22,3 +33,45 @@ def open_catalog() -> Catalog:
     catalog = Catalog(Settings.from_env().catalog_url)
     catalog.create_schema()
     return catalog
+
+
+def new_progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=err,
+        transient=False,
+    )
+
+
+def with_progress(description: str, work: Callable[[Callable[[int, int], None]], T]) -> T:
+    """Run `work`, handing it the callback (done, total) that moves one progress bar."""
+    with new_progress() as progress:
+        task = progress.add_task(description, total=None)
+        return work(lambda n, total: progress.update(task, advance=n, total=total))
+
+
+def archive_register_now(catalog: Catalog, key: str, what: str, term: str) -> None:
+    """Archive a register that just became final (archive_hub/registers.py) and say under which 档号; a
+    failure leaves the act itself standing and the register to the registers source's next run (exit 1)."""
+    from archive_hub.registers import REGISTERS_KIND, archive_register
+
+    try:
+        code = archive_register(catalog, key)
+    except Exception as exc:
+        err.print(
+            f"[red]{what} is not archived yet[/red] (the registers source's next run archives it): {exc}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        raise typer.Exit(1) from None
+    console.print(
+        f"{what} archived {term} as {code}"
+        if code
+        else f"no source of kind {REGISTERS_KIND} is configured: {what} is kept in the catalog only",
+        highlight=False,
+        soft_wrap=True,
+    )

@@ -18,7 +18,7 @@ import typer
 from rich.table import Table
 
 from archive_hub.catalog.destruction import SIGNATORIES, WITNESSES, DestructionRefused
-from archive_hub.cli_common import console, err
+from archive_hub.cli_common import archive_register_now, console, err
 from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.settings import Settings
 
@@ -179,7 +179,7 @@ def execute_cmd(
     it_witness: Annotated[str, typer.Option(help=WITNESSES["it"])],
 ) -> None:
     """Destroy what a fully signed list holds, witnessed (监销); run again to finish an interrupted one."""
-    from archive_hub.destruction import archive_list, execute
+    from archive_hub.destruction import execute
 
     settings = Settings.from_env()
     witnesses = {"archives": archives_witness, "accounting": accounting_witness, "it": it_witness}
@@ -196,18 +196,7 @@ def execute_cmd(
         highlight=False,
         soft_wrap=True,
     )
-    try:
-        code = archive_list(catalog, list_id)
-    except Exception as exc:  # the destruction stands; the list waits for the registers source's next run
-        err.print(f"[red]the list is not archived yet:[/red] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(1) from None
-    console.print(
-        f"销毁清册 {list_id} archived 永久 as {code}"
-        if code
-        else "no source of kind hub.destruction_lists is configured: the list is kept in the catalog only",
-        highlight=False,
-        soft_wrap=True,
-    )
+    archive_register_now(catalog, f"销毁清册-{list_id:04d}", f"销毁清册 {list_id}", "永久")
 
 
 @destruction_app.command("lists")

@@ -103,29 +103,3 @@ def _remove_packages(archive_root: Path, list_id: int, paths: list[tuple[int, st
         if parent.is_dir() and not any(parent.iterdir()):  # the 档号 folder once its last version went
             parent.rmdir()
             fsync_dir(parent.parent)
-
-
-REGISTERS_KIND = "hub.destruction_lists"
-
-
-def archive_list(catalog: Catalog, list_id: int) -> str | None:
-    """Archive the executed list at once (销毁清册, 永久) through each source of kind hub.destruction_lists;
-    returns the 档号 it got, or None when no such source is configured."""
-    from sqlalchemy import select
-
-    from archive_hub.catalog.models import ArchiveRecordRow
-    from archive_hub.pipeline import run_sync
-    from archive_hub.sources import load_source, source_files
-
-    sources = [s for s in map(load_source, source_files()) if s.kind == REGISTERS_KIND]
-    stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    for source in sources:
-        run_sync(source.id, f"destruction-{list_id}-{stamp}")
-    with catalog.reading() as session:
-        return session.execute(
-            select(ArchiveRecordRow.archival_code).where(
-                ArchiveRecordRow.source_id.in_([s.id for s in sources]),
-                ArchiveRecordRow.business_id == str(list_id),
-                ArchiveRecordRow.status == "archived",
-            )
-        ).scalar()

@@ -117,7 +117,7 @@ def register(kind: str) -> Callable[[StreamFactory], StreamFactory]:
 # Connectors that live in their own package register lazily: kind → "module:function(config)".
 LAZY_FACTORIES = {
     "bank.inbox": "connectors.bank.inbox:stream_from_config",
-    "hub.destruction_lists": "connectors.registers.destruction_lists:stream_from_config",
+    "hub.registers": "connectors.registers.hub_registers:stream_from_config",
 }
 
 

@@ -199,6 +199,29 @@ class LoanRow(Base):
     return_problems: Mapped[str] = mapped_column(Text, default="")
 
 
+class TransferRow(Base):
+    """移交: a verified set of packages handed to another custodian, with its 移交清册 (kept 30年 under 附表一).
+
+    `register_sha256` is the hash of the 移交清册 XML handed over; the same bytes are kept under the hub's
+    home and archived as a record of their own (connectors/registers)."""
+
+    __tablename__ = "transfer"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(12))  # preparing / done / failed
+    code_prefix: Mapped[str] = mapped_column(String(100))
+    receiver: Mapped[str] = mapped_column(Text)  # 接收单位
+    people: Mapped[dict] = mapped_column(JSON, default=dict)  # 移交人, 接收人, 监交人
+    started_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    finished_at: Mapped[dt.datetime | None] = mapped_column(DateTime, nullable=True)
+    destination: Mapped[str] = mapped_column(Text)
+    records: Mapped[int] = mapped_column(Integer, default=0)
+    packages: Mapped[int] = mapped_column(Integer, default=0)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    register_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    register_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+
+
 class ArchivalSequenceRow(Base):
     """Last 件号 handed out per fonds/year/保管期限/category; row-locked while allocating."""
 
