@@ -13,7 +13,6 @@ import typer
 from rich import box
 from rich.table import Table
 
-from archive_hub.airflow_runner import run_airflow_dag
 from archive_hub.cli_bank import bank_app
 from archive_hub.cli_common import console, err, with_progress
 from archive_hub.cli_common import new_progress as _progress
@@ -21,7 +20,6 @@ from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.cli_destruction import destruction_app
 from archive_hub.cli_transfer import transfer_app
 from archive_hub.cli_usage import loan_app, usage
-from archive_hub.pipeline.context import run_dir_name
 from archive_hub.settings import Settings
 
 if TYPE_CHECKING:
@@ -904,8 +902,10 @@ def demo(
     """Seed the sample ERP and bank inbox (first time), run both Airflow DAGs for real, verify, say where results are."""
     from sqlalchemy import select
 
+    from archive_hub.airflow_runner import run_airflow_dag
     from archive_hub.catalog.models import SyncRunRow
     from archive_hub.catalog.quarantine import open_items
+    from archive_hub.pipeline.context import run_dir_name
     from archive_hub.verification import verify_archive
     from archive_sink.filesystem import published_packages
     from connectors.bank.sample_statements import write_sample_inbox
@@ -999,6 +999,19 @@ def demo(
 
 def main() -> None:
     """Entry point: expected failures become one clear line on stderr (exit 2), never a traceback."""
+    try:
+        app()
+    except Exception as exc:
+        message = _expected_failure(exc)
+        if message is None:
+            raise
+        err.print(f"[red]error:[/red] {message}", highlight=False)
+        raise SystemExit(2) from None
+
+
+def _expected_failure(exc: Exception) -> str | None:
+    """The one line for a failure the user can act on; None for a bug. Imported only when something failed,
+    so a command that needs neither SQLAlchemy nor the mapping engine starts without them."""
     from decimal import InvalidOperation
 
     from sqlalchemy.exc import SQLAlchemyError
@@ -1007,19 +1020,15 @@ def main() -> None:
     from connectors.errors import ConnectorError
     from mappings import MappingConfigError
 
-    try:
-        app()
-    except (ConnectorError, MappingConfigError) as exc:
-        err.print(f"[red]error:[/red] {exc}", highlight=False)
-        raise SystemExit(2) from None
-    except SQLAlchemyError as exc:
+    if isinstance(exc, ConnectorError | MappingConfigError):
+        return str(exc)
+    if isinstance(exc, SQLAlchemyError):
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]
         url = redact_url(Settings.from_env().catalog_url)
-        err.print(f"[red]error:[/red] catalog {url}: {type(exc).__name__}: {detail}", highlight=False)
-        raise SystemExit(2) from None
-    except InvalidOperation:
-        err.print("[red]error:[/red] an amount is not a decimal number", highlight=False)
-        raise SystemExit(2) from None
+        return f"catalog {url}: {type(exc).__name__}: {detail}"
+    if isinstance(exc, InvalidOperation):
+        return "an amount is not a decimal number"
+    return None
 
 
 if __name__ == "__main__":

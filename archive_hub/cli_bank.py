@@ -14,9 +14,6 @@ from typing import Annotated
 
 import typer
 
-from connectors.bank import checks, detect
-from connectors.bank.errors import StatementError
-
 bank_app = typer.Typer(help="Bank statements: parse and check.", no_args_is_help=True, add_completion=False)
 
 EXIT_REFUSED = 2
@@ -37,6 +34,9 @@ def parse_cmd(
     ] = None,
 ) -> None:
     """Print {"statements": [...]} with balances, balance_check and entries (amounts signed, debit negative)."""
+    from connectors.bank import checks, detect  # late: every other command starts without the parsers
+    from connectors.bank.errors import StatementError
+
     try:
         data = file.read_bytes()
     except OSError as e:

@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from archive_hub.catalog.destruction import SIGNATORIES, WITNESSES, DestructionRefused
 from archive_hub.cli_common import archive_register_now, console, err
 from archive_hub.cli_common import open_catalog as _catalog
+from archive_hub.destruction_roles import SIGNATORIES, WITNESSES, DestructionRefused
 from archive_hub.settings import Settings
 
 if TYPE_CHECKING:

@@ -19,15 +19,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.destruction import (
-    WITNESSES,
-    DestructionRefused,
-    execution_problems,
-    get_list,
-    listed_records,
-    mark_destroyed,
-)
+from archive_hub.catalog.destruction import execution_problems, get_list, listed_records, mark_destroyed
 from archive_hub.catalog.locks import source_lock
+from archive_hub.destruction_roles import WITNESSES, DestructionRefused
 from archive_sink.durability import fsync_dir
 
 TRASH = ".destroying"  # hidden: published_packages and verify never list it

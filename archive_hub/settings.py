@@ -11,8 +11,6 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from sqlalchemy.engine import make_url
-
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -61,6 +59,8 @@ def expand_env(text: str, extra: dict[str, str] | None = None) -> str:
 def redact_url(url: str) -> str:
     """A connection URL safe for logs, errors and XCom (password and secret-looking query params hidden)."""
     try:
+        from sqlalchemy.engine import make_url  # late: `archive-hub --help` need not load SQLAlchemy
+
         parsed = make_url(url)
     except Exception:  # not an SQLAlchemy URL: hide any user-info part
         return re.sub(r"//[^@/]*@", "//***@", url)

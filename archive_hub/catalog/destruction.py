@@ -30,26 +30,9 @@ from archive_hub.catalog.models import (
     utcnow,
 )
 from archive_hub.catalog.packages import code_scope
+from archive_hub.destruction_roles import SIGNATORIES, WITNESSES, DestructionRefused
 
-# Art. 18: the 销毁清册 is signed by these five before anything is destroyed.
-SIGNATORIES = {
-    "unit-head": "单位负责人",
-    "archives-head": "档案管理机构负责人",
-    "accounting-head": "会计管理机构负责人",
-    "archives-handler": "档案管理机构经办人",
-    "accounting-handler": "会计管理机构经办人",
-}
-# 监销: the archives and the accounting office each send a witness; for e-archives IT takes part too.
-WITNESSES = {
-    "archives": "档案管理机构监销人",
-    "accounting": "会计管理机构监销人",
-    "it": "信息系统管理机构监销人",
-}
-OPEN = ("draft", "destroying")
-
-
-class DestructionRefused(ValueError):
-    """A hold, list, signature or execution the rules do not allow; nothing was changed."""
+OPEN = ("draft", "destroying")  # lists whose records no other list may take
 
 
 @dataclass(frozen=True)
