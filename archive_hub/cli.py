@@ -572,7 +572,11 @@ def inventory(
             c.retention_label,
             str(c.records),
             f"{c.first_date:%m-%d}–{c.last_date:%m-%d}" if same_year else f"{c.first_date}–{c.last_date}",
-            f"{c.amount_total:,.2f} {c.currency}" if c.amount_total is not None else "多币种",
+            "多币种"  # a sum over currencies means nothing
+            if c.currency is None
+            else f"{c.amount_total:,.2f} {c.currency}"
+            if c.amount_total is not None
+            else "",  # registers and the like carry no amount
             c.due.isoformat() if c.due else "永久",
         )
     console.print(table)

@@ -79,6 +79,9 @@ def test_a_transfer_hands_over_every_version_verified_and_the_receiver_checks_it
     shown = json.loads(cli("show", voucher_5, "--json").stdout)
     assert [e["kind"] for e in shown["events"]] == ["archived", "new-version", "transferred", "consulted"]
 
+    (register_line,) = [line for line in cli("inventory").stdout.splitlines() if "-D30-QT" in line]
+    assert "多币种" not in register_line  # a register has no amount, not many currencies
+
     again = cli("transfer", "out", str(dest), "--code", SCOPE, *PEOPLE)
     assert again.returncode == 2 and "exists already" in again.stderr
     assert "市档案馆" in cli("transfer", "list").stdout
