@@ -83,14 +83,15 @@ def execute(
 def _remove_packages(archive_root: Path, list_id: int, paths: list[tuple[int, str]]) -> None:
     trash = archive_root / TRASH / str(list_id)
     trash.mkdir(parents=True, exist_ok=True)
-    parents: set[Path] = set()
+    # every 档号 folder, also those an interrupted run already emptied: they are removed below once empty
+    parents = {(archive_root / rel).parent for _, rel in paths}
     for package_id, rel in paths:
         path = archive_root / rel
         if path.is_dir():
             os.rename(path, trash / str(package_id))  # out of view at once, never half-deleted in view
-            parents.add(path.parent)
     for parent in parents:
-        fsync_dir(parent)
+        if parent.is_dir():
+            fsync_dir(parent)
     shutil.rmtree(trash)
     fsync_dir(trash.parent)
     for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):

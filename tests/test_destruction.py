@@ -272,3 +272,37 @@ def test_records_not_yet_due_are_never_listed(hub: Hub) -> None:
     assert out.returncode == 2 and "no record is due by" in out.stderr
     future = cli("destruction", "draw-up", "--on", "2057-01-01", "--opinion", "可销毁")
     assert future.returncode == 2 and "is in the future" in future.stderr
+
+
+def test_a_run_killed_after_moving_packages_out_of_view_is_finished_without_leftovers(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(hub, vouchers=8, fiscal_year=OLD_YEAR, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    catalog = Catalog(hub.settings.catalog_url)
+    from archive_hub.catalog.destruction import draw_up, sign
+
+    with catalog.transaction() as s:
+        draw_up(s, dt.date.today(), "可销毁", "tester")
+    with catalog.transaction() as s:
+        for role, name in SIGNERS.items():
+            sign(s, 1, role, name)
+    witnesses = {"archives": "孙", "accounting": "周", "it": "吴"}
+
+    def killed(path: object, *args: object, **kwargs: object) -> None:
+        raise OSError("killed while deleting")
+
+    monkeypatch.setattr(destruction.shutil, "rmtree", killed)
+    with pytest.raises(OSError):
+        destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
+    monkeypatch.undo()
+    assert published_packages(hub.settings.archive_root) == []  # out of view, not yet deleted
+    trash = hub.settings.archive_root / destruction.TRASH / "1"
+    assert len(list(trash.iterdir())) == 8
+    done = destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
+    assert done.resumed and not trash.exists()
+    assert (
+        list((hub.settings.archive_root / "J001" / str(OLD_YEAR) / "PZ").iterdir()) == []
+    )  # no empty 档号 folders
+    assert verify_archive(catalog, hub.settings.archive_root).ok
+    catalog.dispose()
