@@ -995,6 +995,8 @@ def demo(
         "uv run archive-hub verify",
         "uv run archive-hub inventory --xlsx var/目录.xlsx",
         "uv run archive-hub quarantine list",
+        "uv run archive-hub usage                  # who consulted, copied or borrowed what (利用登记簿)",
+        "uv run archive-hub due --on 2056-01-01    # then: archive-hub destruction draw-up / sign / execute",
     ]
     console.print("\n[bold]Try[/bold]")
     for command in tries:
