@@ -488,7 +488,7 @@ def due(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines, one per class")] = False,
 ) -> None:
     """Records whose 保管期限 has run out by a date: what to appraise (鉴定) before any 销毁; nothing is changed."""
-    from archive_hub.catalog.appraisal import due_for_appraisal, due_line, kept_years
+    from archive_hub.catalog.appraisal import due_for_appraisal, due_line, held_by_class, kept_years
     from canonical_model.archival_code import ArchivalCodeRule
 
     try:
@@ -497,16 +497,17 @@ def due(
         raise typer.BadParameter(f"{on!r} is not a date (YYYY-MM-DD)", param_hint="--on") from None
     with _catalog().reading() as session:
         classes = due_for_appraisal(session, day)
+        held = held_by_class(session, day)
     if as_json:
-        _json_lines(due_line(c, day, ArchivalCodeRule()) for c in classes)
+        _json_lines(due_line(c, day, ArchivalCodeRule(), held.get(c.key, 0)) for c in classes)
         return
     total = sum(c.records for c in classes)
     table = Table(
         title=f"{total} record(s) due for appraisal (鉴定) by {day.isoformat()}",
         caption="永久 records are never due; nothing was changed. Next: `archive-hub destruction draw-up`",
     )
-    for col in ("全宗号", "年度", "类别", "保管期限", "已保管", "到期", "件数", "件号"):
-        table.add_column(col, no_wrap=True, justify="right" if col in ("已保管", "件数") else "left")
+    for col in ("全宗号", "年度", "类别", "保管期限", "已保管", "到期", "件数", "held", "件号"):
+        table.add_column(col, no_wrap=True, justify="right" if col in ("已保管", "件数", "held") else "left")
     for c in classes:
         table.add_row(
             c.fonds_no,
@@ -516,6 +517,7 @@ def due(
             f"{kept_years(c.year, day)}年",
             str(c.due),
             str(c.records),
+            str(held.get(c.key, "")),
             f"{c.first_item:04d}–{c.last_item:04d}",
         )
     console.print(table)

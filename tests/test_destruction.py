@@ -79,6 +79,8 @@ def test_a_signed_witnessed_list_destroys_exactly_its_records_and_the_archive_st
     kept = all_codes[4]
     held = cli("destruction", "hold", kept, "--reason", "未结清的债权债务: 合同 HT-1994-031")
     assert held.returncode == 0, held.stderr
+    (due,) = [json.loads(line) for line in cli("due", "--json").stdout.splitlines()]
+    assert (due["records"], due["held"]) == (30, 1)  # the appraisal sees what must stay
 
     drawn = cli("destruction", "draw-up", "--opinion", "已到期, 无未了事项, 可销毁")
     assert drawn.returncode == 0, drawn.stderr
