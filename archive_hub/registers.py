@@ -1,14 +1,16 @@
 """Archiving the hub's own registers (销毁清册, 移交清册) the moment they are final, through every source of
-kind hub.registers (connectors/registers), so a register never waits for the next scheduled run."""
+kind hub.registers (connectors/registers), so a register never waits for the next scheduled run; and
+finding the final ones that are not archived yet, for `verify`."""
 
 from __future__ import annotations
 
 import datetime as dt
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.models import ArchiveRecordRow
+from archive_hub.catalog.models import ArchiveRecordRow, DestructionListRow, TransferRow
 
 REGISTERS_KIND = "hub.registers"
 
@@ -31,3 +33,39 @@ def archive_register(catalog: Catalog, key: str) -> str | None:
                 ArchiveRecordRow.status == "archived",
             )
         ).scalar()
+
+
+def registers_source_ids() -> list[str]:
+    from archive_hub.sources import load_source, source_files
+
+    return [s.id for s in map(load_source, source_files()) if s.kind == REGISTERS_KIND]
+
+
+def unarchived_registers(session: Session, source_ids: list[str]) -> list[str]:
+    """Executed 销毁清册 and finished 移交清册 that no registers source has archived: 附表一 keeps them
+    (永久, 30年) as records, and the catalog rows alone are not that."""
+    keys = [
+        f"销毁清册-{i:04d}"
+        for i in session.execute(
+            select(DestructionListRow.id).where(DestructionListRow.status == "destroyed")
+        ).scalars()
+    ] + [
+        f"移交清册-{i:04d}"
+        for i in session.execute(select(TransferRow.id).where(TransferRow.status == "done")).scalars()
+    ]
+    archived: set[str] = set()
+    for start in range(0, len(keys), 500):
+        archived.update(
+            session.execute(
+                select(ArchiveRecordRow.business_id).where(
+                    ArchiveRecordRow.source_id.in_(source_ids),
+                    ArchiveRecordRow.business_id.in_(keys[start : start + 500]),
+                    ArchiveRecordRow.status == "archived",
+                )
+            ).scalars()
+        )
+    return [
+        f"{key}: final but not archived as a record (`archive-hub sync {source_ids[0]}` archives it)"
+        for key in keys
+        if key not in archived
+    ]

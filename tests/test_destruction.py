@@ -17,6 +17,7 @@ from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, EventRow, QuarantineRow
 from archive_hub.pipeline import run_sync
 from archive_hub.pipeline.finalize import QuarantineThresholdError
+from archive_hub.registers import archive_register
 from archive_hub.verification import verify_archive
 from archive_sink.filesystem import published_packages
 from connectors.erp.sample_erp.seed import touch_voucher
@@ -217,15 +218,19 @@ def test_an_interrupted_destruction_is_named_by_verify_and_finished_by_running_i
     def crash(*_: object) -> None:
         raise OSError("power lost")
 
-    monkeypatch.setattr(destruction, "_remove_packages", crash)
-    with pytest.raises(OSError):
+    with monkeypatch.context() as patched, pytest.raises(OSError):  # only this call: the hub's env stays
+        patched.setattr(destruction, "_remove_packages", crash)
         destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
     problems = verify_archive(catalog, hub.settings.archive_root).problems
     assert len(problems) == 8 and all("is still on disk" in p for p in problems)
-    monkeypatch.undo()
     done = destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
     assert done.resumed and done.records == 8
     assert published_packages(hub.settings.archive_root) == []
+    # The list is final but not yet a record (the CLI archives it at once; this test called the function).
+    assert verify_archive(catalog, hub.settings.archive_root).problems == [
+        "销毁清册-0001: final but not archived as a record (`archive-hub sync hub_registers` archives it)"
+    ]
+    assert archive_register(catalog, "销毁清册-0001")
     assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()
 
@@ -294,10 +299,9 @@ def test_a_run_killed_after_moving_packages_out_of_view_is_finished_without_left
     def killed(path: object, *args: object, **kwargs: object) -> None:
         raise OSError("killed while deleting")
 
-    monkeypatch.setattr(destruction.shutil, "rmtree", killed)
-    with pytest.raises(OSError):
+    with monkeypatch.context() as patched, pytest.raises(OSError):
+        patched.setattr(destruction.shutil, "rmtree", killed)
         destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
-    monkeypatch.undo()
     assert published_packages(hub.settings.archive_root) == []  # out of view, not yet deleted
     trash = hub.settings.archive_root / destruction.TRASH / "1"
     assert len(list(trash.iterdir())) == 8
@@ -306,5 +310,6 @@ def test_a_run_killed_after_moving_packages_out_of_view_is_finished_without_left
     assert (
         list((hub.settings.archive_root / "J001" / str(OLD_YEAR) / "PZ").iterdir()) == []
     )  # no empty 档号 folders
+    assert archive_register(catalog, "销毁清册-0001")
     assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()
