@@ -29,7 +29,7 @@ from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
 from archive_hub.catalog.packages import PackageEntry, count_packages, package_batches
 from archive_sink.durability import fsync_dir, syncfs
-from archive_sink.filesystem import copy_checked, verify_package_dir
+from archive_sink.filesystem import copy_checked, remove_packages, verify_package_dir
 
 BATCH = 200  # packages copied between two syncfs calls
 
@@ -152,24 +152,15 @@ def _back_up_package(
 
 
 def _remove_destroyed(session: Session, packages_root: Path) -> int:
-    """The backup copies of destroyed packages, each renamed out of view first, then deleted."""
+    """The backup copies of destroyed packages, removed the way the archive's own were."""
     paths = session.execute(
         select(PackageRow.id, PackageRow.path)
         .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
         .where(ArchiveRecordRow.status == "destroyed")
     ).all()
-    removed = 0
-    for package_id, rel in paths:
-        target = packages_root / rel
-        if target.is_dir():
-            gone = packages_root / ".partial" / f"destroyed-{package_id}"
-            os.rename(target, gone)
-            fsync_dir(target.parent)
-            shutil.rmtree(gone)
-            if not any(target.parent.iterdir()):
-                target.parent.rmdir()
-            removed += 1
-    return removed
+    return remove_packages(
+        packages_root, [(str(pid), rel) for pid, rel in paths], packages_root / ".partial" / "destroyed"
+    )
 
 
 def _publish(pending: list[tuple[Path, Path]], destination: Path) -> int:

@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.history import RecordHistory
+from archive_hub.catalog.packages import expected_hashes
 from archive_sink.filesystem import copy_checked
 
 
@@ -71,7 +72,7 @@ def copy_record(
                 raise CopyRefused(f"{target} exists already; a copy never overwrites anything")
             partial = destination / f".{target.name}.partial"
             staged.append((partial, CopyMade(package.version, target, len(version.files), package.byte_size)))
-            expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
+            expected = expected_hashes(version.files)
             checked = copy_checked(archive_root / package.path, partial, expected, code)
             problems = [f"{p.path}: {p.reason}" for p in checked]
             if problems:

@@ -12,8 +12,6 @@ while it is being destroyed.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import shutil
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +20,7 @@ from archive_hub.catalog import Catalog
 from archive_hub.catalog.destruction import execution_problems, get_list, listed_records, mark_destroyed
 from archive_hub.catalog.locks import source_lock
 from archive_hub.destruction_roles import WITNESSES, DestructionRefused
-from archive_sink.durability import fsync_dir
+from archive_sink.filesystem import remove_packages
 
 TRASH = ".destroying"  # hidden: published_packages and verify never list it
 
@@ -74,27 +72,9 @@ def execute(
                 sum(p.byte_size for i in listed for p in i.packages),
                 resumed,
             )
-        _remove_packages(archive_root, list_id, paths)
+        remove_packages(
+            archive_root, [(str(pid), rel) for pid, rel in paths], archive_root / TRASH / str(list_id)
+        )
         with catalog.transaction() as session:
             get_list(session, list_id, lock=True).status = "destroyed"
     return done
-
-
-def _remove_packages(archive_root: Path, list_id: int, paths: list[tuple[int, str]]) -> None:
-    trash = archive_root / TRASH / str(list_id)
-    trash.mkdir(parents=True, exist_ok=True)
-    # every 档号 folder, also those an interrupted run already emptied: they are removed below once empty
-    parents = {(archive_root / rel).parent for _, rel in paths}
-    for package_id, rel in paths:
-        path = archive_root / rel
-        if path.is_dir():
-            os.rename(path, trash / str(package_id))  # out of view at once, never half-deleted in view
-    for parent in parents:
-        if parent.is_dir():
-            fsync_dir(parent)
-    shutil.rmtree(trash)
-    fsync_dir(trash.parent)
-    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
-        if parent.is_dir() and not any(parent.iterdir()):  # the 档号 folder once its last version went
-            parent.rmdir()
-            fsync_dir(parent.parent)

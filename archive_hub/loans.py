@@ -21,7 +21,8 @@ from sqlalchemy.orm import Session
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.history import RecordHistory
-from archive_hub.catalog.models import FileRow, LoanRow, utcnow
+from archive_hub.catalog.models import FileRow, LoanRow, PackageRow, utcnow
+from archive_hub.catalog.packages import expected_hashes
 from archive_hub.copies import CopyMade, CopyRefused, copy_record, requester
 from archive_sink.filesystem import verify_package_dir
 
@@ -88,10 +89,13 @@ def return_loan(catalog: Catalog, loan_id: int) -> Returned:
             raise LoanRefused(
                 f"loan {loan_id} was returned on {loan.returned_at:%Y-%m-%d} ({loan.return_state})"
             )
-        files = session.execute(
-            select(FileRow).where(FileRow.package_id == _package_id(session, loan))
-        ).scalars()
-        expected = {f.path: (f.sha256, f.sm3, f.size) for f in files}
+        expected = expected_hashes(
+            session.execute(
+                select(FileRow)
+                .join(PackageRow, PackageRow.id == FileRow.package_id)
+                .where(PackageRow.record_id == loan.record_id, PackageRow.version == loan.version)
+            ).scalars()
+        )
     copy = Path(loan.path)
     if not copy.is_dir():
         problems = [f"the copy is not at {copy} any more: it was not handed back"]
@@ -124,16 +128,6 @@ def return_loan(catalog: Catalog, loan_id: int) -> Returned:
     if state == "intact":
         shutil.rmtree(copy)  # the borrower's copy ends with the loan
     return Returned(loan, state == "intact", problems)
-
-
-def _package_id(session: Session, loan: LoanRow) -> int:
-    from archive_hub.catalog.models import PackageRow
-
-    return session.execute(
-        select(PackageRow.id).where(
-            PackageRow.record_id == loan.record_id, PackageRow.version == loan.version
-        )
-    ).scalar_one()
 
 
 def open_loans(

@@ -12,7 +12,6 @@ in the event chain, and the 移交清册 itself is archived (30年) through the 
 
 from __future__ import annotations
 
-import datetime as dt
 import hashlib
 import os
 import shutil
@@ -283,7 +282,3 @@ def check_transfer(directory: Path) -> TransferCheck:
         if rel not in listed:
             report.problems.append(f"{rel}: in the set but not in the 移交清册")
     return report
-
-
-def transfer_date(row: TransferRow) -> dt.date:
-    return (row.finished_at or row.started_at).date()

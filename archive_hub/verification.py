@@ -26,7 +26,7 @@ from archive_hub.catalog.integrity import (
 )
 from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, EventRow, PackageRow
-from archive_hub.catalog.packages import code_scope, count_packages, package_batches
+from archive_hub.catalog.packages import code_scope, count_packages, expected_hashes, package_batches
 from archive_sink.filesystem import published_packages, verify_package_dir
 from canonical_model.archival_code import ArchivalCodeRule
 
@@ -94,7 +94,7 @@ def verify_record(
         )
         report.problems.extend(unpublished(c) for c in stale)
     for version in history.versions if history.record.status != "destroyed" else []:
-        expected = {f.path: (f.sha256, f.sm3, f.size) for f in version.files}
+        expected = expected_hashes(version.files)
         present, problems = check_package(archive_root, version.package, expected, code)
         report.problems.extend(problems)
         manifest = expected.get(MANIFEST)

@@ -14,7 +14,7 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
-from archive_sink.durability import read_bytes, syncfs, write_file
+from archive_sink.durability import fsync_dir, read_bytes, syncfs, write_file
 from archive_sink.hashing import file_digests
 from archive_sink.metadata_check import check_metadata
 from archive_sink.package import ArchivePackage, PackageFile
@@ -259,3 +259,28 @@ def copy_checked(
     if problems:
         shutil.rmtree(partial, ignore_errors=True)
     return problems
+
+
+def remove_packages(root: Path, packages: list[tuple[str, str]], trash: Path) -> int:
+    """Published packages deleted (销毁): each renamed at once into `trash` (hidden, same filesystem), so none
+    is ever seen half-deleted, then the trash and the 档号 folders left empty go. Safe to run again after an
+    interruption. `packages` are (name in the trash, path relative to `root`); returns how many were moved."""
+    trash.mkdir(parents=True, exist_ok=True)
+    # every 档号 folder, also those an interrupted run already emptied: they are removed below once empty
+    parents = {(root / rel).parent for _, rel in packages}
+    moved = 0
+    for name, rel in packages:
+        path = root / rel
+        if path.is_dir():
+            os.rename(path, trash / name)
+            moved += 1
+    for parent in parents:
+        if parent.is_dir():
+            fsync_dir(parent)
+    shutil.rmtree(trash)
+    fsync_dir(trash.parent)
+    for parent in sorted(parents, key=lambda p: len(p.parts), reverse=True):
+        if parent.is_dir() and not any(parent.iterdir()):  # the 档号 folder once its last version went
+            parent.rmdir()
+            fsync_dir(parent.parent)
+    return moved

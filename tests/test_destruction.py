@@ -200,30 +200,38 @@ def test_out_of_order_lists_are_refused_naming_why(hub: Hub, catalog_url: str) -
     assert verified(hub, catalog_url) == []  # both versions of the corrected record went
 
 
-def test_an_interrupted_destruction_is_named_by_verify_and_finished_by_running_it_again(
-    hub: Hub, monkeypatch: pytest.MonkeyPatch
-) -> None:
+WITNESSES = {"archives": "孙", "accounting": "周", "it": "吴"}
+
+
+def signed_list_of_eight(hub: Hub) -> Catalog:
+    """8 vouchers of a year long due, on 销毁清册 1, signed by all five; the catalog to execute it with."""
+    from archive_hub.catalog.destruction import draw_up, sign
+
     seed(hub, vouchers=8, fiscal_year=OLD_YEAR, bad_records=False)
     run_sync("erp_sample", "run-1")
     catalog = Catalog(hub.settings.catalog_url)
-    from archive_hub.catalog.destruction import draw_up, sign
-
     with catalog.transaction() as s:
         draw_up(s, dt.date.today(), "可销毁", "tester")
     with catalog.transaction() as s:
         for role, name in SIGNERS.items():
             sign(s, 1, role, name)
-    witnesses = {"archives": "孙", "accounting": "周", "it": "吴"}
+    return catalog
+
+
+def test_an_interrupted_destruction_is_named_by_verify_and_finished_by_running_it_again(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    catalog = signed_list_of_eight(hub)
 
     def crash(*_: object) -> None:
         raise OSError("power lost")
 
     with monkeypatch.context() as patched, pytest.raises(OSError):  # only this call: the hub's env stays
-        patched.setattr(destruction, "_remove_packages", crash)
-        destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
+        patched.setattr(destruction, "remove_packages", crash)
+        destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, WITNESSES)
     problems = verify_archive(catalog, hub.settings.archive_root).problems
     assert len(problems) == 8 and all("is still on disk" in p for p in problems)
-    done = destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
+    done = destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, WITNESSES)
     assert done.resumed and done.records == 8
     assert published_packages(hub.settings.archive_root) == []
     # The list is final but not yet a record (the CLI archives it at once; this test called the function).
@@ -284,28 +292,18 @@ def test_records_not_yet_due_are_never_listed(hub: Hub) -> None:
 def test_a_run_killed_after_moving_packages_out_of_view_is_finished_without_leftovers(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    seed(hub, vouchers=8, fiscal_year=OLD_YEAR, bad_records=False)
-    run_sync("erp_sample", "run-1")
-    catalog = Catalog(hub.settings.catalog_url)
-    from archive_hub.catalog.destruction import draw_up, sign
-
-    with catalog.transaction() as s:
-        draw_up(s, dt.date.today(), "可销毁", "tester")
-    with catalog.transaction() as s:
-        for role, name in SIGNERS.items():
-            sign(s, 1, role, name)
-    witnesses = {"archives": "孙", "accounting": "周", "it": "吴"}
+    catalog = signed_list_of_eight(hub)
 
     def killed(path: object, *args: object, **kwargs: object) -> None:
         raise OSError("killed while deleting")
 
     with monkeypatch.context() as patched, pytest.raises(OSError):
-        patched.setattr(destruction.shutil, "rmtree", killed)
-        destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
+        patched.setattr(shutil, "rmtree", killed)
+        destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, WITNESSES)
     assert published_packages(hub.settings.archive_root) == []  # out of view, not yet deleted
     trash = hub.settings.archive_root / destruction.TRASH / "1"
     assert len(list(trash.iterdir())) == 8
-    done = destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, witnesses)
+    done = destruction.execute(catalog, hub.settings.archive_root, hub.settings.staging_root, 1, WITNESSES)
     assert done.resumed and not trash.exists()
     assert (
         list((hub.settings.archive_root / "J001" / str(OLD_YEAR) / "PZ").iterdir()) == []

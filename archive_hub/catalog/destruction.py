@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import ColumnElement, and_, select
 from sqlalchemy.orm import Session
 
+from archive_hub.catalog.appraisal import kept_years
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import (
     ArchiveRecordRow,
@@ -31,6 +32,7 @@ from archive_hub.catalog.models import (
 )
 from archive_hub.catalog.packages import code_scope
 from archive_hub.destruction_roles import SIGNATORIES, WITNESSES, DestructionRefused
+from canonical_model.retention import RetentionPeriod
 
 OPEN = ("draft", "destroying")  # lists whose records no other list may take
 
@@ -397,9 +399,6 @@ class RegisterLine:
 def register_lines(
     lst: DestructionListRow, listed: Sequence[ListedRecord], today: dt.date
 ) -> list[RegisterLine]:
-    from archive_hub.catalog.appraisal import kept_years
-    from canonical_model.retention import RetentionPeriod
-
     classes: dict[tuple[str, int, str, str], list[ArchiveRecordRow]] = {}
     for item in listed:
         r = item.record

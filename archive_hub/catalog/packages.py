@@ -6,7 +6,7 @@ walk over a million packages never holds more than a batch and never asks once p
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from sqlalchemy import ColumnElement, and_, func, select, true
@@ -27,6 +27,11 @@ def code_scope(code_prefix: str | None) -> ColumnElement[bool]:
     return ArchiveRecordRow.archival_code.startswith(code_prefix, autoescape=True)
 
 
+def expected_hashes(files: Iterable[FileRow]) -> dict[str, tuple[str, str, int]]:
+    """path -> (SHA-256, SM3, size), as the catalog holds them: what verify_package_dir checks against."""
+    return {f.path: (f.sha256, f.sm3, f.size) for f in files}
+
+
 @dataclass
 class PackageEntry:
     package: PackageRow
@@ -35,8 +40,7 @@ class PackageEntry:
 
     @property
     def expected(self) -> dict[str, tuple[str, str, int]]:
-        """path -> (SHA-256, SM3, size), as the catalog holds them: what verify_package_dir checks against."""
-        return {f.path: (f.sha256, f.sm3, f.size) for f in self.files}
+        return expected_hashes(self.files)
 
 
 def count_packages(session: Session, where: ColumnElement[bool], current_only: bool = False) -> int:
