@@ -887,6 +887,9 @@ def quarantine_retry(
 def seed_sample_erp_cmd(
     vouchers: Annotated[int, typer.Option(help="normal vouchers to create")] = 3000,
     attachment_every: Annotated[int, typer.Option(help="every k-th voucher gets an attachment")] = 4,
+    bank_books: Annotated[
+        bool, typer.Option(help="book the 工商银行基本户 (1002.01) from the sample bank statements' year")
+    ] = True,
 ) -> None:
     """Create the sample ERP (SQLite + attachment files) under ARCHIVE_HUB_HOME/sample_erp."""
     from connectors.erp.sample_erp.seed import seed_sample_erp
@@ -897,6 +900,7 @@ def seed_sample_erp_cmd(
         home / "sample_erp" / "attachments",
         vouchers=vouchers,
         attachment_every=attachment_every,
+        bank_books=bank_books,
     )
     console.print(summary.one_line())
 
@@ -921,7 +925,9 @@ def demo(
     erp = settings.home / "sample_erp" / "erp.sqlite"
     if not erp.exists():
         with console.status("seeding the sample ERP (华东精密制造有限公司, fiscal year 2025)"):
-            summary = seed_sample_erp(f"sqlite:///{erp}", erp.parent / "attachments", vouchers=vouchers)
+            summary = seed_sample_erp(
+                f"sqlite:///{erp}", erp.parent / "attachments", vouchers=vouchers, bank_books=True
+            )
         console.print(f"[bold]sample ERP[/bold]: {summary.one_line()}")
     else:
         console.print(
@@ -994,6 +1000,7 @@ def demo(
         "uv run archive-hub search --text 差旅费",
         *([f"uv run archive-hub show '{voucher.parent.name}' --verify"] if voucher else []),
         "uv run archive-hub reconcile erp_sample",
+        "uv run archive-hub bank reconcile         # 银行存款余额调节表: the archived statements against the books",
         "uv run archive-hub verify",
         "uv run archive-hub inventory --xlsx var/目录.xlsx",
         "uv run archive-hub quarantine list",

@@ -14,7 +14,11 @@ from typing import Annotated
 
 import typer
 
-bank_app = typer.Typer(help="Bank statements: parse and check.", no_args_is_help=True, add_completion=False)
+bank_app = typer.Typer(
+    help="Bank statements: parse and check; reconcile the bank against the books.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 
 EXIT_REFUSED = 2
 EXIT_IO = 3
@@ -63,6 +67,74 @@ def parse_cmd(
         ],
     }
     sys.stdout.write(json.dumps(out, ensure_ascii=False, indent=2) + "\n")
+
+
+@bank_app.command("reconcile")
+def reconcile_cmd(
+    account: Annotated[
+        str | None, typer.Argument(help="bank account as in config/bank_accounts.yaml; all when omitted")
+    ] = None,
+    on: Annotated[
+        str | None,
+        typer.Option("--on", help="the day of the table (default: the last statement's closing day)"),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print the tables as JSON")] = False,
+    xlsx: Annotated[
+        Path | None, typer.Option("--xlsx", help="also write the tables as an Excel workbook")
+    ] = None,
+) -> None:
+    """银行存款余额调节表 from the archive: archived statements against archived vouchers, with every 未达账项."""
+    import datetime as dt
+
+    from archive_hub.bank_reconciliation import default_day, load_bank_accounts, reconcile_bank
+    from archive_hub.cli_common import err, open_catalog
+    from connectors.errors import ConfigError
+
+    try:
+        accounts = load_bank_accounts()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_REFUSED) from None
+    chosen = [a for a in accounts if account in (None, a.account)]
+    if not chosen:
+        known = ", ".join(a.account for a in accounts) or "none"
+        err.print(f"[red]no bank account {account or ''} in config/bank_accounts.yaml (known: {known})[/red]")
+        raise typer.Exit(EXIT_REFUSED)
+    try:
+        day = dt.date.fromisoformat(on) if on else None
+    except ValueError:
+        err.print(f"[red]--on {on}: not a date (YYYY-MM-DD)[/red]", highlight=False)
+        raise typer.Exit(EXIT_REFUSED) from None
+    catalog = open_catalog()
+    reports = []
+    with catalog.reading() as session:
+        for acct in chosen:
+            when = day or default_day(session, acct)
+            if when is None:
+                err.print(f"[red]{acct.account}: no archived statement yet, and no --on given[/red]")
+                raise typer.Exit(EXIT_REFUSED)
+            try:
+                reports.append(reconcile_bank(session, acct, when))
+            except ValueError as exc:
+                err.print(f"[red]{exc}[/red]", highlight=False)
+                raise typer.Exit(EXIT_REFUSED) from None
+    if as_json:
+        sys.stdout.write(json.dumps([r.as_dict() for r in reports], ensure_ascii=False, indent=2) + "\n")
+    else:
+        from archive_hub.bank_reconciliation_view import print_report
+
+        for report in reports:
+            print_report(report)
+    if xlsx is not None:
+        from archive_hub.bank_reconciliation_view import write_xlsx
+
+        try:
+            typer.echo(f"workbook: {write_xlsx(reports, xlsx)}")
+        except OSError as exc:
+            err.print(f"[red]cannot write the workbook {xlsx}: {exc.strerror or exc}[/red]", highlight=False)
+            raise typer.Exit(EXIT_REFUSED) from None
+    if not all(r.balanced for r in reports):
+        raise typer.Exit(4)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ class Settings:
     staging_root: Path
     runs_root: Path
     sources_dir: Path
+    bank_accounts_file: Path  # the accounts `bank reconcile` reconciles (银行存款余额调节表)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -35,6 +36,9 @@ class Settings:
             staging_root=Path(os.environ.get("ARCHIVE_HUB_STAGING_ROOT", archive_root / ".staging")),
             runs_root=Path(os.environ.get("ARCHIVE_HUB_RUNS_ROOT", home / "runs")),
             sources_dir=Path(os.environ.get("ARCHIVE_HUB_SOURCES_DIR", PROJECT_ROOT / "config" / "sources")),
+            bank_accounts_file=Path(
+                os.environ.get("ARCHIVE_HUB_BANK_ACCOUNTS", PROJECT_ROOT / "config" / "bank_accounts.yaml")
+            ),
         )
 
 

@@ -127,6 +127,7 @@ class Booking:
     btc: str  # ISO bank transaction code Domn/Fmly/SubFmly
     voucher: str  # ICBC 凭证种类
     e2e: str = "NOTPROVIDED"
+    kind: str = ""  # key of _KINDS: what the books debit or credit against the bank
     ref: str = ""  # bank reference (流水号 / AcctSvcrRef), set when numbered
     balance: Decimal = Decimal(0)  # running balance after the booking
 
@@ -199,7 +200,7 @@ def _cny_month(rng: random.Random, year: int, month: int, customers: int, suppli
         at = when if isinstance(when, dt.datetime) else _at(rng, when)
         who = party or default
         assert who is not None, kind
-        b = Booking(at, amount, who, summary, purpose, btc, voucher, e2e)
+        b = Booking(at, amount, who, summary, purpose, btc, voucher, e2e, kind)
         out.append(b)
         return b
 
@@ -603,26 +604,60 @@ def _mt940_eur(rng: random.Random, year: int, month: int) -> bytes:
 # --- writing -------------------------------------------------------------------------------------------------
 
 
-def sample_files(*, fiscal_year: int = 2025, seed: int = 7) -> dict[str, bytes]:
-    """File name → bytes of the sample inbox, in the order the bank would have sent them."""
+@dataclass
+class AccountMonth:
+    """One month of the 基本户 as the bank books it."""
+
+    year: int
+    month: int
+    opening: Decimal
+    closing: Decimal
+    bookings: list[Booking]
+
+
+OPENING_BALANCE = Decimal(
+    "3286415.62"
+)  # the 基本户 on the first day of the fiscal year, bank and books alike
+# (customers paying, suppliers paid) per month; the months after April use the last pair
+_MONTH_SIZES = {1: (8, 7), 2: (9, 9), 3: (9, 8), 4: (9, 9)}
+
+
+def icbc_year(*, fiscal_year: int = 2025, seed: int = 7) -> list[AccountMonth]:
+    """The 基本户's fiscal year as the bank books it, month by month.
+
+    The inbox shows its first months; the sample ERP books the same payments (``seed_sample_erp(...,
+    bank_books=True)``), a few of them a month early or late as a real ledger does, so the demo can
+    draw up the 银行存款余额调节表 from the archive.
+    """
     rng = random.Random(seed)
-    year = fiscal_year
-    out: dict[str, bytes] = {}
-    balance = Decimal("3286415.62")
+    balance = OPENING_BALANCE
     ref = 153
-    for month, customers, suppliers in ((1, 8, 7), (2, 9, 9), (3, 9, 8), (4, 9, 9)):
-        bookings = _cny_month(rng, year, month, customers, suppliers)
+    out = []
+    for month in range(1, 13):
+        customers, suppliers = _MONTH_SIZES.get(month, _MONTH_SIZES[4])
+        bookings = _cny_month(rng, fiscal_year, month, customers, suppliers)
         opening = balance
         balance = _number(bookings, opening, ref)
         ref += len(bookings) + rng.randint(40, 90)
-        if month == 1:
-            out[f"ICBC_{ICBC_ACCOUNT[:8]}_{year}01.csv"] = _icbc_csv(bookings, year, 1, opening, balance)
-            out[f"MT940_EUR_{year}01.sta"] = _mt940_eur(rng, year, 1)
+        out.append(AccountMonth(fiscal_year, month, opening, balance, bookings))
+    return out
+
+
+def sample_files(*, fiscal_year: int = 2025, seed: int = 7) -> dict[str, bytes]:
+    """File name → bytes of the sample inbox, in the order the bank would have sent them."""
+    year = fiscal_year
+    out: dict[str, bytes] = {}
+    for m in icbc_year(fiscal_year=year, seed=seed)[:4]:
+        if m.month == 1:
+            out[f"ICBC_{ICBC_ACCOUNT[:8]}_{year}01.csv"] = _icbc_csv(
+                m.bookings, year, 1, m.opening, m.closing
+            )
+            out[f"MT940_EUR_{year}01.sta"] = _mt940_eur(random.Random(seed + 1), year, 1)
             continue
-        data = _camt053(bookings, year, month, month, opening, balance)
-        if month == 4:  # the transfer broke off in the middle of an entry
+        data = _camt053(m.bookings, year, m.month, m.month, m.opening, m.closing)
+        if m.month == 4:  # the transfer broke off in the middle of an entry
             data = _truncate_in_entry(data, 17)
-        out[f"camt053_CNY_{year}{month:02d}.xml"] = data
+        out[f"camt053_CNY_{year}{m.month:02d}.xml"] = data
     return out
 
 

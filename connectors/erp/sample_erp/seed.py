@@ -72,12 +72,14 @@ ACCOUNTS: list[tuple[str, str, str, str]] = [
     ("2211", "应付职工薪酬", "负债", "C"),
     ("2211.01", "工资", "负债", "C"),
     ("2211.02", "社会保险费", "负债", "C"),
+    ("2211.03", "住房公积金", "负债", "C"),
     ("2221", "应交税费", "负债", "C"),
     ("2221.01", "应交增值税", "负债", "C"),
     ("2221.01.01", "进项税额", "负债", "C"),
     ("2221.01.05", "销项税额", "负债", "C"),
     ("2221.02", "未交增值税", "负债", "C"),
     ("2221.06", "应交企业所得税", "负债", "C"),
+    ("2221.07", "应交城建税及教育费附加", "负债", "C"),
     ("2221.10", "应交个人所得税", "负债", "C"),
     ("2241", "其他应付款", "负债", "C"),
     ("2241.01", "代扣社保", "负债", "C"),
@@ -89,6 +91,7 @@ ACCOUNTS: list[tuple[str, str, str, str]] = [
     ("5101", "制造费用", "成本", "D"),
     ("5101.01", "折旧费", "成本", "D"),
     ("5101.02", "工资", "成本", "D"),
+    ("5101.03", "水电费", "成本", "D"),
     ("6001", "主营业务收入", "损益", "C"),
     ("6051", "其他业务收入", "损益", "C"),
     ("6401", "主营业务成本", "损益", "D"),
@@ -602,11 +605,15 @@ def seed_sample_erp(
     attachment_size: int | None = None,
     bad_records: bool = True,
     seed: int = 20250101,
+    bank_books: bool = False,
 ) -> SeedSummary:
     """Create the sample ERP tables and fill them with one fiscal year of vouchers (see module doc).
 
     The tables must be empty: ids are assigned here so that a seed always yields the same rows.
     `bad_records` adds 6 defective vouchers (one per Defect) on top of `vouchers` normal ones.
+    `bank_books` books the 工商银行基本户 (1002.01) from the sample bank statements' year instead
+    (``bank_books.py``), on top of `vouchers`: the day-to-day vouchers then pay through the other two
+    banks, and the bank's 代发工资 replaces the month's 发放上月工资.
     """
     started = time.perf_counter()
     if vouchers < 0 or (bad_records and vouchers < 1):
@@ -648,6 +655,14 @@ def seed_sample_erp(
                 hours=hour, minutes=rng.randint(0, 59), seconds=rng.randint(0, 59)
             )
             specs.append(_header(rng, fiscal_year, period, word, day.isoformat(), created, lines))
+
+    if bank_books:
+        specs = [s for s in specs if not s["_lines"][0]["summary"].startswith("发放上月工资")]
+        for s in specs:
+            for ln in s["_lines"]:
+                if ln["account_code"] == "1002.01":
+                    ln["account_code"] = "1002.03"
+        specs += _bank_book_specs(random.Random(seed + 1), fiscal_year)
 
     normal_count = len(specs)
     bad: list[tuple[dict[str, Any], Defect, str]] = []
@@ -788,6 +803,18 @@ def _header(
         "_lines": lines,
         "_period_end": datetime(year, period, calendar.monthrange(year, period)[1], 23, 59, 59),
     }
+
+
+def _bank_book_specs(rng: random.Random, year: int) -> list[dict[str, Any]]:
+    from connectors.erp.sample_erp.bank_books import bank_book_entries
+
+    out = []
+    for day, word, lines in bank_book_entries(year):
+        created = datetime.combine(day, datetime.min.time()) + timedelta(
+            hours=rng.randint(9, 17), minutes=rng.randint(0, 59), seconds=rng.randint(0, 59)
+        )
+        out.append(_header(rng, year, day.month, word, day.isoformat(), created, lines))
+    return out
 
 
 def _number_and_stamp(rng: random.Random, year: int, specs: list[dict[str, Any]]) -> None:
@@ -983,6 +1010,7 @@ def main(argv: Iterable[str] | None = None) -> SeedSummary:
     p.add_argument("--attachment-size", type=int, default=None, help="pad each attachment to about N bytes")
     p.add_argument("--no-bad-records", dest="bad_records", action="store_false")
     p.add_argument("--seed", type=int, default=20250101)
+    p.add_argument("--bank-books", action="store_true", help="book 1002.01 from the sample bank statements")
     p.add_argument("--reset", action="store_true", help="drop the sample ERP tables first")
     args = p.parse_args(list(argv) if argv is not None else None)
     _ensure_sqlite_dir(args.db_url)
@@ -997,6 +1025,7 @@ def main(argv: Iterable[str] | None = None) -> SeedSummary:
         attachment_size=args.attachment_size,
         bad_records=args.bad_records,
         seed=args.seed,
+        bank_books=args.bank_books,
     )
     print(summary.one_line())
     return summary
