@@ -54,6 +54,8 @@ def transfer_out_cmd(
     except OSError as exc:
         err.print(f"[red]error:[/red] cannot write {destination}: {exc.strerror or exc}", highlight=False)
         raise typer.Exit(2) from None
+    for _, _, line in made.settled:
+        console.print(f"settled first: {line}", highlight=False, soft_wrap=True)
     console.print(
         f"移交 {made.transfer_id}: {made.records} 件, {made.packages} package version(s), {made.files} files, "
         f"{made.bytes / 1_048_576:.1f} MB to {to}, each verified: {made.path} (移交清册.xml SHA-256 "
@@ -61,7 +63,8 @@ def transfer_out_cmd(
         highlight=False,
         soft_wrap=True,
     )
-    archive_register_now(catalog, f"移交清册-{made.transfer_id:04d}", f"移交清册 {made.transfer_id}", "30年")
+    for number in [n for n, handed_over, _ in made.settled if handed_over] + [made.transfer_id]:
+        archive_register_now(catalog, f"移交清册-{number:04d}", f"移交清册 {number}", "30年")
 
 
 @transfer_app.command("check")

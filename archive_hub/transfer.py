@@ -21,10 +21,11 @@ from pathlib import Path
 from typing import Any
 
 from lxml import etree
-from sqlalchemy import and_
+from sqlalchemy import and_, select
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
+from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, TransferRow, utcnow
 from archive_hub.catalog.packages import code_scope, count_packages, package_batches
 from archive_sink.durability import fsync_dir, replace_file, syncfs
@@ -48,6 +49,8 @@ class TransferMade:
     files: int
     bytes: int
     register_sha256: str
+    # earlier transfers a killed process had left open: (transfer id, handed over?, what was done)
+    settled: list[tuple[int, bool, str]] = field(default_factory=list)
 
 
 @dataclass
@@ -63,6 +66,35 @@ class TransferCheck:
 
 
 def transfer_out(
+    catalog: Catalog,
+    archive_root: Path,
+    destination: Path,
+    registers_dir: Path,
+    *,
+    code_prefix: str,
+    receiver: str,
+    people: dict[str, str],
+    progress: Callable[[int, int], None] | None = None,
+) -> TransferMade:
+    """One transfer at a time (a lock beside the registers folder, and on PostgreSQL an advisory lock), so
+    every transfer still `preparing` when it starts was left by a killed process and is settled first."""
+    with source_lock(catalog, registers_dir, "移交"):
+        settled = finish_interrupted(catalog, registers_dir)
+        made = _transfer_out(
+            catalog,
+            archive_root,
+            destination,
+            registers_dir,
+            code_prefix=code_prefix,
+            receiver=receiver,
+            people=people,
+            progress=progress,
+        )
+    made.settled = settled
+    return made
+
+
+def _transfer_out(
     catalog: Catalog,
     archive_root: Path,
     destination: Path,
@@ -163,6 +195,19 @@ def transfer_out(
         with catalog.transaction() as session:
             session.get(TransferRow, transfer_id).status = "failed"  # type: ignore[union-attr]
         raise
+    return _finish(catalog, transfer_id, register, registers_dir, destination)
+
+
+def _finish(
+    catalog: Catalog, transfer_id: int, register: bytes, registers_dir: Path, destination: Path
+) -> TransferMade:
+    """Register a set that is in view: the 清册 kept for archiving, the row done, one event per 件 and one for
+    the transfer. Everything is read from the 清册 itself, so an interrupted run is finished the same way."""
+    root = etree.fromstring(register, _PARSER)
+    codes = [node.get("档号", "") for node in root.iterfind("明细/件")]
+    receiver, scope = root.findtext("接收单位", ""), root.findtext("范围", "")
+    packages, files, total_bytes = (int(root.findtext(k, "0")) for k in ("版本数", "文件数", "字节"))
+    signed = {title: root.findtext(title, "") for title in PEOPLE.values()}
     digest = hashlib.sha256(register).hexdigest()
     kept = registers_dir / f"移交清册-{transfer_id:04d}.xml"
     replace_file(kept, register)
@@ -170,32 +215,62 @@ def transfer_out(
         row = session.get(TransferRow, transfer_id)
         assert row is not None
         row.status, row.finished_at = "done", utcnow()
-        row.records, row.packages, row.bytes = len(items), packages, total_bytes
+        row.records, row.packages, row.bytes = len(codes), packages, total_bytes
         row.register_sha256, row.register_path = digest, str(kept)
         append(
             session,
-            [
-                Event("transferred", item["档号"], {"transfer": transfer_id, "to": receiver.strip()})
-                for item in items.values()
-            ]
+            [Event("transferred", code, {"transfer": transfer_id, "to": receiver}) for code in codes]
             + [
                 Event(
                     "transfer",
                     f"移交清册 {transfer_id}",
                     {
-                        "to": receiver.strip(),
-                        "scope": code_prefix,
-                        "records": len(items),
+                        "to": receiver,
+                        "scope": scope,
+                        "records": len(codes),
                         "packages": packages,
                         "bytes": total_bytes,
                         "register_sha256": digest,
-                        "destination": str(target),
-                        **{PEOPLE[k]: v for k, v in people.items() if k in PEOPLE},
+                        "destination": str(destination.resolve()),
+                        **signed,
                     },
                 )
             ],
         )
-    return TransferMade(transfer_id, destination, len(items), packages, files, total_bytes, digest)
+    return TransferMade(transfer_id, destination, len(codes), packages, files, total_bytes, digest)
+
+
+def finish_interrupted(catalog: Catalog, registers_dir: Path) -> list[tuple[int, bool, str]]:
+    """Settle the transfers a killed process left `preparing` (call with the transfer lock held, so none runs).
+
+    A set already renamed into view whose 清册 is this transfer's and checks whole was handed over: only its
+    registration was lost, and it is registered now. Anything else never became visible: its partial folder
+    is removed and the row marked interrupted. Returns (id, handed over?, what was done) per transfer.
+    """
+    with catalog.reading() as session:
+        stale = session.scalars(select(TransferRow).where(TransferRow.status == "preparing")).all()
+    said: list[tuple[int, bool, str]] = []
+    for row in stale:
+        destination = Path(row.destination)
+        register = destination / REGISTER
+        try:
+            data = register.read_bytes()
+            ours = etree.fromstring(data, _PARSER).get("编号") == str(row.id)
+        except (OSError, etree.XMLSyntaxError):
+            data, ours = b"", False
+        if ours and check_transfer(destination).ok:
+            _finish(catalog, row.id, data, registers_dir, destination)
+            said.append(
+                (row.id, True, f"移交 {row.id} to {destination} was handed over whole; registered now")
+            )
+            continue
+        shutil.rmtree(destination.parent / f".{destination.name}.partial", ignore_errors=True)
+        with catalog.transaction() as session:
+            session.get(TransferRow, row.id).status = "interrupted"  # type: ignore[union-attr]
+        said.append(
+            (row.id, False, f"移交 {row.id} to {destination} was interrupted before the set was whole")
+        )
+    return said
 
 
 def _item(record: ArchiveRecordRow) -> dict[str, Any]:

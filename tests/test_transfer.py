@@ -7,6 +7,7 @@ import datetime as dt
 import json
 import shutil
 
+import pytest
 from sqlalchemy import select
 
 from archive_hub.catalog import Catalog
@@ -135,3 +136,66 @@ def test_a_register_with_a_doctype_is_refused_unread(hub: Hub) -> None:
     )
     out = cli("transfer", "check", str(dest))
     assert out.returncode == 2 and "has a DOCTYPE" in out.stderr
+
+
+def test_transfers_a_killed_process_left_open_are_settled_by_the_next_one(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Killed after the set went into view: it was handed over, so the next transfer registers it (events,
+    kept 清册, archived 30年). Killed while copying: nothing became visible; the partial folder goes and the
+    row says interrupted. Either way no row stays `preparing`."""
+    import archive_hub.transfer as transfer
+
+    seed(hub, vouchers=6, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    catalog = Catalog(hub.settings.catalog_url)
+    registers = hub.home / "registers" / "transfers"
+    handed = hub.home / "handover" / "first"
+
+    def killed(*args: object) -> None:
+        raise SystemExit(137)  # the process dies between publishing the set and registering it
+
+    with monkeypatch.context() as m:
+        m.setattr(transfer, "_finish", killed)
+        with pytest.raises(SystemExit):
+            transfer.transfer_out(
+                catalog,
+                hub.settings.archive_root,
+                handed,
+                registers,
+                code_prefix=SCOPE,
+                receiver="市档案馆",
+                people={"handed_by": "赵", "received_by": "钱", "supervised_by": "孙"},
+            )
+    assert (handed / "移交清册.xml").exists()
+    broken = hub.home / "handover" / "second"  # as a kill in the middle of copying leaves it
+    partial = broken.parent / f".{broken.name}.partial"
+    (partial / "archive").mkdir(parents=True)
+    with catalog.transaction() as s:
+        s.add(
+            TransferRow(
+                status="preparing", code_prefix=SCOPE, receiver="x", people={}, destination=str(broken)
+            )
+        )
+    with catalog.reading() as s:
+        assert s.scalars(select(TransferRow.status).order_by(TransferRow.id)).all() == ["preparing"] * 2
+        assert not s.execute(select(EventRow).where(EventRow.kind == "transferred")).first()
+    catalog.dispose()
+
+    out = cli("transfer", "out", str(hub.home / "handover" / "third"), "--code", SCOPE, *PEOPLE)
+    assert out.returncode == 0, out.stderr
+    assert f"settled first: 移交 1 to {handed} was handed over whole; registered now" in out.stdout
+    assert f"settled first: 移交 2 to {broken} was interrupted before the set was whole" in out.stdout
+    assert "移交清册 1 archived 30年" in out.stdout and "移交清册 3 archived 30年" in out.stdout
+    assert not partial.exists() and not broken.exists()
+    with catalog.reading() as s:
+        assert s.scalars(select(TransferRow.status).order_by(TransferRow.id)).all() == [
+            "done",
+            "interrupted",
+            "done",
+        ]
+        transferred = s.scalars(select(EventRow.detail).where(EventRow.kind == "transferred")).all()
+    assert sorted(json.loads(d)["transfer"] for d in transferred) == [1] * 6 + [3] * 6
+    assert (registers / "移交清册-0001.xml").read_bytes() == (handed / "移交清册.xml").read_bytes()
+    report = verify_archive(catalog, hub.settings.archive_root)
+    assert report.ok, report.problems

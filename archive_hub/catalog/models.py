@@ -208,7 +208,7 @@ class TransferRow(Base):
     __tablename__ = "transfer"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    status: Mapped[str] = mapped_column(String(12))  # preparing / done / failed
+    status: Mapped[str] = mapped_column(String(12))  # preparing / done / failed / interrupted
     code_prefix: Mapped[str] = mapped_column(String(100))
     receiver: Mapped[str] = mapped_column(Text)  # 接收单位
     people: Mapped[dict] = mapped_column(JSON, default=dict)  # 移交人, 接收人, 监交人
