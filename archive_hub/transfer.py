@@ -78,33 +78,6 @@ def transfer_out(
 ) -> TransferMade:
     """One transfer at a time (a lock beside the registers folder, and on PostgreSQL an advisory lock), so
     every transfer still `preparing` when it starts was left by a killed process and is settled first."""
-    with source_lock(catalog, registers_dir, "移交"):
-        settled = finish_interrupted(catalog, registers_dir)
-        made = _transfer_out(
-            catalog,
-            archive_root,
-            destination,
-            registers_dir,
-            code_prefix=code_prefix,
-            receiver=receiver,
-            people=people,
-            progress=progress,
-        )
-    made.settled = settled
-    return made
-
-
-def _transfer_out(
-    catalog: Catalog,
-    archive_root: Path,
-    destination: Path,
-    registers_dir: Path,
-    *,
-    code_prefix: str,
-    receiver: str,
-    people: dict[str, str],
-    progress: Callable[[int, int], None] | None = None,
-) -> TransferMade:
     missing = [title for key, title in PEOPLE.items() if not people.get(key, "").strip()]
     if missing or not receiver.strip():
         raise TransferRefused(
@@ -115,11 +88,31 @@ def _transfer_out(
     root, target = archive_root.resolve(), destination.resolve()
     if target == root or root in target.parents or target in root.parents:
         raise TransferRefused(f"{destination} overlaps the archive {archive_root}")
-    if destination.exists():
-        raise TransferRefused(
-            f"{destination} exists already; a transfer set is written once, into a new folder"
+    with source_lock(catalog, registers_dir, "移交"):
+        settled = finish_interrupted(catalog, registers_dir)
+        if destination.exists():
+            raise TransferRefused(
+                f"{destination} exists already; a transfer set is written once, into a new folder"
+            )
+        signed = {k: v.strip() for k, v in people.items()}
+        made = _hand_over(
+            catalog, archive_root, destination, registers_dir, code_prefix, receiver, signed, progress
         )
-    people = {k: v.strip() for k, v in people.items()}
+    made.settled = settled
+    return made
+
+
+def _hand_over(
+    catalog: Catalog,
+    archive_root: Path,
+    destination: Path,
+    registers_dir: Path,
+    code_prefix: str,
+    receiver: str,
+    people: dict[str, str],
+    progress: Callable[[int, int], None] | None,
+) -> TransferMade:
+    target = destination.resolve()
     where = and_(code_scope(code_prefix), ArchiveRecordRow.status == "archived")
     with catalog.transaction() as session:
         row = TransferRow(
