@@ -20,7 +20,8 @@ setup:
 demo: setup
 	@$(UV) run --frozen archive-hub demo
 
-# The suite starts its own servers (PostgreSQL via scripts/postgres.sh; Airflow runs in-process).
+# The suite starts its own servers (PostgreSQL via scripts/postgres.sh, ClamAV's clamd via scripts/clamav.sh;
+# Airflow runs in-process).
 test: setup
 	@$(UV) run --frozen ruff check .
 	@$(UV) run --frozen pytest -q
@@ -40,4 +41,5 @@ format: setup
 
 clean:
 	@bash scripts/postgres.sh stop >/dev/null 2>&1 || true
+	@bash scripts/clamav.sh stop >/dev/null 2>&1 || true
 	rm -rf var

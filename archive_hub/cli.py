@@ -646,6 +646,39 @@ def formats(
 
 
 @app.command()
+def scan(code: CodePrefix = None) -> None:
+    """病毒检测 of every archived version's files with today's signatures (clamd at ARCHIVE_HUB_CLAMD); logged."""
+    from archive_hub.virus_rescan import rescan_archive
+    from archive_sink.virus_scan import ClamdScanner
+
+    settings = Settings.from_env()
+    if not settings.clamd_url:
+        _fail(
+            "no virus scanner: set ARCHIVE_HUB_CLAMD to a clamd (unix:///path/clamd.sock or tcp://host:3310)",
+            2,
+        )
+    report = with_progress(
+        "scanning archived files",
+        lambda step: rescan_archive(
+            _catalog(), settings.archive_root, ClamdScanner(settings.clamd_url), code, step
+        ),
+    )
+    for c, v, path, signature in report.found:
+        err.print(f"[red]virus found[/red]: {c} v{v} {path}: {signature}", highlight=False, soft_wrap=True)
+    for problem in report.unreadable:
+        err.print(f"[red]unreadable:[/red] {problem}", highlight=False, soft_wrap=True)
+    console.print(
+        f"病毒检测: {report.files} file(s), {report.bytes / 1_000_000:.1f} MB scanned with {report.scanner}: "
+        + (f"[red]{len(report.found)} found[/red]" if report.found else "[green]nothing found[/green]")
+        + " (logged as a virus-scan event)",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if report.found or report.unreadable:
+        raise typer.Exit(4)
+
+
+@app.command()
 def backup(
     destination: Annotated[Path, typer.Argument(help="folder for the backup (another disk or mount)")],
     check: Annotated[
@@ -808,7 +841,11 @@ def runs(
             soft_wrap=True,
             highlight=False,
         )
-        console.print(f"  {told or 'no summary yet'}", highlight=False)
+        if "error" in r.summary:
+            told = (
+                f"{told + '; ' if told else ''}failed in {r.summary.get('failed_step')}: {r.summary['error']}"
+            )
+        console.print(f"  {told or 'no summary yet'}", highlight=False, soft_wrap=True)
     if not rows:
         console.print("no runs yet")
 
@@ -1032,10 +1069,11 @@ def _expected_failure(exc: Exception) -> str | None:
     from sqlalchemy.exc import SQLAlchemyError
 
     from archive_hub.settings import redact_url
+    from archive_sink.virus_scan import ScannerUnavailable
     from connectors.errors import ConnectorError
     from mappings import MappingConfigError
 
-    if isinstance(exc, ConnectorError | MappingConfigError):
+    if isinstance(exc, ConnectorError | MappingConfigError | ScannerUnavailable):
         return str(exc)
     if isinstance(exc, SQLAlchemyError):
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]

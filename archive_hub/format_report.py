@@ -17,8 +17,7 @@ from sqlalchemy import and_
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow
-from archive_hub.catalog.packages import code_scope, count_packages, package_batches
-from archive_sink.durability import read_bytes
+from archive_hub.catalog.packages import code_scope, content_files
 from archive_sink.formats import preservation_format
 
 
@@ -51,24 +50,14 @@ def format_report(
     report = FormatReport()
     scope = and_(code_scope(code_prefix), ArchiveRecordRow.status == "archived")  # not what was destroyed
     with catalog.reading() as session:
-        total = count_packages(session, scope, current_only=True)
-        for batch in package_batches(session, scope, current_only=True):
-            for entry in batch:
-                package, code = entry.package, entry.record.archival_code
-                for f in entry.files:
-                    if f.role == "tag":
-                        continue
-                    try:
-                        data = read_bytes(archive_root / package.path / f.path)
-                    except OSError as exc:
-                        report.unreadable.append(f"{code} v{package.version}: {f.path}: {exc.strerror}")
-                        continue
-                    label, long_term = preservation_format(data)
-                    count = report.counts.setdefault(label, FormatCount(label, long_term))
-                    count.files += 1
-                    count.bytes += len(data)
-                    if not long_term:
-                        report.to_convert.append((code, package.version, f.path, label))
-            if progress:
-                progress(len(batch), total)
+        files = content_files(
+            session, archive_root, scope, current_only=True, unreadable=report.unreadable, progress=progress
+        )
+        for code, version, path, data in files:
+            label, long_term = preservation_format(data)
+            count = report.counts.setdefault(label, FormatCount(label, long_term))
+            count.files += 1
+            count.bytes += len(data)
+            if not long_term:
+                report.to_convert.append((code, version, path, label))
     return report

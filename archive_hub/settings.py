@@ -23,6 +23,7 @@ class Settings:
     runs_root: Path
     sources_dir: Path
     bank_accounts_file: Path  # the accounts `bank reconcile` reconciles (银行存款余额调节表)
+    clamd_url: str | None = None  # 病毒检测: unix:///path/clamd.sock or tcp://host:3310; None: no scan
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -39,6 +40,7 @@ class Settings:
             bank_accounts_file=Path(
                 os.environ.get("ARCHIVE_HUB_BANK_ACCOUNTS", PROJECT_ROOT / "config" / "bank_accounts.yaml")
             ),
+            clamd_url=os.environ.get("ARCHIVE_HUB_CLAMD") or None,
         )
 
 

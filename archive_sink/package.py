@@ -115,6 +115,7 @@ def build_package(
     archived_at: dt.datetime,
     retention_due: dt.date | None,
     record_fingerprint: str | None = None,
+    scanned_with: str | None = None,
 ) -> ArchivePackage:
     payload: list[PackageFile] = []
     if record.voucher is not None:
@@ -133,6 +134,7 @@ def build_package(
         files=[f.entity() for f in payload],
         archived_at=archived_at,
         retention_due=retention_due,
+        scanned_with=scanned_with,
     )
     payload.append(PackageFile("data/metadata.xml", meta, "metadata", "application/xml"))
 

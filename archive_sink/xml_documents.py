@@ -160,6 +160,7 @@ def metadata_xml(
     files: list[FileEntity],
     archived_at: dt.datetime,
     retention_due: dt.date | None,
+    scanned_with: str | None = None,
 ) -> bytes:
     w = _Writer("电子会计档案元数据", METADATA_NS, _attrs({"标准": "DA/T 94-2022"}))
     w.open("文件实体")
@@ -232,6 +233,12 @@ def metadata_xml(
     w.leaf("行为时间", archived_at)
     w.leaf("行为描述", f"由 {record.source.source_id} 自动归档，第 {version} 版")
     w.close()
+    if scanned_with:  # 四性检测, 安全性: the attachments were scanned before they were archived
+        w.open("业务行为")
+        w.leaf("行为", "检测")
+        w.leaf("行为时间", archived_at)
+        w.leaf("行为描述", f"病毒检测: {scanned_with}, 附件未发现病毒")
+        w.close()
     w.close()
     w.open("关系实体")
     for code in record.related_codes:

@@ -31,6 +31,8 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Hub:
         "ARCHIVE_HUB_ARCHIVE_ROOT",
         "ARCHIVE_HUB_STAGING_ROOT",
         "ARCHIVE_HUB_RUNS_ROOT",
+        "ARCHIVE_HUB_BANK_ACCOUNTS",
+        "ARCHIVE_HUB_CLAMD",
     ):
         monkeypatch.delenv(name, raising=False)
     return Hub(home, Settings.from_env(), f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}")

@@ -6,13 +6,15 @@ walk over a million packages never holds more than a batch and never asks once p
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from sqlalchemy import ColumnElement, and_, func, select, true
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow
+from archive_sink.durability import read_bytes
 
 CURRENT_VERSION = and_(
     PackageRow.record_id == ArchiveRecordRow.id, PackageRow.version == ArchiveRecordRow.current_version
@@ -71,3 +73,32 @@ def package_batches(
             entries[f.package_id].files.append(f)
         last_id = rows[-1][0].id
         yield list(entries.values())
+
+
+def content_files(
+    session: Session,
+    archive_root: Path,
+    where: ColumnElement[bool],
+    *,
+    current_only: bool,
+    unreadable: list[str],
+    progress: Callable[[int, int], None] | None = None,
+) -> Iterator[tuple[str, int, str, bytes]]:
+    """(档号, version, path, bytes) of every file but the tag files (manifests) of the packages in scope, for
+    the reports that read what the archive holds (formats, scan). A file that cannot be read is named in
+    `unreadable` and skipped."""
+    total = count_packages(session, where, current_only=current_only)
+    for batch in package_batches(session, where, current_only=current_only):
+        for entry in batch:
+            package, code = entry.package, entry.record.archival_code
+            for f in entry.files:
+                if f.role == "tag":
+                    continue
+                try:
+                    data = read_bytes(archive_root / package.path / f.path)
+                except OSError as exc:
+                    unreadable.append(f"{code} v{package.version}: {f.path}: {exc.strerror}")
+                    continue
+                yield code, package.version, f.path, data
+        if progress:
+            progress(len(batch), total)

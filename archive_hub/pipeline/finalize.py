@@ -76,6 +76,8 @@ def finalize(
         "count_problems": lost,
         "threshold": ctx.source.quarantine_threshold,
         "bytes_written": archived["bytes"],
+        # 病毒检测: attachments scanned by clamd (ARCHIVE_HUB_CLAMD); None when no scanner is configured
+        "attachments_scanned": archived.get("scanned") if ctx.settings.clamd_url else None,
         "mapping": mapped["mapping"],
         "cursor": extract["cursor_to"] if not failed else extract["cursor_from"],
         "status": "failed" if failed else "success",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from archive_hub.catalog.locks import source_lock
+from archive_hub.catalog.models import SyncRunRow, utcnow
 from archive_hub.pipeline.archive import archive
 from archive_hub.pipeline.context import Progress, RunContext
 from archive_hub.pipeline.extract import extract
@@ -23,13 +24,37 @@ def run_step(step: str, source_id: str, run_id: str, progress: Progress | None =
     try:
         # Steps of two runs of one source never interleave: they would clean each other's staging,
         # plan the same versions and quarantine the same record twice.
-        with quiet_gc(), source_lock(ctx.catalog, ctx.settings.staging_root / source_id, source_id):
-            result = _dispatch(step, ctx)
+        try:
+            with quiet_gc(), source_lock(ctx.catalog, ctx.settings.staging_root / source_id, source_id):
+                result = _dispatch(step, ctx)
+        except Exception as exc:
+            _record_failure(ctx, step, exc)
+            raise
         if step != "finalize":
             write_json(ctx.run_dir / f"{step}.json", result)
         return result
     finally:
         ctx.close()
+
+
+def _record_failure(ctx: RunContext, step: str, exc: Exception) -> None:
+    """The run's row says failed, in which step and why (one line), so `archive-hub runs` does not show a
+    dead run as running. A retry of the step that succeeds is finalized as usual and overwrites this."""
+    reason = (str(exc).strip().splitlines() or [""])[0][:500]
+    try:
+        with ctx.catalog.transaction() as session:
+            row = session.get(SyncRunRow, ctx.run_id)
+            if row is None:
+                row = SyncRunRow(run_id=ctx.run_id, source_id=ctx.source.id, summary={})
+                session.add(row)
+            row.status, row.finished_at = "failed", utcnow()
+            row.summary = {
+                **(row.summary or {}),
+                "failed_step": step,
+                "error": f"{type(exc).__name__}: {reason}",
+            }
+    except Exception:  # the catalog itself may be what failed: the original error is the one to raise
+        pass
 
 
 def _dispatch(step: str, ctx: RunContext) -> dict[str, Any]:
