@@ -191,12 +191,28 @@ def search(
     text: Annotated[
         str | None, typer.Option(help="words in title, summaries, accounts, counterparties")
     ] = None,
+    category: Annotated[
+        str | None, typer.Option(help="会计资料形式: 凭证, 账簿, 报告, 其他 (or PZ, ZB, BG, QT)")
+    ] = None,
+    date_from: Annotated[str | None, typer.Option("--from", help="日期 on or after (YYYY-MM-DD)")] = None,
+    date_to: Annotated[str | None, typer.Option("--to", help="日期 on or before (YYYY-MM-DD)")] = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
-    """Find archived records by 档号, voucher number, period, amount or text."""
+    """Find archived records by 档号, category, voucher number, period or dates, amount or text."""
     from archive_hub.catalog.search import SearchQuery
     from archive_hub.catalog.search import search as run_search
+    from canonical_model.archival_code import CATEGORY_CODES
+
+    if category is not None and category not in (*CATEGORY_CODES, *CATEGORY_CODES.values()):
+        choices = ", ".join(f"{k} ({v})" for k, v in CATEGORY_CODES.items())
+        raise typer.BadParameter(f"{category!r} is none of {choices}", param_hint="--category")
+    dates = []
+    for label, value in (("--from", date_from), ("--to", date_to)):
+        try:
+            dates.append(dt.date.fromisoformat(value) if value else None)
+        except ValueError:
+            raise typer.BadParameter(f"{value!r} is not a date (YYYY-MM-DD)", param_hint=label) from None
 
     for label, value in (("--min", amount_min), ("--max", amount_max)):
         if value is not None:
@@ -213,6 +229,8 @@ def search(
         Decimal(amount_max) if amount_max else None,
         text,
         limit,
+        CATEGORY_CODES.get(category or "", category),
+        *dates,
     )
     with _catalog().reading() as session:
         rows = run_search(session, query)

@@ -57,6 +57,22 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
         for line in cli("search", "--text", "工资", "--json", "--limit", "500").stdout.splitlines()
     ]
     assert text and all("工资" in r["title"] or r["title"] for r in text)
+    vouchers = [
+        json.loads(x)
+        for x in cli("search", "--category", "凭证", "--json", "--limit", "500").stdout.splitlines()
+    ]
+    assert len(vouchers) == 120 and all("-PZ-" in r["archival_code"] for r in vouchers)
+    assert cli("search", "--category", "QT", "--json").stdout == ""  # no 其他会计资料 synced here
+    assert cli("search", "--category", "XX").returncode == 2
+    march = [
+        json.loads(line)
+        for line in cli(
+            "search", "--from", "2025-03-01", "--to", "2025-03-31", "--json", "--limit", "500"
+        ).stdout.splitlines()
+    ]
+    assert march and all("2025-03-01" <= r["date"] <= "2025-03-31" for r in march)
+    assert len(march) == sum("2025-03-01" <= r["date"] <= "2025-03-31" for r in vouchers)
+    assert cli("search", "--from", "March").returncode == 2
 
     # 保管期限 30年 for 2025 vouchers: due on the first day after 2055 ends, not a day before.
     assert cli("due", "--on", "2055-12-31", "--json").stdout.strip() == ""

@@ -1,7 +1,8 @@
-"""Search the catalog by 档号, voucher number, period, amount and text."""
+"""Search the catalog by 档号, category, voucher number, period or dates, amount and text."""
 
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
@@ -22,6 +23,9 @@ class SearchQuery:
     amount_max: Decimal | None = None
     text: str | None = None
     limit: int = 50
+    category: str | None = None  # 类别号: PZ 凭证, ZB 账簿, BG 报告, QT 其他
+    date_from: dt.date | None = None
+    date_to: dt.date | None = None
 
 
 def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, PackageRow | None]]:
@@ -43,6 +47,12 @@ def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, Pac
         query = query.where(ArchiveRecordRow.amount_total >= q.amount_min)
     if q.amount_max is not None:
         query = query.where(ArchiveRecordRow.amount_total <= q.amount_max)
+    if q.category:
+        query = query.where(ArchiveRecordRow.category == q.category)
+    if q.date_from:
+        query = query.where(ArchiveRecordRow.record_date >= q.date_from)
+    if q.date_to:
+        query = query.where(ArchiveRecordRow.record_date <= q.date_to)
     if q.text:
         for word in q.text.split():
             query = query.where(ArchiveRecordRow.search_text.contains(word))
