@@ -74,3 +74,15 @@ def redact_url(url: str) -> str:
         k: ("***" if re.search(r"pass|secret|token|key", k, re.I) else v) for k, v in parsed.query.items()
     }
     return parsed.set(query=query).render_as_string(hide_password=True)
+
+
+_USERINFO = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.I)
+_SECRET_PARAM = re.compile(
+    r"\b([a-z_]*(?:pass(?:word|wd)?|secret|token|api_?key|access_?key|private_?key)[a-z_]*)=([^&\s'\"]+)",
+    re.I,
+)
+
+
+def redact_text(text: str) -> str:
+    """A message that may quote a URL or a DSN (a driver's error, say) made safe to store or show."""
+    return _SECRET_PARAM.sub(r"\1=***", _USERINFO.sub(r"\1***@", text))

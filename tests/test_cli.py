@@ -137,6 +137,17 @@ def test_secrets_never_reach_errors_or_the_catalog(hub: Hub, monkeypatch: pytest
             assert secret.encode() not in path.read_bytes(), f"secret leaked into {path}"
 
 
+def test_a_quoted_url_or_secret_parameter_is_redacted_before_it_is_stored() -> None:
+    from archive_hub.settings import redact_text
+
+    said = (
+        "connect postgresql+psycopg://u:Hunter2@h:5/db?sslpassword=abc&x=1 password=zz api_key=k1 monkey=ok"
+    )
+    assert redact_text(said) == (
+        "connect postgresql+psycopg://u:***@h:5/db?sslpassword=***&x=1 password=*** api_key=*** monkey=ok"
+    )
+
+
 def test_unknown_source_is_a_clear_config_error(hub: Hub) -> None:
     out = cli("sync", "no_such_erp")
     assert out.returncode == 1

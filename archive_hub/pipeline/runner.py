@@ -14,6 +14,7 @@ from archive_hub.pipeline.gc_tuning import quiet_gc
 from archive_hub.pipeline.jsonl import read_json, write_json
 from archive_hub.pipeline.transform import transform
 from archive_hub.pipeline.validate import validate
+from archive_hub.settings import redact_text
 
 STEPS = ("extract", "map", "validate", "archive", "finalize")
 
@@ -40,7 +41,7 @@ def run_step(step: str, source_id: str, run_id: str, progress: Progress | None =
 def _record_failure(ctx: RunContext, step: str, exc: Exception) -> None:
     """The run's row says failed, in which step and why (one line), so `archive-hub runs` does not show a
     dead run as running. A retry of the step that succeeds is finalized as usual and overwrites this."""
-    reason = (str(exc).strip().splitlines() or [""])[0][:500]
+    reason = redact_text((str(exc).strip().splitlines() or [""])[0])[:500]
     try:
         with ctx.catalog.transaction() as session:
             row = session.get(SyncRunRow, ctx.run_id)
