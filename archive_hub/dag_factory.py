@@ -15,6 +15,7 @@ from typing import Any, NoReturn
 
 from airflow.sdk import dag, get_current_context, task
 
+from archive_hub.settings import Settings
 from archive_hub.sources import SourceConfig, load_source, source_files
 
 DEFAULT_ARGS = {"retries": 2, "retry_delay": dt.timedelta(seconds=30), "retry_exponential_backoff": True}
@@ -120,7 +121,6 @@ def _maintenance_dag(
 def verify_summary() -> dict[str, Any]:
     """Re-hash the whole archive and check the event chain (检测); raise with the first problems if any."""
     from archive_hub.catalog import Catalog
-    from archive_hub.settings import Settings
     from archive_hub.verification import verify_archive
 
     settings = Settings.from_env()
@@ -161,7 +161,6 @@ def backup_summary(destination: str) -> dict[str, Any]:
 
     from archive_hub.backup import backup
     from archive_hub.catalog import Catalog
-    from archive_hub.settings import Settings
 
     settings = Settings.from_env()
     catalog = Catalog(settings.catalog_url)
@@ -194,6 +193,68 @@ def build_backup_dag(destination: str | None = None, schedule: str | None = None
         schedule or os.environ.get("ARCHIVE_HUB_BACKUP_SCHEDULE", "@daily"),
         "copy new archive packages (each verified) and the catalog to the backup folder",
         "Fails, naming each package, when an original no longer matches the catalog (it is then not copied).",
+    )
+
+
+def reconcile_bank_summary() -> dict[str, Any]:
+    """银行存款余额调节表 of every configured account on its last statement day, kept under
+    ARCHIVE_HUB_HOME/reports/bank/ (JSON and workbook); raise naming each account that does not balance."""
+    import json
+
+    from archive_hub.bank_reconciliation import default_day, load_bank_accounts, reconcile_bank
+    from archive_hub.bank_reconciliation_view import write_xlsx
+    from archive_hub.catalog import Catalog
+    from archive_sink.durability import replace_file
+
+    settings = Settings.from_env()
+    folder = settings.home / "reports" / "bank"
+    folder.mkdir(parents=True, exist_ok=True)
+    catalog = Catalog(settings.catalog_url)
+    problems: list[str] = []
+    written: list[str] = []
+    accounts = balanced = 0
+    try:
+        catalog.create_schema()
+        with catalog.reading() as session:
+            for acct in load_bank_accounts(settings):
+                accounts += 1
+                day = default_day(session, acct)
+                if day is None:
+                    problems.append(f"{acct.account}: no archived statement yet")
+                    continue
+                report = reconcile_bank(session, acct, day, settings)
+                stem = folder / f"银行存款余额调节表-{acct.account}-{day}"
+                data = json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
+                replace_file(stem.with_suffix(".json"), data)
+                written += [
+                    str(stem.with_suffix(".json")),
+                    str(write_xlsx([report], stem.with_suffix(".xlsx"))),
+                ]
+                if report.balanced:
+                    balanced += 1
+                else:
+                    difference = "unknown" if report.difference is None else f"{report.difference:.2f}"
+                    problems += [f"{acct.account} on {day}: not balanced (difference {difference})"]
+                    problems += [f"{acct.account}: {p}" for p in report.problems]
+    finally:
+        catalog.dispose()
+    if problems:
+        _fail_naming("bank reconciliation", problems)
+    return {"accounts": accounts, "balanced": balanced, "reports": written}
+
+
+def build_reconcile_bank_dag(schedule: str | None = None) -> Any:
+    """The monthly 银行存款余额调节表 for the auditor; no DAG while config/bank_accounts.yaml is absent."""
+    if not Settings.from_env().bank_accounts_file.exists():
+        return None
+    return _maintenance_dag(
+        "reconcile_bank",
+        "reconcile",
+        reconcile_bank_summary,
+        schedule or os.environ.get("ARCHIVE_HUB_BANK_RECONCILE_SCHEDULE", "@monthly"),
+        "银行存款余额调节表: archived bank statements against archived vouchers, every configured account",
+        "Writes each account's table (JSON and workbook) under reports/bank/; fails naming each account that "
+        "does not balance, or whose statements do not cover the day.",
     )
 
 

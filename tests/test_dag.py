@@ -88,7 +88,9 @@ def test_dag_fails_when_too_many_records_are_quarantined(hub: Hub, monkeypatch) 
     assert "above the threshold of 5.0%" in log.read_text()
 
 
-@pytest.mark.parametrize("dag_file", ["archive_sources.py", "verify_archive.py", "backup_archive.py"])
+@pytest.mark.parametrize(
+    "dag_file", ["archive_sources.py", "verify_archive.py", "backup_archive.py", "reconcile_bank.py"]
+)
 def test_dag_file_is_thin_at_parse_time(dag_file: str, tmp_path: Path) -> None:
     """Parsing a DAG file defines its DAGs without importing the heavy pipeline (GX, pandas, lxml, the
     verifier, the backup)."""
@@ -99,7 +101,7 @@ def test_dag_file_is_thin_at_parse_time(dag_file: str, tmp_path: Path) -> None:
     code = (
         f"import sys, runpy; ns = runpy.run_path('dags/{dag_file}');"
         "heavy=[m for m in ('great_expectations','pandas','lxml','archive_hub.pipeline',"
-        "'archive_hub.verification','archive_hub.backup') if m in sys.modules];"
+        "'archive_hub.verification','archive_hub.backup','archive_hub.bank_reconciliation') if m in sys.modules];"
         "dags=[k for k, v in ns.items() if type(v).__name__ == 'DAG'];"
         "print(','.join(heavy) + '|' + ','.join(dags))"
     )
@@ -168,3 +170,31 @@ def test_backup_dag_backs_up_for_real_and_fails_naming_a_damaged_original(hub: H
     text = log.read_text()
     assert "backup found" in text and f"{new.parent.name} v2: not backed up" in text
     assert not (dest / "archive" / new.relative_to(hub.settings.archive_root)).exists()
+
+
+def test_reconcile_bank_dag_keeps_the_tables_and_fails_naming_an_account_that_does_not_balance(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tests.test_bank_reconciliation import synced
+
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    synced(hub)
+    log = hub.home / "reconcile.log"
+    assert run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
+    summary = xcom_summary(hub, "reconcile_bank", "reconcile")
+    assert (summary["accounts"], summary["balanced"]) == (1, 1)
+    table, workbook = map(Path, summary["reports"])
+    report = json.loads(table.read_text(encoding="utf-8"))
+    assert (report["account"], report["on"], report["balanced"]) == (
+        "1102021209000456789",
+        "2025-03-31",
+        True,
+    )
+    assert workbook.suffix == ".xlsx" and workbook.parent == hub.home / "reports" / "bank"
+
+    config = hub.settings.bank_accounts_file.read_text(encoding="utf-8")
+    wrong = tmp_path / "bank_accounts.yaml"
+    wrong.write_text(config.replace('"3286415.62"', '"3286400.00"'), encoding="utf-8")
+    monkeypatch.setenv("ARCHIVE_HUB_BANK_ACCOUNTS", str(wrong))
+    assert run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) != 0
+    assert "1102021209000456789 on 2025-03-31: not balanced (difference 15.62)" in log.read_text()
