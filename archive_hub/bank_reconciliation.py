@@ -227,9 +227,11 @@ def _bank_balance(
                 f"{nxt.archival_code} (opening {nxt.opening_balance} on {nxt.opening_date}) do not continue "
                 "each other: a statement is missing or overlaps"
             )
-    if not chain or chain[0].opening_date is None or on < chain[0].opening_date:
-        problems.append(f"no archived statement of account {chain[0].account if chain else ''} covers {on}")
+    if not chain or chain[0].opening_date is None:
+        problems.append(f"no archived statement covers {on}")
         return None
+    if on < chain[0].opening_date:  # the first statement opens with the balance of the days before it
+        return Decimal(chain[0].opening_balance or 0)
     current = [s for s in chain if s.opening_date is not None and s.opening_date <= on][-1]
     if current.closing_date is not None and on < current.closing_date:
         booked = session.scalars(

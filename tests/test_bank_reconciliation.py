@@ -83,6 +83,9 @@ def test_month_ends_reconcile_with_the_timing_differences_the_books_really_have(
             else:  # the bank booked it in the next month; April's statement is quarantined
                 assert (o.settled_on is None) == (month == 3)
         assert not report.stale
+    with catalog.reading() as session:  # before the first statement's first day: the balance it opens with
+        first = reconcile_bank(session, acct, dt.date(2025, 1, 2), hub.settings)
+    assert first.bank_balance == OPENING_BALANCE and first.balanced
 
 
 def test_the_cli_prints_the_table_and_refuses_a_day_the_statements_do_not_cover(hub: Hub) -> None:

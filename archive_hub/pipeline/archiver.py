@@ -250,7 +250,7 @@ class Archiver:
         """病毒检测 of every attachment about to be archived (an unchanged record's are not read again). An
         infected record is refused by name of the signature; a scanner that does not answer raises
         ScannerUnavailable, which fails the step: nothing is archived unscanned."""
-        if self.scanner is None:
+        if self.scanner is None or not any(p.attachments for p in plan):
             return plan
         if self.scanner_version is None:
             self.scanner_version = self.scanner.version()
