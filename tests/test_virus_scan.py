@@ -17,7 +17,7 @@ from sqlalchemy import func, select
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, CursorRow, EventRow, QuarantineRow, SyncRunRow
-from archive_hub.pipeline import run_sync
+from archive_hub.pipeline import run_step, run_sync
 from archive_sink.filesystem import published_packages
 from archive_sink.virus_scan import ClamdScanner, ScannerUnavailable
 from tests.conftest import Hub, seed
@@ -117,9 +117,12 @@ def test_a_scanner_that_does_not_answer_stops_the_run_before_anything_is_archive
         assert failed is not None and failed.status == "failed" and failed.summary["failed_step"] == "archive"
         assert failed.summary["error"].startswith("ScannerUnavailable: virus scanner unix://")
     assert published_packages(hub.settings.archive_root) == []
-    monkeypatch.setenv("ARCHIVE_HUB_CLAMD", clamd_url)  # the scanner is back: the same run goes through
-    summary = run_sync("erp_sample", "run-2")
-    assert (summary["archived"], summary["attachments_scanned"]) == (10, 10)
+    monkeypatch.setenv("ARCHIVE_HUB_CLAMD", clamd_url)  # the scanner is back: the step is retried and goes on
+    assert run_step("archive", "erp_sample", "run-1")["archived"] == 10
+    with catalog.reading() as s:
+        assert s.get(SyncRunRow, "run-1").status == "running"  # type: ignore[union-attr]
+    summary = run_step("finalize", "erp_sample", "run-1")
+    assert (summary["status"], summary["archived"], summary["attachments_scanned"]) == ("success", 10, 10)
 
 
 def test_scan_finds_what_was_archived_before_the_signatures_knew_it_and_logs_the_check(

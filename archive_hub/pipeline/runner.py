@@ -27,6 +27,7 @@ def run_step(step: str, source_id: str, run_id: str, progress: Progress | None =
         # plan the same versions and quarantine the same record twice.
         try:
             with quiet_gc(), source_lock(ctx.catalog, ctx.settings.staging_root / source_id, source_id):
+                _running_again(ctx)
                 result = _dispatch(step, ctx)
         except Exception as exc:
             _record_failure(ctx, step, exc)
@@ -56,6 +57,14 @@ def _record_failure(ctx: RunContext, step: str, exc: Exception) -> None:
             }
     except Exception:  # the catalog itself may be what failed: the original error is the one to raise
         pass
+
+
+def _running_again(ctx: RunContext) -> None:
+    """A step retried after a failure (Airflow's retries, a re-run of `sync --run-id`): the run is running."""
+    with ctx.catalog.transaction() as session:
+        row = session.get(SyncRunRow, ctx.run_id)
+        if row is not None and row.status == "failed":
+            row.status, row.finished_at = "running", None
 
 
 def _dispatch(step: str, ctx: RunContext) -> dict[str, Any]:
