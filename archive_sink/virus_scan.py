@@ -25,6 +25,11 @@ class ScannerUnavailable(RuntimeError):
     """The configured scanner did not answer, or answered with an error: nothing may be archived unscanned."""
 
 
+class ScanRefused(ValueError):
+    """The scanner answers but will not scan this file (larger than its StreamMaxLength): the record is
+    refused, not the run, so one oversized file cannot stop every run after it."""
+
+
 @dataclass(frozen=True)
 class ClamdScanner:
     """A clamd reached at `unix:///path/to/clamd.sock` or `tcp://host:3310` (ARCHIVE_HUB_CLAMD)."""
@@ -54,19 +59,35 @@ class ClamdScanner:
             try:
                 sock.sendall(command)
                 if data is not None:
-                    view = memoryview(data)
-                    for start in range(0, len(view), CHUNK):
-                        chunk = view[start : start + CHUNK]
-                        sock.sendall(struct.pack("!I", len(chunk)))
-                        sock.sendall(chunk)
-                    sock.sendall(struct.pack("!I", 0))
-                reply = b""
-                while not reply.endswith(b"\0"):
-                    got = sock.recv(4096)
-                    if not got:
-                        break
-                    reply += got
-            except OSError as exc:
+                    self._stream(sock, data)
+            except OSError as exc:  # clamd closes early on a stream over its limit, after saying so
+                said = self._reply(sock)
+                if not said:
+                    raise ScannerUnavailable(
+                        f"virus scanner {self.url} failed: {exc.strerror or exc}"
+                    ) from None
+                return said
+            return self._reply(sock)
+
+    @staticmethod
+    def _stream(sock: socket.socket, data: bytes) -> None:
+        view = memoryview(data)
+        for start in range(0, len(view), CHUNK):
+            chunk = view[start : start + CHUNK]
+            sock.sendall(struct.pack("!I", len(chunk)))
+            sock.sendall(chunk)
+        sock.sendall(struct.pack("!I", 0))
+
+    def _reply(self, sock: socket.socket) -> str:
+        reply = b""
+        try:
+            while not reply.endswith(b"\0"):
+                got = sock.recv(4096)
+                if not got:
+                    break
+                reply += got
+        except OSError as exc:
+            if not reply:
                 raise ScannerUnavailable(f"virus scanner {self.url} failed: {exc.strerror or exc}") from None
         return reply.rstrip(b"\0").decode("utf-8", "replace").strip()
 
@@ -84,4 +105,9 @@ class ClamdScanner:
             return None
         if answer.startswith("stream: ") and answer.endswith(" FOUND"):
             return answer.removeprefix("stream: ").removesuffix(" FOUND")
+        if "size limit exceeded" in answer:
+            raise ScanRefused(
+                f"{len(data):,} bytes are more than the scanner {self.url} takes ({answer}); "
+                "raise StreamMaxLength in its clamd.conf"
+            )
         raise ScannerUnavailable(f"virus scanner {self.url} could not scan: {answer}")

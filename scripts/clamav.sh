@@ -5,6 +5,9 @@
 #   scripts/clamav.sh stop
 #   scripts/clamav.sh url     # the value if clamd is running (exit 1 otherwise)
 #
+# Environment: CLAMAV_STATE_DIR (default <repo>/var/clamav: config, database, socket, log),
+# CLAMAV_STREAM_MAX (default 200M: the largest file clamd accepts on INSTREAM).
+#
 # Signatures: this machine has no route to ClamAV's mirrors, so freshclam cannot fetch the official
 # databases. The clamd started here loads var/clamav/db/, which holds one signature of our own: the EICAR
 # anti-virus test string, anywhere in a file (ArchiveHub.Test.EICAR). That is enough to show the whole path
@@ -72,7 +75,7 @@ PidFile $PID_FILE
 DatabaseDirectory $STATE_DIR/db
 TemporaryDirectory $STATE_DIR/tmp
 LogFile $STATE_DIR/clamd.log
-StreamMaxLength 200M
+StreamMaxLength ${CLAMAV_STREAM_MAX:-200M}
 MaxFileSize 200M
 MaxScanSize 400M
 SelfCheck 0

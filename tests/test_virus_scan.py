@@ -7,8 +7,11 @@ engine, the protocol and the refusal path are the real ones.
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import sqlite3
 import subprocess
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +156,37 @@ def test_scan_finds_what_was_archived_before_the_signatures_knew_it_and_logs_the
     assert clean.returncode == 0 and "nothing found" in clean.stdout
     unset = cli("scan")
     assert unset.returncode == 2 and "ARCHIVE_HUB_CLAMD" in unset.stderr
+
+
+def test_a_file_larger_than_the_scanner_takes_is_refused_alone(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A second real clamd that takes at most 1 MiB: the 2 MiB attachment is quarantined saying what to raise,
+    the run goes on (one oversized file must not stop every run after it)."""
+    state = Path(tempfile.mkdtemp(prefix="clam", dir="/tmp"))  # a unix socket path must stay short
+    env = {**os.environ, "CLAMAV_STATE_DIR": str(state), "CLAMAV_STREAM_MAX": "1M"}
+    script = ["bash", str(ROOT / "scripts" / "clamav.sh")]
+    started = subprocess.run([*script, "start"], capture_output=True, text=True, env=env, timeout=600)
+    assert started.returncode == 0, started.stderr
+    try:
+        seed(hub, vouchers=30, bad_records=False, attachment_every=3)
+        db = sqlite3.connect(hub.erp_url.removeprefix("sqlite:///"))
+        voucher_id, rel = db.execute("SELECT voucher_id, storage_path FROM erp_attachment LIMIT 1").fetchone()
+        path = hub.home / "sample_erp" / "attachments" / rel
+        path.write_bytes(path.read_bytes() + bytes(2 << 20))  # padding after the end: still the same format
+        db.execute(
+            "UPDATE erp_attachment SET size = ? WHERE voucher_id = ?", (path.stat().st_size, voucher_id)
+        )
+        db.commit()
+        db.close()
+        monkeypatch.setenv("ARCHIVE_HUB_CLAMD", started.stdout.strip())
+        summary = run_sync("erp_sample", "run-1")
+        assert (summary["status"], summary["archived"], summary["quarantined"]) == ("success", 29, 1)
+        catalog = Catalog(hub.settings.catalog_url)
+        with catalog.reading() as s:
+            (item,) = s.scalars(select(QuarantineRow)).all()
+        assert item.business_id == str(voucher_id)
+        assert "was not scanned" in item.reason and "raise StreamMaxLength in its clamd.conf" in item.reason
+    finally:
+        subprocess.run([*script, "stop"], env=env, timeout=60, check=False)
+        shutil.rmtree(state, ignore_errors=True)

@@ -33,7 +33,7 @@ from archive_sink.durability import read_bytes
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.formats import attachment_problem
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
-from archive_sink.virus_scan import ClamdScanner
+from archive_sink.virus_scan import ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
 from canonical_model.record import ArchiveRecord
 from canonical_model.retention import fiscal_year_end
@@ -256,21 +256,19 @@ class Archiver:
             self.scanner_version = self.scanner.version()
         clean = []
         for p in plan:
-            found = [
-                (i, a, sig) for i, a in enumerate(p.attachments, 1) if (sig := self.scanner.scan(a.data))
-            ]
-            self.counts["scanned"] += len(p.attachments)
-            if found:
-                failures.append(
-                    (
-                        p.record.source.business_id,
-                        "; ".join(
+            found = []
+            for i, a in enumerate(p.attachments, 1):
+                try:
+                    if sig := self.scanner.scan(a.data):
+                        found.append(
                             f"attachment {i} {a.name!r}: virus found by {self.scanner_version}: {sig}; "
                             "not archived, and its bytes are not copied into the hub"
-                            for i, a, sig in found
-                        ),
-                    )
-                )
+                        )
+                except ScanRefused as exc:
+                    found.append(f"attachment {i} {a.name!r} was not scanned: {exc}")
+            self.counts["scanned"] += len(p.attachments)
+            if found:
+                failures.append((p.record.source.business_id, "; ".join(found)))
             else:
                 p.scanned_with = self.scanner_version if p.attachments else None
                 clean.append(p)
