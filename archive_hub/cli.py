@@ -249,6 +249,17 @@ def search(
             for rec, pkg in rows
         )
         return
+    if console.width < 120:  # a table would leave the title a few characters: two lines a record instead
+        console.print(f"{len(rows)} record(s)")
+        for rec, _pkg in rows:
+            amount = f"{rec.amount_total:,.2f}" if rec.amount_total is not None else ""
+            console.print(
+                f"[bold]{rec.archival_code}[/bold]  {rec.voucher_no or ''}  {rec.record_date}  {amount}  "
+                f"v{rec.current_version}\n    {rec.title}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
     table = Table(title=f"{len(rows)} record(s)")
     table.add_column("档号", no_wrap=True, min_width=24)  # the one column that must never be cut
     for col in ("凭证号", "日期", "金额合计"):  # short values: cut in the middle they would misread

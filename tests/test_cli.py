@@ -73,6 +73,9 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
     assert march and all("2025-03-01" <= r["date"] <= "2025-03-31" for r in march)
     assert len(march) == sum("2025-03-01" <= r["date"] <= "2025-03-31" for r in vouchers)
     assert cli("search", "--from", "March").returncode == 2
+    narrow = cli("search", "--category", "PZ", "--limit", "2", env={"COLUMNS": "80"}).stdout.splitlines()
+    assert narrow[0] == "2 record(s)" and len(narrow) == 5  # two lines a record: the title is never squeezed
+    assert narrow[1].startswith(vouchers[0]["archival_code"]) and narrow[2].strip() == vouchers[0]["title"]
 
     # 保管期限 30年 for 2025 vouchers: due on the first day after 2055 ends, not a day before.
     assert cli("due", "--on", "2055-12-31", "--json").stdout.strip() == ""
