@@ -1024,15 +1024,17 @@ def demo(
             ).scalar_one()
             items = open_items(session, source_id)
         _print_summary(run.summary)
-        if items:
-            table = Table(
-                title=f"quarantined (fix the source or the mapping, then `archive-hub quarantine retry --source {source_id}`)"
+        if items:  # lines, not a table: a reason quotes a path, and a path cut by the table no longer pastes
+            console.print(
+                f"  quarantined (fix the source or the mapping, then "
+                f"`archive-hub quarantine retry --source {source_id}`):",
+                soft_wrap=True,
+                highlight=False,
             )
-            for col in ("record", "stage", "reason"):
-                table.add_column(col, overflow="fold")
             for i in items:
-                table.add_row(i.business_id[:16], i.stage, i.reason)
-            console.print(table)
+                console.print(
+                    f"    {i.business_id[:16]}  {i.stage}: {i.reason}", soft_wrap=True, highlight=False
+                )
         console.print(
             f"  run summary: {settings.runs_root / source_id / run_dir_name(run.run_id) / 'summary.json'}",
             soft_wrap=True,
