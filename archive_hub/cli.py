@@ -907,6 +907,16 @@ def quarantine_list(
             for i in items
         )
         return
+    if console.width < 120:  # a table would fold the reason (and the paths in it) into a narrow column
+        console.print(f"{len(items)} open quarantine item(s)")
+        for i in items:
+            console.print(
+                f"[bold]{i.id}[/bold]  {i.source_id}  record {i.business_id}  {i.stage}, attempt {i.attempts}"
+                f"\n    {i.reason}",
+                highlight=False,
+                soft_wrap=True,
+            )
+        return
     table = Table(title=f"{len(items)} open quarantine item(s)")
     for col in ("id", "source", "stage", "attempts"):  # short values stay whole
         table.add_column(col, no_wrap=True, justify="right" if col in ("id", "attempts") else "left")

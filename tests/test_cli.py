@@ -103,6 +103,9 @@ def test_sync_verify_search_and_quarantine_commands(hub: Hub) -> None:
 
     items = [json.loads(line) for line in cli("quarantine", "list", "--json").stdout.splitlines()]
     assert len(items) == 6 and {i["stage"] for i in items} == {"map", "validate", "archive"}
+    narrow = cli("quarantine", "list", env={"COLUMNS": "80"}).stdout.splitlines()
+    assert narrow[0] == "6 open quarantine item(s)" and len(narrow) == 13  # two lines an item
+    assert [line.strip() for line in narrow[2::2]] == [i["reason"] for i in items]  # each reason whole
     retry = cli("quarantine", "retry", "--source", "erp_sample")
     assert retry.returncode == 3 and "still quarantined 6" in retry.stdout  # nothing was fixed yet
 
