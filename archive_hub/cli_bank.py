@@ -10,9 +10,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from archive_hub.bank_reconciliation import BankReconciliation
+    from archive_hub.catalog import Catalog
 
 bank_app = typer.Typer(
     help="Bank statements: parse and check; reconcile the bank against the books.",
@@ -82,6 +86,11 @@ def reconcile_cmd(
     xlsx: Annotated[
         Path | None, typer.Option("--xlsx", help="also write the tables as an Excel workbook")
     ] = None,
+    keep: Annotated[
+        bool,
+        typer.Option("--keep", help="keep each balanced table and archive it as a record (附表一: 10年)"),
+    ] = False,
+    by: Annotated[str | None, typer.Option("--by", help="编制人: who draws up the tables kept")] = None,
 ) -> None:
     """银行存款余额调节表 from the archive: archived statements against archived vouchers, with every 未达账项."""
     import datetime as dt
@@ -105,6 +114,9 @@ def reconcile_cmd(
     except ValueError:
         err.print(f"[red]--on {on}: not a date (YYYY-MM-DD)[/red]", highlight=False)
         raise typer.Exit(EXIT_REFUSED) from None
+    if keep and not (by or "").strip():
+        err.print("[red]--keep needs --by: a kept 调节表 names who drew it up (编制人)[/red]")
+        raise typer.Exit(EXIT_REFUSED)
     catalog = open_catalog()
     reports = []
     with catalog.reading() as session:
@@ -133,8 +145,24 @@ def reconcile_cmd(
         except OSError as exc:
             err.print(f"[red]cannot write the workbook {xlsx}: {exc.strerror or exc}[/red]", highlight=False)
             raise typer.Exit(EXIT_REFUSED) from None
+    if keep:
+        _keep_and_archive(catalog, reports, (by or "").strip())
     if not all(r.balanced for r in reports):
         raise typer.Exit(4)
+
+
+def _keep_and_archive(catalog: Catalog, reports: list[BankReconciliation], by: str) -> None:
+    from archive_hub.bank_reconciliation import keep
+    from archive_hub.cli_common import archive_register_now, err
+
+    for report in reports:
+        try:
+            with catalog.transaction() as session:
+                key = keep(session, report, by)
+        except ValueError as exc:
+            err.print(f"[yellow]{exc}[/yellow]", highlight=False)
+            continue
+        archive_register_now(catalog, key, f"银行存款余额调节表 {report.account.account} {report.on}", "10年")
 
 
 if __name__ == "__main__":

@@ -197,13 +197,15 @@ def build_backup_dag(destination: str | None = None, schedule: str | None = None
 
 
 def reconcile_bank_summary() -> dict[str, Any]:
-    """银行存款余额调节表 of every configured account on its last statement day, kept under
-    ARCHIVE_HUB_HOME/reports/bank/ (JSON and workbook); raise naming each account that does not balance."""
+    """银行存款余额调节表 of every configured account on its last statement day, written under
+    ARCHIVE_HUB_HOME/reports/bank/ (JSON and workbook); each balanced one is kept and archived as a record
+    (附表一: 10年) through the registers source. Raise naming each account that does not balance."""
     import json
 
-    from archive_hub.bank_reconciliation import default_day, load_bank_accounts, reconcile_bank
+    from archive_hub.bank_reconciliation import default_day, keep, load_bank_accounts, reconcile_bank
     from archive_hub.bank_reconciliation_view import write_xlsx
     from archive_hub.catalog import Catalog
+    from archive_hub.registers import archive_register
     from archive_sink.durability import replace_file
 
     settings = Settings.from_env()
@@ -213,6 +215,8 @@ def reconcile_bank_summary() -> dict[str, Any]:
     problems: list[str] = []
     written: list[str] = []
     accounts = balanced = 0
+    kept: list[Any] = []
+    archived: dict[str, str | None] = {}
     try:
         catalog.create_schema()
         with catalog.reading() as session:
@@ -232,15 +236,20 @@ def reconcile_bank_summary() -> dict[str, Any]:
                 ]
                 if report.balanced:
                     balanced += 1
+                    kept.append(report)
                 else:
                     difference = "unknown" if report.difference is None else f"{report.difference:.2f}"
                     problems += [f"{acct.account} on {day}: not balanced (difference {difference})"]
                     problems += [f"{acct.account}: {p}" for p in report.problems]
+        for report in kept:
+            with catalog.transaction() as session:
+                key = keep(session, report, "reconcile_bank DAG")
+            archived[key] = archive_register(catalog, key)
     finally:
         catalog.dispose()
     if problems:
         _fail_naming("bank reconciliation", problems)
-    return {"accounts": accounts, "balanced": balanced, "reports": written}
+    return {"accounts": accounts, "balanced": balanced, "reports": written, "archived": archived}
 
 
 def build_reconcile_bank_dag(schedule: str | None = None) -> Any:

@@ -9,8 +9,14 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from archive_hub.bank_reconciliation import register_key
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.models import ArchiveRecordRow, DestructionListRow, TransferRow
+from archive_hub.catalog.models import (
+    ArchiveRecordRow,
+    BankReconciliationRow,
+    DestructionListRow,
+    TransferRow,
+)
 
 REGISTERS_KIND = "hub.registers"
 
@@ -41,17 +47,24 @@ def registers_source_ids() -> list[str]:
 
 
 def unarchived_registers(session: Session, source_ids: list[str]) -> list[str]:
-    """Executed 销毁清册 and finished 移交清册 that no registers source has archived: 附表一 keeps them
-    (永久, 30年) as records, and the catalog rows alone are not that."""
-    keys = [
-        f"销毁清册-{i:04d}"
-        for i in session.execute(
-            select(DestructionListRow.id).where(DestructionListRow.status == "destroyed")
-        ).scalars()
-    ] + [
-        f"移交清册-{i:04d}"
-        for i in session.execute(select(TransferRow.id).where(TransferRow.status == "done")).scalars()
-    ]
+    """Executed 销毁清册, finished 移交清册 and kept 银行存款余额调节表 that no registers source has archived:
+    附表一 keeps them (永久, 30年, 10年) as records, and the catalog rows alone are not that."""
+    keys = (
+        [
+            f"销毁清册-{i:04d}"
+            for i in session.execute(
+                select(DestructionListRow.id).where(DestructionListRow.status == "destroyed")
+            ).scalars()
+        ]
+        + [
+            f"移交清册-{i:04d}"
+            for i in session.execute(select(TransferRow.id).where(TransferRow.status == "done")).scalars()
+        ]
+        + [
+            register_key(a, on)
+            for a, on in session.execute(select(BankReconciliationRow.account, BankReconciliationRow.on))
+        ]
+    )
     archived: set[str] = set()
     for start in range(0, len(keys), 500):
         archived.update(

@@ -160,3 +160,42 @@ def test_days_outside_the_books_are_refused(hub: Hub, on: str) -> None:
     done = cli("bank", "reconcile", "--on", on)
     assert done.returncode == 2
     assert ("before the opening balance" if on[0] == "2" else "not a date") in done.stderr
+
+
+def test_a_kept_table_is_archived_as_a_record_kept_ten_years(hub: Hub) -> None:
+    """附表一 keeps the 银行存款余额调节表 10年: `--keep --by` keeps a balanced table and archives it through the
+    registers source as a 件 of 其他会计资料, linked to the statements it rests on; drawing it up again unchanged
+    archives nothing new; a table that does not balance is not kept."""
+    catalog = synced(hub)
+    assert cli("bank", "reconcile", "--keep").returncode == 2  # a kept table names who drew it up
+    done = cli("bank", "reconcile", "--on", "2025-03-31", "--keep", "--by", "李娜")
+    assert done.returncode == 0, done.stderr
+    code = "J001-KJ·2025-D10-QT-0005"  # after the four statements of 2025
+    assert f"银行存款余额调节表 {ACCOUNT} 2025-03-31 archived 10年 as {code}" in done.stdout
+    with catalog.reading() as s:
+        record = s.scalars(select(ArchiveRecordRow).where(ArchiveRecordRow.archival_code == code)).one()
+        package = s.scalars(select(PackageRow).where(PackageRow.record_id == record.id)).one()
+        statements = s.scalars(
+            select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.title.contains(ACCOUNT))
+        ).all()
+    assert (record.retention, record.category, record.business_id) == (
+        "D10",
+        "QT",
+        f"银行存款余额调节表-{ACCOUNT}-2025-03-31",
+    )
+    assert record.record_date == dt.date(2025, 3, 31) and record.current_version == 1
+    (table,) = (hub.settings.archive_root / package.path / "data" / "attachments").iterdir()
+    xml = table.read_text(encoding="utf-8")
+    assert "<结论>相符</结论>" in xml and "<银行对账单余额>4998449.02</银行对账单余额>" in xml
+    metadata = (hub.settings.archive_root / package.path / "data" / "metadata.xml").read_text(
+        encoding="utf-8"
+    )
+    assert all(f"<关系对象>{s}</关系对象>" in metadata for s in statements if s != code)  # 关联档案号
+
+    again = cli("bank", "reconcile", "--on", "2025-03-31", "--keep", "--by", "李娜")
+    assert again.returncode == 0 and f"as {code}" in again.stdout
+    with catalog.reading() as s:
+        assert s.get(ArchiveRecordRow, record.id).current_version == 1  # type: ignore[union-attr]
+    not_kept = cli("bank", "reconcile", "--on", "2025-04-30", "--keep", "--by", "李娜")
+    assert not_kept.returncode == 4 and "does not balance, so it is not kept" in not_kept.stderr
+    assert cli("verify").returncode == 0

@@ -183,6 +183,9 @@ def test_reconcile_bank_dag_keeps_the_tables_and_fails_naming_an_account_that_do
     assert run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
     summary = xcom_summary(hub, "reconcile_bank", "reconcile")
     assert (summary["accounts"], summary["balanced"]) == (1, 1)
+    assert summary["archived"] == {
+        "银行存款余额调节表-1102021209000456789-2025-03-31": "J001-KJ·2025-D10-QT-0005"
+    }
     table, workbook = map(Path, summary["reports"])
     report = json.loads(table.read_text(encoding="utf-8"))
     assert (report["account"], report["on"], report["balanced"]) == (

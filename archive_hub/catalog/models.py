@@ -222,6 +222,23 @@ class TransferRow(Base):
     register_path: Mapped[str | None] = mapped_column(Text, nullable=True)
 
 
+class BankReconciliationRow(Base):
+    """A balanced 银行存款余额调节表 kept as drawn up (`bank reconcile --keep`, the reconcile_bank DAG): 附表一
+    keeps it 10年, so the registers source archives it as a 件 of its own. One per account and day; drawing
+    it up again replaces it, and a changed table becomes a new version of that 件."""
+
+    __tablename__ = "bank_reconciliation"
+    __table_args__ = (UniqueConstraint("account", "on", name="uq_bank_reconciliation"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    account: Mapped[str] = mapped_column(String(100))
+    on: Mapped[dt.date] = mapped_column(Date)
+    drawn_by: Mapped[str] = mapped_column(String(100))
+    drawn_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    xml: Mapped[str] = mapped_column(Text)  # the table as archived (render_xml)
+    sha256: Mapped[str] = mapped_column(String(64))
+
+
 class ArchivalSequenceRow(Base):
     """Last 件号 handed out per fonds/year/保管期限/category; row-locked while allocating."""
 

@@ -6,7 +6,8 @@ An executed 销毁清册 is rendered from the catalog as `销毁清册-NNNN.xml`
 档号 with the manifest hash of each version, the opinion, the five signatures, the three witnesses); the
 rendering depends only on the executed list, so reading it again gives the same bytes. A finished 移交
 keeps the very 移交清册 XML that was handed over (archive_hub/transfer.py), checked against the hash the
-catalog holds before it is archived.
+catalog holds before it is archived. A balanced 银行存款余额调节表 kept by `bank reconcile --keep` or the
+reconcile_bank DAG (10年) is archived as the XML it was kept as, checked against its hash.
 """
 
 from __future__ import annotations
@@ -67,7 +68,8 @@ def render_xml(doc: dict[str, Any]) -> bytes:
 
 
 class RegistersStream:
-    """Executed 销毁清册 (永久) and finished 移交清册 (30年), one record each, keyed 销毁清册-0001 / 移交清册-0001."""
+    """Executed 销毁清册 (永久), finished 移交清册 (30年) and kept 银行存款余额调节表 (10年), one record each, keyed
+    销毁清册-0001 / 移交清册-0001 / 银行存款余额调节表-<account>-<day>."""
 
     name = "registers"
     primary_key = ("register",)
@@ -110,7 +112,9 @@ class RegistersStream:
             catalog.dispose()
 
     def _records(self, keys: set[str] | None) -> list[SourceRecord]:
+        from archive_hub.bank_reconciliation import register_key
         from archive_hub.catalog.destruction import list_document
+        from archive_hub.catalog.models import BankReconciliationRow as B
         from archive_hub.catalog.models import DestructionListRow as L
         from archive_hub.catalog.models import TransferRow as T
 
@@ -126,6 +130,9 @@ class RegistersStream:
             for row in session.execute(select(T).where(T.status == "done").order_by(T.id)).scalars():
                 if keys is None or f"移交清册-{row.id:04d}" in keys:
                     found.append(self._transfer(row))
+            for kept in session.execute(select(B).order_by(B.on, B.account)).scalars():
+                if keys is None or register_key(kept.account, kept.on) in keys:
+                    found.append(self._reconciliation(kept))
         return sorted(found, key=lambda r: (r.changed_at or dt.datetime.min, r.key))
 
     def _record(
@@ -202,6 +209,31 @@ class RegistersStream:
                     for item in etree.fromstring(data, _PARSER).iter("件")
                     if item.get("档号")
                 ],
+            },
+        )
+
+    def _reconciliation(self, row: Any) -> SourceRecord:
+        from archive_hub.bank_reconciliation import register_key
+
+        key = register_key(row.account, row.on)
+        data = row.xml.encode()
+        if hashlib.sha256(data).hexdigest() != row.sha256:
+            return SourceRecord(
+                self.name, key, row.drawn_at, {"_refused": f"{key}: the kept table's SHA-256 differs"}
+            )
+        root = etree.fromstring(data, _PARSER)
+        return self._record(
+            key,
+            row.drawn_at,
+            "银行存款余额调节表",
+            f"银行存款余额调节表 {root.findtext('开户行及账户')} {row.account} {row.on}",
+            data,
+            {
+                "fiscal_year": row.on.year,
+                "date": row.on.isoformat(),
+                "summary": root.findtext("结论", ""),
+                "responsible": row.drawn_by,
+                "related_codes": [s.get("档号") for s in root.iter("对账单") if s.get("档号")],
             },
         )
 
