@@ -13,6 +13,7 @@ fingerprint and adopted with its on-disk hashes, never written twice.
 from __future__ import annotations
 
 import datetime as dt
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, replace
 from typing import Any
@@ -37,6 +38,8 @@ from archive_sink.virus_scan import ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
 from canonical_model.record import ArchiveRecord
 from canonical_model.retention import fiscal_year_end
+
+SCAN_THREADS = 4  # attachments in flight to clamd at once
 
 
 class AttachmentError(Exception):
@@ -252,20 +255,34 @@ class Archiver:
         ScannerUnavailable, which fails the step: nothing is archived unscanned."""
         if self.scanner is None or not any(p.attachments for p in plan):
             return plan
+        scanner = self.scanner
         if self.scanner_version is None:
-            self.scanner_version = self.scanner.version()
+            self.scanner_version = scanner.version()
+
+        def verdict(a: AttachmentBytes) -> str | None:  # what is wrong with it, if anything
+            try:
+                sig = scanner.scan(a.data)
+            except ScanRefused as exc:
+                return f"{a.name!r} was not scanned: {exc}"
+            if sig:
+                return (
+                    f"{a.name!r}: virus found by {self.scanner_version}: {sig}; "
+                    "not archived, and its bytes are not copied into the hub"
+                )
+            return None
+
+        # A few files in flight at once: clamd scans each in a thread of its own, and one at a time the
+        # round trips leave it idle (measured: 1.17 ms a 50 KB file alone, 0.43 ms with two in flight).
+        files = [a for p in plan for a in p.attachments]
+        with ThreadPoolExecutor(min(SCAN_THREADS, len(files))) as pool:
+            verdicts = iter(list(pool.map(verdict, files)))  # a scanner that fails raises here
         clean = []
         for p in plan:
-            found = []
-            for i, a in enumerate(p.attachments, 1):
-                try:
-                    if sig := self.scanner.scan(a.data):
-                        found.append(
-                            f"attachment {i} {a.name!r}: virus found by {self.scanner_version}: {sig}; "
-                            "not archived, and its bytes are not copied into the hub"
-                        )
-                except ScanRefused as exc:
-                    found.append(f"attachment {i} {a.name!r} was not scanned: {exc}")
+            found = [
+                f"attachment {i} {v}"
+                for i, _ in enumerate(p.attachments, 1)
+                if (v := next(verdicts)) is not None
+            ]
             self.counts["scanned"] += len(p.attachments)
             if found:
                 failures.append((p.record.source.business_id, "; ".join(found)))
