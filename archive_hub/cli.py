@@ -23,6 +23,7 @@ from archive_hub.cli_usage import loan_app, usage
 from archive_hub.settings import Settings
 
 if TYPE_CHECKING:
+    from archive_hub.catalog import Catalog
     from archive_hub.catalog.history import RecordHistory
 
 app = typer.Typer(
@@ -985,7 +986,7 @@ def seed_sample_erp_cmd(
 def demo(
     vouchers: Annotated[int, typer.Option(help="sample vouchers to seed on the first run")] = 3000,
 ) -> None:
-    """Seed the sample ERP and bank inbox (first time), run both Airflow DAGs for real, verify, say where results are."""
+    """Seed the sample ERP and bank inbox (first time), run the archiving DAGs and reconcile_bank for real, verify, say where results are."""
     from sqlalchemy import select
 
     from archive_hub.airflow_runner import run_airflow_dag
@@ -1051,6 +1052,7 @@ def demo(
             highlight=False,
         )
         console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
+    _demo_reconcile_bank(settings, catalog)
     with console.status("verifying every package (SHA-256 + SM3) and the event chain"):
         report = verify_archive(catalog, settings.archive_root, staging_root=settings.staging_root)
     status = "[green]ok[/green]" if report.ok else f"[red]{len(report.problems)} problem(s)[/red]"
@@ -1070,6 +1072,7 @@ def demo(
         ("catalog (SQLite)", settings.home / "catalog.sqlite"),
         ("quarantined bytes", settings.home / "quarantine"),
         ("run summaries", f"{settings.runs_root}/<source>/<run>/summary.json"),
+        ("bank tables", settings.home / "reports" / "bank"),
     ]
     console.print("\n[bold]Results[/bold]")
     for label, value in lines:
@@ -1088,6 +1091,34 @@ def demo(
     console.print("\n[bold]Try[/bold]")
     for command in tries:
         console.print(f"  {command}", soft_wrap=True, highlight=False)
+
+
+def _demo_reconcile_bank(settings: Settings, catalog: Catalog) -> None:
+    """The monthly DAG once: the 银行存款余额调节表 from the archive, kept and archived as a record (10年)."""
+    from sqlalchemy import select
+
+    from archive_hub.airflow_runner import run_airflow_dag
+    from archive_hub.bank_reconciliation import register_key
+    from archive_hub.catalog.models import ArchiveRecordRow, BankReconciliationRow
+
+    log = settings.home / "airflow" / f"dags-test-reconcile_bank-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+    with console.status("running DAG reconcile_bank with Airflow (银行存款余额调节表 from the archive)"):
+        rc = run_airflow_dag("reconcile_bank", settings, log)
+    if rc != 0:
+        _fail(f"the Airflow DAG run reconcile_bank failed (exit {rc}); its log: {log}")
+    with catalog.reading() as session:
+        for row in session.scalars(select(BankReconciliationRow).order_by(BankReconciliationRow.on)):
+            code = session.scalars(
+                select(ArchiveRecordRow.archival_code).where(
+                    ArchiveRecordRow.business_id == register_key(row.account, row.on)
+                )
+            ).first()
+            console.print(
+                f"  reconcile_bank: 银行存款余额调节表 {row.account} on {row.on} balanced, archived 10年 as {code}",
+                soft_wrap=True,
+                highlight=False,
+            )
+    console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
 
 
 def main() -> None:
