@@ -25,16 +25,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import yaml
 from lxml import etree
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
-from archive_hub.catalog.models import ArchiveRecordRow, BankStatementEntryRow, BankStatementRow, utcnow
+from archive_hub.bank_accounts import BankAccount
+from archive_hub.catalog.models import ArchiveRecordRow, BankStatementEntryRow, BankStatementRow
 from archive_hub.catalog.packages import package_batches
 from archive_hub.settings import Settings
-from connectors.errors import ConfigError
 
 CENT = Decimal("0.01")
 VOUCHER_NS = "urn:archive-hub:voucher:1"
@@ -48,45 +46,6 @@ KINDS = {
     "book_in": "企业已收、银行未收",
     "book_out": "企业已付、银行未付",
 }
-
-
-class BankAccount(BaseModel):
-    """One bank account the books keep a 银行存款 sub-account for (config/bank_accounts.yaml)."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    account: str = Field(min_length=1)  # as the statements name it (IBAN, 账号)
-    name: str
-    currency: str = Field(default="CNY", pattern=r"^[A-Z]{3}$")
-    ledger_account: str = Field(min_length=1)  # 科目编码 of the account in the books, e.g. 1002.01
-    books: str  # the source whose archived vouchers are the books
-    opening_date: dt.date  # the balances below are those at the start of this day
-    opening_balance: Decimal  # 银行存款日记账 balance then (the 总账 carries it; vouchers do not)
-    match_days: int = Field(default=10, ge=0, le=92)
-    stale_days: int = Field(default=30, ge=1)
-
-
-def load_bank_accounts(settings: Settings | None = None) -> list[BankAccount]:
-    settings = settings or Settings.from_env()
-    path = settings.bank_accounts_file
-    try:
-        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    except FileNotFoundError:
-        return []
-    except (OSError, yaml.YAMLError) as exc:
-        raise ConfigError("bank_accounts", str(path), f"cannot read: {exc}") from None
-    items = doc.get("accounts") if isinstance(doc, dict) else None
-    if not isinstance(items, list):
-        raise ConfigError("bank_accounts", "accounts", f"a list of accounts is required (in {path})")
-    out = []
-    for i, item in enumerate(items):
-        try:
-            out.append(BankAccount.model_validate(item))
-        except ValidationError as exc:  # every fault at once: a misspelt key is both missing and unknown
-            faults = [(".".join(str(p) for p in ("accounts", i, *e["loc"])), e["msg"]) for e in exc.errors()]
-            also = "".join(f"; {where}: {msg}" for where, msg in faults[1:])
-            raise ConfigError("bank_accounts", faults[0][0], f"{faults[0][1]}{also} (in {path})") from None
-    return out
 
 
 @dataclass
@@ -384,67 +343,3 @@ def default_day(session: Session, acct: BankAccount) -> dt.date | None:
     """The last day the archived statements of the account close on: the natural day for the table."""
     chain = _statements(session, acct)
     return max((s.closing_date for s in chain if s.closing_date), default=None)
-
-
-def register_key(account: str, on: dt.date) -> str:
-    """The business id the registers source archives a kept table under."""
-    return f"银行存款余额调节表-{account}-{on.isoformat()}"
-
-
-def render_xml(r: BankReconciliation) -> bytes:
-    """The table as XML (an archival format), elements named as the form names them; the same report gives
-    the same bytes, so drawing up an unchanged table again archives nothing new."""
-
-    def money(d: Decimal | None) -> str:
-        return "" if d is None else str(d.quantize(CENT))
-
-    a = r.account
-    root = etree.Element("银行存款余额调节表", 账号=a.account, 币种=a.currency, 日期=r.on.isoformat())
-    for tag, value in (("开户行及账户", a.name), ("科目", a.ledger_account), ("账簿来源", a.books)):
-        etree.SubElement(root, tag).text = value
-    bank = etree.SubElement(root, "银行")
-    etree.SubElement(bank, "银行对账单余额").text = money(r.bank_balance)
-    etree.SubElement(bank, "加", 项目=KINDS["book_in"]).text = money(r.total("book_in"))
-    etree.SubElement(bank, "减", 项目=KINDS["book_out"]).text = money(r.total("book_out"))
-    etree.SubElement(bank, "调节后的存款余额").text = money(r.adjusted_bank)
-    books = etree.SubElement(root, "企业")
-    etree.SubElement(books, "银行存款日记账余额").text = money(r.book_balance)
-    etree.SubElement(books, "加", 项目=KINDS["bank_in"]).text = money(r.total("bank_in"))
-    etree.SubElement(books, "减", 项目=KINDS["bank_out"]).text = money(r.total("bank_out"))
-    etree.SubElement(books, "调节后的存款余额").text = money(r.adjusted_books)
-    etree.SubElement(root, "结论").text = "相符" if r.balanced else f"不符, 差额 {money(r.difference)}"
-    items = etree.SubElement(root, "未达账项")
-    for o in r.outstanding:
-        item = etree.SubElement(items, "项", 类别=KINDS[o.kind], 日期=o.date.isoformat(), 金额=str(o.amount))
-        etree.SubElement(item, "出处").text = o.reference
-        etree.SubElement(item, "摘要").text = o.text
-        etree.SubElement(item, "对方入账日").text = o.settled_on.isoformat() if o.settled_on else ""
-    basis = etree.SubElement(root, "依据", 凭证数=str(r.vouchers), 已勾对=str(r.matched))
-    for code in r.statements:
-        etree.SubElement(basis, "对账单", 档号=code)
-    return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
-
-
-def keep(session: Session, r: BankReconciliation, drawn_by: str) -> str:
-    """Keep a balanced table for archiving (10年); returns its register key. A table that does not balance is
-    a work item, not a record: it is refused."""
-    from archive_hub.catalog.models import BankReconciliationRow
-
-    if not r.balanced:
-        raise ValueError(f"{r.account.account} on {r.on}: the table does not balance, so it is not kept")
-    data = render_xml(r)
-    digest = hashlib.sha256(data).hexdigest()
-    row = session.scalars(
-        select(BankReconciliationRow).where(
-            BankReconciliationRow.account == r.account.account, BankReconciliationRow.on == r.on
-        )
-    ).one_or_none()
-    if row is None:
-        session.add(
-            BankReconciliationRow(
-                account=r.account.account, on=r.on, drawn_by=drawn_by, xml=data.decode(), sha256=digest
-            )
-        )
-    elif row.sha256 != digest:  # drawn up again on changed books or statements: the new table replaces it
-        row.drawn_by, row.drawn_at, row.xml, row.sha256 = drawn_by, utcnow(), data.decode(), digest
-    return register_key(r.account.account, r.on)

@@ -1098,7 +1098,7 @@ def _demo_reconcile_bank(settings: Settings, catalog: Catalog) -> None:
     from sqlalchemy import select
 
     from archive_hub.airflow_runner import run_airflow_dag
-    from archive_hub.bank_reconciliation import register_key
+    from archive_hub.bank_reconciliation_record import register_key
     from archive_hub.catalog.models import ArchiveRecordRow, BankReconciliationRow
 
     log = settings.home / "airflow" / f"dags-test-reconcile_bank-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"

@@ -95,7 +95,8 @@ def reconcile_cmd(
     """银行存款余额调节表 from the archive: archived statements against archived vouchers, with every 未达账项."""
     import datetime as dt
 
-    from archive_hub.bank_reconciliation import default_day, load_bank_accounts, reconcile_bank
+    from archive_hub.bank_accounts import load_bank_accounts
+    from archive_hub.bank_reconciliation import default_day, reconcile_bank
     from archive_hub.cli_common import err, open_catalog
     from connectors.errors import ConfigError
 
@@ -152,7 +153,7 @@ def reconcile_cmd(
 
 
 def _keep_and_archive(catalog: Catalog, reports: list[BankReconciliation], by: str) -> None:
-    from archive_hub.bank_reconciliation import keep
+    from archive_hub.bank_reconciliation_record import keep
     from archive_hub.cli_common import archive_register_now, err
 
     for report in reports:

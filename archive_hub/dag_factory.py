@@ -202,7 +202,9 @@ def reconcile_bank_summary() -> dict[str, Any]:
     (附表一: 10年) through the registers source. Raise naming each account that does not balance."""
     import json
 
-    from archive_hub.bank_reconciliation import default_day, keep, load_bank_accounts, reconcile_bank
+    from archive_hub.bank_accounts import load_bank_accounts
+    from archive_hub.bank_reconciliation import default_day, reconcile_bank
+    from archive_hub.bank_reconciliation_record import keep
     from archive_hub.bank_reconciliation_view import write_xlsx
     from archive_hub.catalog import Catalog
     from archive_hub.registers import archive_register

@@ -9,7 +9,7 @@ import datetime as dt
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from archive_hub.bank_reconciliation import register_key
+from archive_hub.bank_reconciliation_record import register_key
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import (
     ArchiveRecordRow,

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from archive_hub.bank_reconciliation import load_bank_accounts, reconcile_bank
+from archive_hub.bank_accounts import load_bank_accounts
+from archive_hub.bank_reconciliation import reconcile_bank
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
 from archive_hub.pipeline import run_sync

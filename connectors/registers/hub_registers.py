@@ -112,7 +112,7 @@ class RegistersStream:
             catalog.dispose()
 
     def _records(self, keys: set[str] | None) -> list[SourceRecord]:
-        from archive_hub.bank_reconciliation import register_key
+        from archive_hub.bank_reconciliation_record import register_key
         from archive_hub.catalog.destruction import list_document
         from archive_hub.catalog.models import BankReconciliationRow as B
         from archive_hub.catalog.models import DestructionListRow as L
@@ -213,7 +213,7 @@ class RegistersStream:
         )
 
     def _reconciliation(self, row: Any) -> SourceRecord:
-        from archive_hub.bank_reconciliation import register_key
+        from archive_hub.bank_reconciliation_record import register_key
 
         key = register_key(row.account, row.on)
         data = row.xml.encode()
