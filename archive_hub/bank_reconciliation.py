@@ -19,6 +19,7 @@ a break in the statements or an item outstanding longer than `stale_days` is rep
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
 import hashlib
 from dataclasses import dataclass, field
@@ -343,3 +344,16 @@ def default_day(session: Session, acct: BankAccount) -> dt.date | None:
     """The last day the archived statements of the account close on: the natural day for the table."""
     chain = _statements(session, acct)
     return max((s.closing_date for s in chain if s.closing_date), default=None)
+
+
+def month_ends(acct: BankAccount, last: dt.date) -> list[dt.date]:
+    """Every month end from the opening balance's month up to `last`: the days a 调节表 is drawn up for (月末)."""
+    out = []
+    year, month = acct.opening_date.year, acct.opening_date.month
+    while True:
+        end = dt.date(year, month, calendar.monthrange(year, month)[1])
+        if end > last:
+            return out
+        if end >= acct.opening_date:
+            out.append(end)
+        year, month = (year + 1, 1) if month == 12 else (year, month + 1)

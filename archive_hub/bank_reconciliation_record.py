@@ -20,6 +20,12 @@ def register_key(account: str, on: dt.date) -> str:
     return f"银行存款余额调节表-{account}-{on.isoformat()}"
 
 
+def kept_days(session: Session, account: str) -> set[dt.date]:
+    return set(
+        session.scalars(select(BankReconciliationRow.on).where(BankReconciliationRow.account == account))
+    )
+
+
 def render_xml(r: BankReconciliation) -> bytes:
     """The table as XML (an archival format), elements named as the form names them; the same report gives
     the same bytes, so drawing up an unchanged table again archives nothing new."""

@@ -82,6 +82,9 @@ def reconcile_cmd(
         str | None,
         typer.Option("--on", help="the day of the table (default: the last statement's closing day)"),
     ] = None,
+    month_ends: Annotated[
+        bool, typer.Option("--month-ends", help="one table for each month end the statements cover (月末)")
+    ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the tables as JSON")] = False,
     xlsx: Annotated[
         Path | None, typer.Option("--xlsx", help="also write the tables as an Excel workbook")
@@ -97,6 +100,7 @@ def reconcile_cmd(
 
     from archive_hub.bank_accounts import load_bank_accounts
     from archive_hub.bank_reconciliation import default_day, reconcile_bank
+    from archive_hub.bank_reconciliation import month_ends as month_ends_of
     from archive_hub.cli_common import err, open_catalog
     from connectors.errors import ConfigError
 
@@ -115,6 +119,9 @@ def reconcile_cmd(
     except ValueError:
         err.print(f"[red]--on {on}: not a date (YYYY-MM-DD)[/red]", highlight=False)
         raise typer.Exit(EXIT_REFUSED) from None
+    if day and month_ends:
+        err.print("[red]--on and --month-ends: say one day, or every month end[/red]")
+        raise typer.Exit(EXIT_REFUSED)
     if keep and not (by or "").strip():
         err.print("[red]--keep needs --by: a kept 调节表 names who drew it up (编制人)[/red]")
         raise typer.Exit(EXIT_REFUSED)
@@ -122,12 +129,17 @@ def reconcile_cmd(
     reports = []
     with catalog.reading() as session:
         for acct in chosen:
-            when = day or default_day(session, acct)
-            if when is None:
+            last = day or default_day(session, acct)
+            if last is None:
                 err.print(f"[red]{acct.account}: no archived statement yet, and no --on given[/red]")
                 raise typer.Exit(EXIT_REFUSED)
+            days = month_ends_of(acct, last) if month_ends else [last]
+            if not days:
+                err.print(
+                    f"[yellow]{acct.account}: the statements cover no month end yet (they end {last})[/yellow]"
+                )
             try:
-                reports.append(reconcile_bank(session, acct, when))
+                reports += [reconcile_bank(session, acct, d) for d in days]
             except ValueError as exc:
                 err.print(f"[red]{exc}[/red]", highlight=False)
                 raise typer.Exit(EXIT_REFUSED) from None

@@ -197,14 +197,15 @@ def build_backup_dag(destination: str | None = None, schedule: str | None = None
 
 
 def reconcile_bank_summary() -> dict[str, Any]:
-    """银行存款余额调节表 of every configured account on its last statement day, written under
+    """银行存款余额调节表 of every configured account for each month end its statements cover and no kept
+    table has yet (so months missed while the DAG did not run are caught up), written under
     ARCHIVE_HUB_HOME/reports/bank/ (JSON and workbook); each balanced one is kept and archived as a record
-    (附表一: 10年) through the registers source. Raise naming each account that does not balance."""
+    (附表一: 10年) through the registers source. Raise naming each table that does not balance."""
     import json
 
     from archive_hub.bank_accounts import load_bank_accounts
-    from archive_hub.bank_reconciliation import default_day, reconcile_bank
-    from archive_hub.bank_reconciliation_record import keep
+    from archive_hub.bank_reconciliation import default_day, month_ends, reconcile_bank
+    from archive_hub.bank_reconciliation_record import keep, kept_days
     from archive_hub.bank_reconciliation_view import write_xlsx
     from archive_hub.catalog import Catalog
     from archive_hub.registers import archive_register
@@ -216,7 +217,7 @@ def reconcile_bank_summary() -> dict[str, Any]:
     catalog = Catalog(settings.catalog_url)
     problems: list[str] = []
     written: list[str] = []
-    accounts = balanced = 0
+    accounts = tables = balanced = 0
     kept: list[Any] = []
     archived: dict[str, str | None] = {}
     try:
@@ -224,34 +225,45 @@ def reconcile_bank_summary() -> dict[str, Any]:
         with catalog.reading() as session:
             for acct in load_bank_accounts(settings):
                 accounts += 1
-                day = default_day(session, acct)
-                if day is None:
+                last = default_day(session, acct)
+                if last is None:
                     problems.append(f"{acct.account}: no archived statement yet")
                     continue
-                report = reconcile_bank(session, acct, day, settings)
-                stem = folder / f"银行存款余额调节表-{acct.account}-{day}"
-                data = json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
-                replace_file(stem.with_suffix(".json"), data)
-                written += [
-                    str(stem.with_suffix(".json")),
-                    str(write_xlsx([report], stem.with_suffix(".xlsx"))),
-                ]
-                if report.balanced:
-                    balanced += 1
-                    kept.append(report)
-                else:
-                    difference = "unknown" if report.difference is None else f"{report.difference:.2f}"
-                    problems += [f"{acct.account} on {day}: not balanced (difference {difference})"]
-                    problems += [f"{acct.account}: {p}" for p in report.problems]
+                done = kept_days(session, acct.account)
+                for day in (d for d in month_ends(acct, last) if d not in done):
+                    report = reconcile_bank(session, acct, day, settings)
+                    tables += 1
+                    stem = folder / f"银行存款余额调节表-{acct.account}-{day}"
+                    data = json.dumps(report.as_dict(), ensure_ascii=False, indent=2).encode()
+                    replace_file(stem.with_suffix(".json"), data)
+                    written += [
+                        str(stem.with_suffix(".json")),
+                        str(write_xlsx([report], stem.with_suffix(".xlsx"))),
+                    ]
+                    if report.balanced:
+                        balanced += 1
+                        kept.append(report)
+                    else:
+                        difference = "unknown" if report.difference is None else f"{report.difference:.2f}"
+                        problems += [f"{acct.account} on {day}: not balanced (difference {difference})"]
+                        problems += [f"{acct.account} on {day}: {p}" for p in report.problems]
+        keys = []
         for report in kept:
             with catalog.transaction() as session:
-                key = keep(session, report, "reconcile_bank DAG")
+                keys.append(keep(session, report, "reconcile_bank DAG"))
+        for key in keys:  # the first sync archives them all, in order; the others find theirs archived
             archived[key] = archive_register(catalog, key)
     finally:
         catalog.dispose()
     if problems:
         _fail_naming("bank reconciliation", problems)
-    return {"accounts": accounts, "balanced": balanced, "reports": written, "archived": archived}
+    return {
+        "accounts": accounts,
+        "tables": tables,
+        "balanced": balanced,
+        "reports": written,
+        "archived": archived,
+    }
 
 
 def build_reconcile_bank_dag(schedule: str | None = None) -> Any:

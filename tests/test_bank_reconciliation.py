@@ -103,6 +103,15 @@ def test_the_cli_prints_the_table_and_refuses_a_day_the_statements_do_not_cover(
     assert "the bank balance on 2025-04-30 is unknown" in report["problems"][0]
     assert "the next one is missing or quarantined" in report["problems"][0]
 
+    months = cli("bank", "reconcile", "--month-ends", "--json")
+    assert months.returncode == 0, months.stderr
+    assert [(r["on"], r["balanced"]) for r in json.loads(months.stdout)] == [
+        ("2025-01-31", True),
+        ("2025-02-28", True),
+        ("2025-03-31", True),
+    ]
+    assert cli("bank", "reconcile", "--on", "2025-03-31", "--month-ends").returncode == 2
+
     xlsx = hub.home / "调节表.xlsx"
     assert cli("bank", "reconcile", "--on", "2025-02-28", "--xlsx", str(xlsx)).returncode == 0
     from openpyxl import load_workbook

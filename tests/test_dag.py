@@ -20,10 +20,12 @@ def airflow_db(hub: Hub) -> sqlite3.Connection:
 
 
 def xcom_summary(hub: Hub, dag_id: str, task_id: str) -> dict:  # type: ignore[type-arg]
-    """What a task passed on through XCom (stored as JSON, possibly JSON in JSON)."""
+    """What a task passed on through XCom in its latest run (stored as JSON, possibly JSON in JSON)."""
     with airflow_db(hub) as db:
         (value,) = db.execute(
-            "select value from xcom where dag_id=? and task_id=? and key='return_value'", (dag_id, task_id)
+            "select value from xcom where dag_id=? and task_id=? and key='return_value' "
+            "order by timestamp desc limit 1",
+            (dag_id, task_id),
         ).fetchone()
     summary = json.loads(value) if isinstance(value, str) else value
     return json.loads(summary) if isinstance(summary, str) else summary
@@ -172,7 +174,7 @@ def test_backup_dag_backs_up_for_real_and_fails_naming_a_damaged_original(hub: H
     assert not (dest / "archive" / new.relative_to(hub.settings.archive_root)).exists()
 
 
-def test_reconcile_bank_dag_keeps_the_tables_and_fails_naming_an_account_that_does_not_balance(
+def test_reconcile_bank_dag_draws_up_each_month_end_once_and_fails_naming_a_table_that_does_not_balance(
     hub: Hub, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     from tests.test_bank_reconciliation import synced
@@ -180,13 +182,24 @@ def test_reconcile_bank_dag_keeps_the_tables_and_fails_naming_an_account_that_do
     monkeypatch.delenv("AIRFLOW_HOME", raising=False)
     synced(hub)
     log = hub.home / "reconcile.log"
+    config = hub.settings.bank_accounts_file.read_text(encoding="utf-8")
+    wrong = tmp_path / "bank_accounts.yaml"
+    wrong.write_text(config.replace('"3286415.62"', '"3286400.00"'), encoding="utf-8")
+    with monkeypatch.context() as m:  # a wrong opening balance: every table is off by 15.62, none is kept
+        m.setenv("ARCHIVE_HUB_BANK_ACCOUNTS", str(wrong))
+        assert run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) != 0
+    failed = log.read_text()
+    for day in ("2025-01-31", "2025-02-28", "2025-03-31"):
+        assert f"1102021209000456789 on {day}: not balanced (difference 15.62)" in failed
+
     assert run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
     summary = xcom_summary(hub, "reconcile_bank", "reconcile")
-    assert (summary["accounts"], summary["balanced"]) == (1, 1)
-    assert summary["archived"] == {
-        "银行存款余额调节表-1102021209000456789-2025-03-31": "J001-KJ·2025-D10-QT-0005"
+    assert (summary["accounts"], summary["tables"], summary["balanced"]) == (1, 3, 3)
+    assert summary["archived"] == {  # the statements run to March (April's file is cut off): three month ends
+        f"银行存款余额调节表-1102021209000456789-{day}": f"J001-KJ·2025-D10-QT-000{n}"
+        for n, day in ((5, "2025-01-31"), (6, "2025-02-28"), (7, "2025-03-31"))
     }
-    table, workbook = map(Path, summary["reports"])
+    table, workbook = map(Path, summary["reports"][-2:])
     report = json.loads(table.read_text(encoding="utf-8"))
     assert (report["account"], report["on"], report["balanced"]) == (
         "1102021209000456789",
@@ -195,9 +208,8 @@ def test_reconcile_bank_dag_keeps_the_tables_and_fails_naming_an_account_that_do
     )
     assert workbook.suffix == ".xlsx" and workbook.parent == hub.home / "reports" / "bank"
 
-    config = hub.settings.bank_accounts_file.read_text(encoding="utf-8")
-    wrong = tmp_path / "bank_accounts.yaml"
-    wrong.write_text(config.replace('"3286415.62"', '"3286400.00"'), encoding="utf-8")
-    monkeypatch.setenv("ARCHIVE_HUB_BANK_ACCOUNTS", str(wrong))
-    assert run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) != 0
-    assert "1102021209000456789 on 2025-03-31: not balanced (difference 15.62)" in log.read_text()
+    assert (
+        run_airflow_dag("reconcile_bank", hub.settings, log, timeout=240) == 0
+    )  # next month: nothing new yet
+    again = xcom_summary(hub, "reconcile_bank", "reconcile")
+    assert (again["tables"], again["archived"]) == (0, {})
