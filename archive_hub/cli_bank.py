@@ -166,16 +166,16 @@ def reconcile_cmd(
 
 def _keep_and_archive(catalog: Catalog, reports: list[BankReconciliation], by: str) -> None:
     from archive_hub.bank_reconciliation_record import keep
-    from archive_hub.cli_common import archive_register_now, err
+    from archive_hub.cli_common import archive_registers_now, err
 
+    kept = {}
     for report in reports:
         try:
             with catalog.transaction() as session:
-                key = keep(session, report, by)
+                kept[keep(session, report, by)] = f"银行存款余额调节表 {report.account.account} {report.on}"
         except ValueError as exc:
             err.print(f"[yellow]{exc}[/yellow]", highlight=False)
-            continue
-        archive_register_now(catalog, key, f"银行存款余额调节表 {report.account.account} {report.on}", "10年")
+    archive_registers_now(catalog, kept, "10年")
 
 
 if __name__ == "__main__":

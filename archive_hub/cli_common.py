@@ -54,24 +54,29 @@ def with_progress(description: str, work: Callable[[Callable[[int, int], None]],
         return work(lambda n, total: progress.update(task, advance=n, total=total))
 
 
-def archive_register_now(catalog: Catalog, key: str, what: str, term: str) -> None:
-    """Archive a register that just became final (archive_hub/registers.py) and say under which 档号; a
-    failure leaves the act itself standing and the register to the registers source's next run (exit 1)."""
-    from archive_hub.registers import REGISTERS_KIND, archive_register
+def archive_registers_now(catalog: Catalog, registers: dict[str, str], term: str) -> None:
+    """Archive registers that just became final (key → what to call it; archive_hub/registers.py, one sync
+    for all) and say under which 档号; a failure leaves the act itself standing and the registers to the
+    registers source's next run (exit 1)."""
+    from archive_hub.registers import REGISTERS_KIND, archive_registers
 
+    if not registers:
+        return
     try:
-        code = archive_register(catalog, key)
+        codes = archive_registers(catalog, list(registers))
     except Exception as exc:
         err.print(
-            f"[red]{what} is not archived yet[/red] (the registers source's next run archives it): {exc}",
+            f"[red]{', '.join(registers.values())} not archived yet[/red] (the registers source's next run "
+            f"archives it): {exc}",
             highlight=False,
             soft_wrap=True,
         )
         raise typer.Exit(1) from None
-    console.print(
-        f"{what} archived {term} as {code}"
-        if code
-        else f"no source of kind {REGISTERS_KIND} is configured: {what} is kept in the catalog only",
-        highlight=False,
-        soft_wrap=True,
-    )
+    for key, what in registers.items():
+        console.print(
+            f"{what} archived {term} as {codes[key]}"
+            if codes[key]
+            else f"no source of kind {REGISTERS_KIND} is configured: {what} is kept in the catalog only",
+            highlight=False,
+            soft_wrap=True,
+        )

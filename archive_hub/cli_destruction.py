@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 import typer
 from rich.table import Table
 
-from archive_hub.cli_common import archive_register_now, console, err
+from archive_hub.cli_common import archive_registers_now, console, err
 from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.destruction_roles import SIGNATORIES, WITNESSES, DestructionRefused
 from archive_hub.settings import Settings
@@ -196,7 +196,7 @@ def execute_cmd(
         highlight=False,
         soft_wrap=True,
     )
-    archive_register_now(catalog, f"销毁清册-{list_id:04d}", f"销毁清册 {list_id}", "永久")
+    archive_registers_now(catalog, {f"销毁清册-{list_id:04d}": f"销毁清册 {list_id}"}, "永久")
 
 
 @destruction_app.command("lists")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from archive_hub.cli_common import archive_register_now, console, err, with_progress
+from archive_hub.cli_common import archive_registers_now, console, err, with_progress
 from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.settings import Settings
 
@@ -63,8 +63,8 @@ def transfer_out_cmd(
         highlight=False,
         soft_wrap=True,
     )
-    for number in [n for n, handed_over, _ in made.settled if handed_over] + [made.transfer_id]:
-        archive_register_now(catalog, f"移交清册-{number:04d}", f"移交清册 {number}", "30年")
+    numbers = [n for n, handed_over, _ in made.settled if handed_over] + [made.transfer_id]
+    archive_registers_now(catalog, {f"移交清册-{n:04d}": f"移交清册 {n}" for n in numbers}, "30年")
 
 
 @transfer_app.command("check")

@@ -208,7 +208,7 @@ def reconcile_bank_summary() -> dict[str, Any]:
     from archive_hub.bank_reconciliation_record import keep, kept_days
     from archive_hub.bank_reconciliation_view import write_xlsx
     from archive_hub.catalog import Catalog
-    from archive_hub.registers import archive_register
+    from archive_hub.registers import archive_registers
     from archive_sink.durability import replace_file
 
     settings = Settings.from_env()
@@ -251,8 +251,8 @@ def reconcile_bank_summary() -> dict[str, Any]:
         for report in kept:
             with catalog.transaction() as session:
                 keys.append(keep(session, report, "reconcile_bank DAG"))
-        for key in keys:  # the first sync archives them all, in order; the others find theirs archived
-            archived[key] = archive_register(catalog, key)
+        if keys:
+            archived = archive_registers(catalog, keys)
     finally:
         catalog.dispose()
     if problems:
@@ -276,8 +276,8 @@ def build_reconcile_bank_dag(schedule: str | None = None) -> Any:
         reconcile_bank_summary,
         schedule or os.environ.get("ARCHIVE_HUB_BANK_RECONCILE_SCHEDULE", "@monthly"),
         "银行存款余额调节表: archived bank statements against archived vouchers, every configured account",
-        "Writes each account's table (JSON and workbook) under reports/bank/; fails naming each account that "
-        "does not balance, or whose statements do not cover the day.",
+        "Draws up the table of every month end the statements cover that has none kept yet, writes it (JSON and "
+        "workbook) under reports/bank/ and archives it (10年); fails naming each table that does not balance.",
     )
 
 

@@ -21,23 +21,32 @@ from archive_hub.catalog.models import (
 REGISTERS_KIND = "hub.registers"
 
 
-def archive_register(catalog: Catalog, key: str) -> str | None:
-    """Sync the registers sources now; the 档号 the register `key` (销毁清册-0001, 移交清册-0001) got, or
-    None when no such source is configured."""
+def archive_registers(catalog: Catalog, keys: list[str]) -> dict[str, str | None]:
+    """Sync the registers sources now, once whatever the number of registers (a sync archives every final
+    one); the 档号 each of `keys` (销毁清册-0001, 移交清册-0001 ...) got, None for one no source archived
+    (none is configured)."""
     from archive_hub.pipeline import run_sync
 
     sources = registers_source_ids()
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
     for source_id in sources:
-        run_sync(source_id, f"register-{key}-{stamp}")
+        run_sync(source_id, f"register-{keys[0]}-{stamp}")
     with catalog.reading() as session:
-        return session.execute(
-            select(ArchiveRecordRow.archival_code).where(
-                ArchiveRecordRow.source_id.in_(sources),
-                ArchiveRecordRow.business_id == key,
-                ArchiveRecordRow.status == "archived",
-            )
-        ).scalar()
+        found = dict(
+            session.execute(
+                select(ArchiveRecordRow.business_id, ArchiveRecordRow.archival_code).where(
+                    ArchiveRecordRow.source_id.in_(sources),
+                    ArchiveRecordRow.business_id.in_(keys),
+                    ArchiveRecordRow.status == "archived",
+                )
+            ).all()
+        )
+    return {key: found.get(key) for key in keys}
+
+
+def archive_register(catalog: Catalog, key: str) -> str | None:
+    """The 档号 one register got (see archive_registers)."""
+    return archive_registers(catalog, [key])[key]
 
 
 def registers_source_ids() -> list[str]:

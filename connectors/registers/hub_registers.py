@@ -23,6 +23,7 @@ from lxml import etree
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from archive_hub.bank_reconciliation_record import register_key
 from archive_sink.durability import replace_file
 from connectors.errors import ConfigError
 from connectors.stream import Cursor, SourceRecord
@@ -112,7 +113,6 @@ class RegistersStream:
             catalog.dispose()
 
     def _records(self, keys: set[str] | None) -> list[SourceRecord]:
-        from archive_hub.bank_reconciliation_record import register_key
         from archive_hub.catalog.destruction import list_document
         from archive_hub.catalog.models import BankReconciliationRow as B
         from archive_hub.catalog.models import DestructionListRow as L
@@ -213,8 +213,6 @@ class RegistersStream:
         )
 
     def _reconciliation(self, row: Any) -> SourceRecord:
-        from archive_hub.bank_reconciliation_record import register_key
-
         key = register_key(row.account, row.on)
         data = row.xml.encode()
         if hashlib.sha256(data).hexdigest() != row.sha256:
