@@ -197,10 +197,14 @@ def search(
     ] = None,
     date_from: Annotated[str | None, typer.Option("--from", help="日期 on or after (YYYY-MM-DD)")] = None,
     date_to: Annotated[str | None, typer.Option("--to", help="日期 on or before (YYYY-MM-DD)")] = None,
+    invoice: Annotated[
+        str | None,
+        typer.Option(help="发票号码 of an e-invoice (OFD/XML) it booked: a 数电票's 20 digits, or 代码-号码"),
+    ] = None,
     limit: Annotated[int, typer.Option(help="at most this many")] = 50,
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
-    """Find archived records by 档号, category, voucher number, period or dates, amount or text."""
+    """Find archived records by 档号, category, voucher number, period or dates, amount, text or 发票号码."""
     from archive_hub.catalog.search import SearchQuery
     from archive_hub.catalog.search import search as run_search
     from canonical_model.archival_code import CATEGORY_CODES
@@ -232,6 +236,7 @@ def search(
         limit,
         CATEGORY_CODES.get(category or "", category),
         *dates,
+        invoice.strip() if invoice else None,
     )
     with _catalog().reading() as session:
         rows = run_search(session, query)
@@ -967,6 +972,9 @@ def seed_sample_erp_cmd(
     bank_books: Annotated[
         bool, typer.Option(help="book the 工商银行基本户 (1002.01) from the sample bank statements' year")
     ] = True,
+    einvoices: Annotated[
+        bool, typer.Option(help="deliver some invoices as 数电票 OFD/XML instead of PDF (one booked twice)")
+    ] = True,
 ) -> None:
     """Create the sample ERP (SQLite + attachment files) under ARCHIVE_HUB_HOME/sample_erp."""
     from connectors.erp.sample_erp.seed import seed_sample_erp
@@ -978,6 +986,7 @@ def seed_sample_erp_cmd(
         vouchers=vouchers,
         attachment_every=attachment_every,
         bank_books=bank_books,
+        einvoices=einvoices,
     )
     console.print(summary.one_line())
 
@@ -1003,7 +1012,11 @@ def demo(
     if not erp.exists():
         with console.status("seeding the sample ERP (华东精密制造有限公司, fiscal year 2025)"):
             summary = seed_sample_erp(
-                f"sqlite:///{erp}", erp.parent / "attachments", vouchers=vouchers, bank_books=True
+                f"sqlite:///{erp}",
+                erp.parent / "attachments",
+                vouchers=vouchers,
+                bank_books=True,
+                einvoices=True,
             )
         console.print(f"[bold]sample ERP[/bold]: {summary.one_line()}")
     else:

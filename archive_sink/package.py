@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
+from archive_sink.einvoice import EInvoice
 from archive_sink.hashing import digests
 from archive_sink.xml_documents import metadata_xml, voucher_xml
 from canonical_model.record import ArchiveRecord, FileEntity
@@ -28,6 +29,7 @@ class AttachmentBytes:
     name: str
     media_type: str
     data: bytes
+    invoice: EInvoice | None = None  # the e-invoice these bytes are (einvoice.py), read with them
 
     @cached_property
     def sha256(self) -> str:

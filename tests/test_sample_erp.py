@@ -267,7 +267,9 @@ def test_attachments_on_disk_and_valid(seeded: tuple[SeedSummary, dict]) -> None
 def test_each_defect_present_exactly_once(seeded: tuple[SeedSummary, dict]) -> None:
     summary, rows = seeded
     ids = _bad_ids(summary)
-    assert set(ids) == set(Defect) and len(summary.bad_vouchers) == 6 == len(set(ids.values()))
+    # INVOICE_OTHER_CARRIER needs 数电票 (einvoices=True, tests/test_einvoice.py)
+    assert set(ids) == set(Defect) - {Defect.INVOICE_OTHER_CARRIER}
+    assert len(summary.bad_vouchers) == 6 == len(set(ids.values()))
     lines = _lines_by_voucher(rows)
     unbalanced = {
         vid for vid, ls in lines.items() if sum(ln["debit"] for ln in ls) != sum(ln["credit"] for ln in ls)

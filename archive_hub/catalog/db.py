@@ -109,15 +109,23 @@ class Catalog:
         from sqlalchemy.dialects import postgresql, sqlite
 
         from archive_hub.catalog.events import GENESIS
-        from archive_hub.catalog.models import ChainHeadRow
+        from archive_hub.catalog.invoice_backfill import CLAIM_ARCHIVED_INVOICES
+        from archive_hub.catalog.models import CatalogUpgradeRow, ChainHeadRow
 
         with self._serialised(), self.engine.begin() as conn:  # BEGIN IMMEDIATE on SQLite
             if self.is_postgres:
                 conn.execute(text("SELECT pg_advisory_xact_lock(727100)"))  # schema changes, one at a time
             had_claims = inspect(conn).has_table("attachment_claim")
+            had_records = inspect(conn).has_table("archive_record")
+            had_invoice_claims = inspect(conn).has_table("invoice_claim")
             Base.metadata.create_all(conn)
             if not had_claims:  # a catalog from before claims: what it archived already holds its files
                 _claim_archived_attachments(conn)
+            if had_records and not had_invoice_claims:  # its invoices are read from the archive (context.py)
+                insert = postgresql.insert if self.is_postgres else sqlite.insert
+                conn.execute(
+                    insert(CatalogUpgradeRow).values(name=CLAIM_ARCHIVED_INVOICES).on_conflict_do_nothing()
+                )
             # Columns added after a catalog was created (additive only; nothing is ever dropped).
             inspector = inspect(conn)
             for table in Base.metadata.sorted_tables:

@@ -121,6 +121,46 @@ class AttachmentClaimRow(Base):
     claimed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
 
 
+class InvoiceClaimRow(Base):
+    """The source record that first booked an e-invoice, by the invoice's own identity (财会〔2020〕6号).
+
+    The same invoice in other bytes (its OFD on one voucher, its XML on the next) shares no SHA-256, so
+    it is claimed a second time by its number (archive_sink/einvoice.py), in the same transaction and
+    with the same rules as the file claims. The facts read from the invoice make `search --invoice`
+    answer which 件 booked it.
+    """
+
+    __tablename__ = "invoice_claim"
+
+    invoice_key: Mapped[str] = mapped_column(String(64), primary_key=True)  # 号码, or 代码-号码
+    invoice_no: Mapped[str] = mapped_column(String(32), index=True)
+    source_id: Mapped[str] = mapped_column(String(100))
+    business_id: Mapped[str] = mapped_column(String(200))
+    file_name: Mapped[str] = mapped_column(Text)
+    sha256: Mapped[str] = mapped_column(String(64))  # of the file it was read from
+    carrier: Mapped[str] = mapped_column(String(100))
+    issued: Mapped[str | None] = mapped_column(String(40))
+    total: Mapped[str | None] = mapped_column(String(40))
+    seller_tax_id: Mapped[str | None] = mapped_column(String(40))
+    run_id: Mapped[str] = mapped_column(String(250))
+    claimed_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class CatalogUpgradeRow(Base):
+    """A one-time step an older catalog still owes, which needs more than SQL (the archive's files).
+
+    create_schema records it when it adds a table an existing catalog had no rows for; the first run
+    that knows the archive root performs it and stamps `done_at`.
+    """
+
+    __tablename__ = "catalog_upgrade"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+    done_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
+    outcome: Mapped[str | None] = mapped_column(Text)
+
+
 class DestructionHoldRow(Base):
     """A record kept past its 保管期限 whatever the appraisal says: 未结清的债权债务 (Art. 18), a dispute, an
     audit in progress. A record under a hold is never put on a 销毁清册, and one held after its list was

@@ -1,4 +1,4 @@
-"""Search the catalog by 档号, category, voucher number, period or dates, amount and text."""
+"""Search the catalog by 档号, category, voucher number, period or dates, amount, text and 发票号码."""
 
 from __future__ import annotations
 
@@ -6,10 +6,10 @@ import datetime as dt
 from dataclasses import dataclass
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import exists, or_, select
 from sqlalchemy.orm import Session
 
-from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
+from archive_hub.catalog.models import ArchiveRecordRow, InvoiceClaimRow, PackageRow
 from archive_hub.catalog.packages import code_scope
 
 
@@ -26,6 +26,7 @@ class SearchQuery:
     category: str | None = None  # 类别号: PZ 凭证, ZB 账簿, BG 报告, QT 其他
     date_from: dt.date | None = None
     date_to: dt.date | None = None
+    invoice: str | None = None  # 发票号码 (or 代码-号码) of an e-invoice the record booked
 
 
 def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, PackageRow | None]]:
@@ -53,6 +54,14 @@ def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, Pac
         query = query.where(ArchiveRecordRow.record_date >= q.date_from)
     if q.date_to:
         query = query.where(ArchiveRecordRow.record_date <= q.date_to)
+    if q.invoice:
+        query = query.where(
+            exists().where(
+                InvoiceClaimRow.source_id == ArchiveRecordRow.source_id,
+                InvoiceClaimRow.business_id == ArchiveRecordRow.business_id,
+                or_(InvoiceClaimRow.invoice_no == q.invoice, InvoiceClaimRow.invoice_key == q.invoice),
+            )
+        )
     if q.text:
         for word in q.text.split():
             query = query.where(ArchiveRecordRow.search_text.contains(word))

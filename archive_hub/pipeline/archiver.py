@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 
 from archive_hub.catalog import quarantine, sequences
 from archive_hub.catalog.bulk import insert_rows, select_in, update_rows
-from archive_hub.catalog.claims import Presented, Refusal, claim_attachments
+from archive_hub.catalog.claims import BookedInvoice, Presented, Refusal, claim_attachments
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, FileRow, PackageRow, utcnow
 from archive_hub.catalog.quarantine import QuarantineEntry
@@ -31,6 +31,7 @@ from archive_hub.catalog.records import KnownRecord, known_records
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.validate import raw_payloads
 from archive_sink.durability import read_bytes
+from archive_sink.einvoice import InvoiceUnreadable, read_einvoice
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.formats import attachment_problem
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
@@ -83,7 +84,11 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
     problem = attachment_problem(att.media_type, data)
     if problem:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri} {problem}")
-    return AttachmentBytes(att.name, att.media_type, data)
+    try:
+        invoice = read_einvoice(data)
+    except InvoiceUnreadable as exc:
+        raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri}: {exc}") from None
+    return AttachmentBytes(att.name, att.media_type, data, invoice)
 
 
 def sequence_key(record: ArchiveRecord) -> sequences.SequenceKey:
@@ -318,7 +323,11 @@ class Archiver:
                 )
         presented = (
             [
-                Presented(p.record.source.business_id, [(a.sha256, a.name) for a in p.attachments])
+                Presented(
+                    p.record.source.business_id,
+                    [(a.sha256, a.name) for a in p.attachments],
+                    [BookedInvoice(a.invoice, a.name, a.sha256) for a in p.attachments if a.invoice],
+                )
                 for p in plan
                 if p.attachments
             ]

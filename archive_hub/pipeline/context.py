@@ -9,6 +9,7 @@ from functools import cached_property
 from pathlib import Path
 
 from archive_hub.catalog import Catalog
+from archive_hub.catalog.invoice_backfill import claim_archived_invoices
 from archive_hub.settings import Settings
 from archive_hub.sources import SourceConfig, build_stream, find_source
 from canonical_model.archival_code import ArchivalCodeRule
@@ -43,6 +44,7 @@ class RunContext:
         settings = settings or Settings.from_env()
         catalog = Catalog(settings.catalog_url)
         catalog.create_schema()
+        claim_archived_invoices(catalog, settings.archive_root)  # owed only by a catalog from before them
         return cls(find_source(source_id, settings), run_id, settings, catalog, progress or _noop)
 
     @property

@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.engine import make_url
 
+from connectors.erp.sample_erp.einvoices import SampleInvoice, einvoice_ofd, einvoice_xml
 from connectors.erp.sample_erp.schema import account, attachment, company, metadata, voucher, voucher_line
 
 CENT = Decimal("0.01")
@@ -169,6 +170,8 @@ class Defect(StrEnum):
     MISSING_ATTACHMENT_FILE = "missing_attachment_file"  # 附件文件不存在
     DUPLICATE_VOUCHER_NO = "duplicate_voucher_no"  # 凭证号重复
     DUPLICATE_INVOICE = "duplicate_invoice"  # 发票重复报销: the file of an earlier voucher attached again
+    # Only with `einvoices`: an earlier voucher's 数电票 booked again in its other carrier (the XML of an OFD)
+    INVOICE_OTHER_CARRIER = "invoice_other_carrier"
 
 
 @dataclass(frozen=True)
@@ -606,11 +609,15 @@ def seed_sample_erp(
     bad_records: bool = True,
     seed: int = 20250101,
     bank_books: bool = False,
+    einvoices: bool = False,
 ) -> SeedSummary:
     """Create the sample ERP tables and fill them with one fiscal year of vouchers (see module doc).
 
     The tables must be empty: ids are assigned here so that a seed always yields the same rows.
-    `bad_records` adds 6 defective vouchers (one per Defect) on top of `vouchers` normal ones.
+    `bad_records` adds 6 defective vouchers (one per Defect) on top of `vouchers` normal ones; with
+    `einvoices` a 7th, INVOICE_OTHER_CARRIER.
+    `einvoices` turns every third invoice into a 数电票 delivered as OFD (every other one also as XML,
+    both carriers on the voucher, as the platform's download has them) instead of a PDF.
     `bank_books` books the 工商银行基本户 (1002.01) from the sample bank statements' year instead
     (``bank_books.py``), on top of `vouchers`: the day-to-day vouchers then pay through the other two
     banks, and the bank's 代发工资 replaces the month's 发放上月工资.
@@ -667,7 +674,7 @@ def seed_sample_erp(
     normal_count = len(specs)
     bad: list[tuple[dict[str, Any], Defect, str]] = []
     if bad_records:
-        bad = _bad_specs(rng, fiscal_year, specs, attachment_root)
+        bad = _bad_specs(rng, fiscal_year, specs, attachment_root, einvoices=einvoices)
 
     all_specs = specs + [b[0] for b in bad]
     _number_and_stamp(rng, fiscal_year, all_specs)
@@ -697,18 +704,38 @@ def seed_sample_erp(
         with_attachment.add(normal_ids[0])  # the double booking needs an earlier file to reuse
     first_file: tuple[int, dict[str, Any]] | None = None  # (voucher id, attachment row)
     reused_detail = ""
+    invoice_rng = random.Random(seed + 2)
+    ofd_only: tuple[int, SampleInvoice] | None = None  # the first 数电票 a voucher carries as OFD alone
+    rebooked_detail = ""
     for spec in sorted(all_specs, key=lambda s: s["id"]):
         vid = spec["id"]
         lines = spec.pop("_lines")
         atts = spec.pop("_attachments", [])
         spec.pop("_period_end")
-        if vid in with_attachment:
+        if vid in with_attachment and einvoices and len(att_rows) % 6 == 0:
+            with_xml = len(att_rows) % 12 == 0
+            rows, size, inv = _write_einvoice(invoice_rng, attachment_root, spec, lines, with_xml)
+            atts += rows
+            att_bytes += size
+            if not with_xml:
+                ofd_only = ofd_only or (vid, inv)
+        elif vid in with_attachment:
             att, size = _write_attachment(
                 rng, attachment_root, spec, lines, attachment_size, filler, len(att_rows)
             )
             atts.append(att)
             att_bytes += size
             first_file = first_file or (vid, att)
+        if spec.pop("_rebooks_einvoice", False):
+            if ofd_only is None or ofd_only[0] >= vid:
+                raise ValueError("the invoice booked in its other carrier needs an earlier 数电票 OFD")
+            twin_id, inv = ofd_only
+            row, size = _write_einvoice_file(
+                attachment_root, spec, "xml", einvoice_xml(inv), f"数电票_{inv.number}.xml", "application/xml"
+            )
+            atts.append(row)
+            att_bytes += size
+            rebooked_detail = f"carries the XML of 数电票 {inv.number}, whose OFD voucher {twin_id} carries"
         if spec.pop("_reuses_attachment", False):
             if first_file is None or first_file[0] >= vid:
                 raise ValueError("the duplicate invoice needs an earlier voucher with an attachment")
@@ -762,7 +789,14 @@ def seed_sample_erp(
         attachment_bytes=att_bytes,
         bad_vouchers=sorted(
             (
-                BadVoucher(s["id"], d, reused_detail if d is Defect.DUPLICATE_INVOICE else detail)
+                BadVoucher(
+                    s["id"],
+                    d,
+                    {
+                        Defect.DUPLICATE_INVOICE: reused_detail,
+                        Defect.INVOICE_OTHER_CARRIER: rebooked_detail,
+                    }.get(d, detail),
+                )
                 for s, d, detail in bad
             ),
             key=lambda b: list(Defect).index(b.defect),
@@ -854,7 +888,7 @@ def _number_and_stamp(rng: random.Random, year: int, specs: list[dict[str, Any]]
 
 
 def _bad_specs(
-    rng: random.Random, year: int, specs: list[dict[str, Any]], attachment_root: Path
+    rng: random.Random, year: int, specs: list[dict[str, Any]], attachment_root: Path, *, einvoices: bool
 ) -> list[tuple[dict[str, Any], Defect, str]]:
     """One voucher per Defect, each otherwise ordinary so exactly one rule fires for it."""
     out: list[tuple[dict[str, Any], Defect, str]] = []
@@ -906,6 +940,11 @@ def _bad_specs(
     spec = make(12, lines)  # in December: the voucher whose file it reuses is read (and archived) first
     spec["_reuses_attachment"] = True
     out.append((spec, Defect.DUPLICATE_INVOICE, ""))  # detail filled once the reused file is written
+    if einvoices:
+        _, lines = _purchase_material(rng, st)
+        spec = make(12, lines)  # late in the year: the OFD it duplicates is archived first
+        spec["_rebooks_einvoice"] = True
+        out.append((spec, Defect.INVOICE_OTHER_CARRIER, ""))  # detail filled once the XML is written
     return out
 
 
@@ -943,11 +982,17 @@ def _write_attachment(
         data = _fit(lambda pad: _build_png(head, tail, pad), target, fill)
         ext, mime, file_name = "png", "image/png", f"银行回单_{created:%Y%m%d}_{index:05d}.png"
     rel = f"{spec['fiscal_year']}/{spec['period']:02d}/{name}.{ext}"
+    uploaded = min(created + timedelta(minutes=rng.randint(1, 30)), spec["updated_at"])
+    return _store(root, rel, data, file_name, mime, uploaded)
+
+
+def _store(
+    root: Path, rel: str, data: bytes, file_name: str, mime: str, uploaded: datetime
+) -> tuple[dict[str, Any], int]:
+    """Put the file on the sample "file server" and return its erp_attachment row and size."""
     path = root / rel
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "wb") as fh:
-        fh.write(data)
-    uploaded = min(created + timedelta(minutes=rng.randint(1, 30)), spec["updated_at"])
+    path.write_bytes(data)
     row = {
         "file_name": file_name,
         "mime_type": mime,
@@ -956,6 +1001,40 @@ def _write_attachment(
         "uploaded_at": uploaded,
     }
     return row, len(data)
+
+
+def _write_einvoice_file(
+    root: Path, spec: dict[str, Any], ext: str, data: bytes, file_name: str, mime: str
+) -> tuple[dict[str, Any], int]:
+    name = uuid.uuid5(uuid.NAMESPACE_URL, f"{file_name}@{spec['created_at']}")
+    rel = f"{spec['fiscal_year']}/{spec['period']:02d}/{name}.{ext}"
+    uploaded = min(spec["created_at"] + timedelta(minutes=3), spec["updated_at"])
+    return _store(root, rel, data, file_name, mime, uploaded)
+
+
+def _write_einvoice(
+    rng: random.Random, root: Path, spec: dict[str, Any], lines: list[Line], with_xml: bool
+) -> tuple[list[dict[str, Any]], int, SampleInvoice]:
+    """A 数电票 for the voucher's amount: its OFD, and with `with_xml` its XML too."""
+    total = sum((ln["debit"] for ln in lines), ZERO)
+    amount = _money(total / (1 + VAT_RATE))
+    created: datetime = spec["created_at"]
+    inv = SampleInvoice(
+        number=f"{created:%y}322000{rng.randrange(10**12):012d}",
+        issued=created.date(),
+        item=f"*货物*{lines[0]['summary']}",
+        amount=amount,
+        tax=total - amount,
+    )
+    carriers = [("ofd", einvoice_ofd(inv), "application/ofd")]
+    if with_xml:
+        carriers.append(("xml", einvoice_xml(inv), "application/xml"))
+    rows, size = [], 0
+    for ext, data, mime in carriers:
+        row, n = _write_einvoice_file(root, spec, ext, data, f"数电票_{inv.number}.{ext}", mime)
+        rows.append(row)
+        size += n
+    return rows, size, inv
 
 
 # --------------------------------------------------------------------------------------------- helpers
@@ -1011,6 +1090,9 @@ def main(argv: Iterable[str] | None = None) -> SeedSummary:
     p.add_argument("--no-bad-records", dest="bad_records", action="store_false")
     p.add_argument("--seed", type=int, default=20250101)
     p.add_argument("--bank-books", action="store_true", help="book 1002.01 from the sample bank statements")
+    p.add_argument(
+        "--einvoices", action="store_true", help="every third invoice a 数电票 (OFD, some with XML)"
+    )
     p.add_argument("--reset", action="store_true", help="drop the sample ERP tables first")
     args = p.parse_args(list(argv) if argv is not None else None)
     _ensure_sqlite_dir(args.db_url)
@@ -1026,6 +1108,7 @@ def main(argv: Iterable[str] | None = None) -> SeedSummary:
         bad_records=args.bad_records,
         seed=args.seed,
         bank_books=args.bank_books,
+        einvoices=args.einvoices,
     )
     print(summary.one_line())
     return summary
