@@ -14,6 +14,7 @@ import sqlite3
 import zipfile
 from datetime import date
 from decimal import Decimal
+from xml.etree import ElementTree
 
 import pytest
 from sqlalchemy import select, text
@@ -188,7 +189,14 @@ def test_an_invoice_booked_again_in_its_other_carrier_is_quarantined_naming_its_
     assert {k: (c.business_id, c.invoice_no) for k, c in claims.items()} == {
         n: (str(vid), n) for n, vid in first_holder.items()
     }
-    assert claims[number].seller_tax_id == "91320505MA1TEST01X" and claims[number].carrier == "OFD"
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:
+        (rel,) = erp.execute(
+            "select storage_path from erp_attachment where voucher_id = ?", (rebooked.voucher_id,)
+        ).fetchone()
+    said = ElementTree.fromstring((hub.home / "sample_erp" / "attachments" / rel).read_bytes())
+    assert claims[number].carrier == "OFD"
+    assert claims[number].seller_tax_id == said.findtext("EInvoiceData/SellerInformation/SellerIdNum")
+    assert claims[number].total == said.findtext("EInvoiceData/BasicInformation/TotalTax-includedAmount")
 
     found = cli("search", "--invoice", number, "--json")
     assert found.returncode == 0, found.stderr

@@ -30,7 +30,7 @@ from typing import Any
 from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.engine import make_url
 
-from connectors.erp.sample_erp.einvoices import SampleInvoice, einvoice_ofd, einvoice_xml
+from connectors.erp.sample_erp.einvoices import BUYER, SELLER, SampleInvoice, einvoice_ofd, einvoice_xml
 from connectors.erp.sample_erp.schema import account, attachment, company, metadata, voucher, voucher_line
 
 CENT = Decimal("0.01")
@@ -1012,19 +1012,36 @@ def _write_einvoice_file(
     return _store(root, rel, data, file_name, mime, uploaded)
 
 
+VAT_ACCOUNTS = ("2221.01.01", "2221.01.05")  # 进项税额, 销项税额
+
+
+def _party(name: str) -> tuple[str, str]:
+    """A counterparty with a fictitious, stable 统一社会信用代码."""
+    return name, f"9132050{zlib.crc32(name.encode()) % 10**10:010d}X"
+
+
 def _write_einvoice(
     rng: random.Random, root: Path, spec: dict[str, Any], lines: list[Line], with_xml: bool
 ) -> tuple[list[dict[str, Any]], int, SampleInvoice]:
-    """A 数电票 for the voucher's amount: its OFD, and with `with_xml` its XML too."""
+    """A 数电票 for the voucher: its OFD, and with `with_xml` its XML too. A sale's invoice is ours to the
+    customer, a purchase's the supplier's to us; the tax is the voucher's 进项/销项 line where it has one."""
     total = sum((ln["debit"] for ln in lines), ZERO)
-    amount = _money(total / (1 + VAT_RATE))
+    tax = sum((ln["debit"] + ln["credit"] for ln in lines if ln["account_code"] in VAT_ACCOUNTS), ZERO)
+    if not tax:
+        tax = total - _money(total / (1 + VAT_RATE))
+    us = (COMPANY["name"], BUYER[1])
+    customer = next((ln.get("aux_customer") for ln in lines if ln.get("aux_customer")), None)
+    supplier = next((ln.get("aux_supplier") for ln in lines if ln.get("aux_supplier")), None)
+    seller, buyer = (us, _party(customer)) if customer else (_party(supplier) if supplier else SELLER, us)
     created: datetime = spec["created_at"]
     inv = SampleInvoice(
         number=f"{created:%y}322000{rng.randrange(10**12):012d}",
         issued=created.date(),
-        item=f"*货物*{lines[0]['summary']}",
-        amount=amount,
-        tax=total - amount,
+        item=f"*货物*{next((ln for ln in lines if ln['account_code'] == '6001'), lines[0])['summary']}",
+        amount=total - tax,
+        tax=tax,
+        seller=seller,
+        buyer=buyer,
     )
     carriers = [("ofd", einvoice_ofd(inv), "application/ofd")]
     if with_xml:
