@@ -631,15 +631,36 @@ def formats(
         typer.Option("--list", help="name every file outside the long-term formats (the 迁移 work list)"),
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the report as one JSON object")] = False,
+    validate: Annotated[
+        bool,
+        typer.Option(
+            "--validate",
+            help="check every PDF/A claim with veraPDF (ARCHIVE_HUB_VERAPDF; scripts/verapdf.sh)",
+        ),
+    ] = False,
 ) -> None:
     """可用性: the formats the archive holds (from the bytes), and which files are not PDF/A, OFD or XML."""
     from archive_hub.format_report import format_report
     from archive_sink.formats import LONG_TERM
+    from archive_sink.pdfa_validation import ValidatorUnavailable, VeraPdf
 
     settings = Settings.from_env()
-    report = with_progress(
-        "reading content files", lambda step: format_report(_catalog(), settings.archive_root, code, step)
-    )
+    validator = None
+    if validate:
+        if not settings.verapdf:
+            _fail(
+                "no PDF/A validator: set ARCHIVE_HUB_VERAPDF to veraPDF's lib folder "
+                "(`scripts/verapdf.sh install` fetches it and prints the value) or its launcher",
+                2,
+            )
+        validator = VeraPdf(settings.verapdf)
+    try:
+        report = with_progress(
+            "reading content files",
+            lambda step: format_report(_catalog(), settings.archive_root, code, step, validator),
+        )
+    except ValidatorUnavailable as exc:
+        _fail(f"PDF/A validation failed, nothing is reported: {exc}", 2)
     if code and not report.counts and not report.unreadable:
         _fail(f"no archived record has a 档号 starting with {code!r}")
     if as_json:
@@ -653,10 +674,26 @@ def formats(
                         for c, v, f, label in report.to_convert
                     ],
                     "unreadable": report.unreadable,
+                    "pdfa_validated_with": report.validated_with,
+                    "pdfa_verdicts": [
+                        {
+                            "archival_code": c,
+                            "version": v,
+                            "path": f,
+                            "claims": label,
+                            "compliant": verdict.compliant,
+                            "profile": verdict.profile,
+                            "failed_rules": [vars(r) for r in verdict.failed],
+                            "error": verdict.error,
+                        }
+                        for c, v, f, label, verdict in report.pdfa_verdicts
+                    ],
                 },
                 ensure_ascii=False,
             )
         )
+        if any(not verdict.compliant for *_, verdict in report.pdfa_verdicts):
+            raise typer.Exit(4)
         return
     table = Table(
         title=f"可用性: {report.files} content file(s) of the current versions", box=box.SIMPLE_HEAD
@@ -674,10 +711,25 @@ def formats(
     if list_files:
         for c, v, f, label in report.to_convert:
             console.print(f"  {c} v{v}  {f}  ({label})", soft_wrap=True, highlight=False)
+    if validate:
+        failed = [x for x in report.pdfa_verdicts if not x[4].compliant]
+        console.print(
+            f"PDF/A claims checked with {report.validated_with}: {len(report.pdfa_verdicts)}, "
+            f"{len(failed)} not conformant"
+            if report.pdfa_verdicts
+            else "PDF/A claims checked: no file claims PDF/A",
+            highlight=False,
+        )
+        for c, v, f, label, verdict in failed:
+            console.print(
+                f"  {c} v{v}  {f}  claims {label}, {verdict.summary()}", soft_wrap=True, highlight=False
+            )
     for problem in report.unreadable:
         err.print(f"[red]unreadable:[/red] {problem}", highlight=False, soft_wrap=True)
     if report.unreadable:
         raise typer.Exit(2)
+    if any(not verdict.compliant for *_, verdict in report.pdfa_verdicts):
+        raise typer.Exit(4)  # a false PDF/A claim, like a virus found: a finding, not a failure to run
 
 
 @app.command()

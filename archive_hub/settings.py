@@ -24,6 +24,7 @@ class Settings:
     sources_dir: Path
     bank_accounts_file: Path  # the accounts `bank reconcile` reconciles (银行存款余额调节表)
     clamd_url: str | None = None  # 病毒检测: unix:///path/clamd.sock or tcp://host:3310; None: no scan
+    verapdf: str | None = None  # PDF/A validation: veraPDF's lib folder (scripts/verapdf.sh) or its launcher
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -41,6 +42,7 @@ class Settings:
                 os.environ.get("ARCHIVE_HUB_BANK_ACCOUNTS", PROJECT_ROOT / "config" / "bank_accounts.yaml")
             ),
             clamd_url=os.environ.get("ARCHIVE_HUB_CLAMD") or None,
+            verapdf=os.environ.get("ARCHIVE_HUB_VERAPDF") or None,
         )
 
 

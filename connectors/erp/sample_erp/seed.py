@@ -31,6 +31,7 @@ from sqlalchemy import Engine, create_engine, func, select, update
 from sqlalchemy.engine import make_url
 
 from connectors.erp.sample_erp.einvoices import BUYER, SELLER, SampleInvoice, einvoice_ofd, einvoice_xml
+from connectors.erp.sample_erp.pdf_bytes import assemble_pdf
 from connectors.erp.sample_erp.schema import account, attachment, company, metadata, voucher, voucher_line
 
 CENT = Decimal("0.01")
@@ -481,8 +482,6 @@ def _carry_cost(rng: random.Random, st: _PeriodState) -> tuple[str, list[Line]]:
 
 # --------------------------------------------------------------------------------------------- files
 
-PDF_BINARY_MARK = b"%\xe2\xe3\xcf\xd3\n"
-
 
 def _pdf_text(s: str) -> str:
     return s.replace("\\", "\\\\").replace("(", "\\(").replace(")", "\\)")
@@ -511,20 +510,7 @@ def _build_pdf(lines: list[str], title: str, created: datetime, padding: bytes) 
     ]
     if padding:
         objects.append(b"<< /Length %d >>\nstream\n" % len(padding) + padding + b"\nendstream")
-    out = bytearray(b"%PDF-1.4\n" + PDF_BINARY_MARK)
-    offsets = []
-    for num, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n" % num + body + b"\nendobj\n"
-    xref_at = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    for off in offsets:
-        out += b"%010d 00000 n \n" % off
-    out += b"trailer\n<< /Size %d /Root 1 0 R /Info 6 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(objects) + 1,
-        xref_at,
-    )
-    return bytes(out)
+    return assemble_pdf(objects, b"/Info 6 0 R")
 
 
 def _png_chunk(kind: bytes, data: bytes) -> bytes:
