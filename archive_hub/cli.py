@@ -433,6 +433,17 @@ def _print_history(history: RecordHistory, settings: Settings, all_files: bool) 
             p.run_id,
         )
     console.print(versions)
+    if history.invoices:
+        console.print(
+            "e-invoices it booked (发票, booked once: `search --invoice` finds this 件 by any of them)"
+        )
+        for i in history.invoices:
+            console.print(
+                f"  {i.invoice_key}  开票日期 {i.issued or '?'}  价税合计 {i.total or '?'}  "
+                f"销售方 {i.seller_tax_id or '?'}  ({i.carrier}: {i.file_name})",
+                soft_wrap=True,
+                highlight=False,
+            )
 
     # A list, not a table: a 64-digit hash must stay on one line to be compared by eye.
     for v in history.versions if all_files else [current] if current else []:

@@ -201,6 +201,10 @@ def test_an_invoice_booked_again_in_its_other_carrier_is_quarantined_naming_its_
     found = cli("search", "--invoice", number, "--json")
     assert found.returncode == 0, found.stderr
     assert [json.loads(line)["archival_code"] for line in found.stdout.splitlines()] == [holder.archival_code]
+    shown = json.loads(cli("show", holder.archival_code, "--json").stdout)
+    assert [(i["invoice_no"], i["carrier"], i["file_name"]) for i in shown["invoices"]] == [
+        (number, "OFD", f"数电票_{number}.ofd")
+    ]
 
     run_sync("erp_sample", "run-2")  # a re-run: nothing new, the refusal stands once
     with catalog.reading() as s:

@@ -18,6 +18,7 @@ from archive_hub.catalog.models import (
     ArchiveRecordRow,
     EventRow,
     FileRow,
+    InvoiceClaimRow,
     PackageRow,
     QuarantineRow,
 )
@@ -37,6 +38,7 @@ class RecordHistory:
     versions: list[PackageVersion] = field(default_factory=list)
     events: list[EventRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
+    invoices: list[InvoiceClaimRow] = field(default_factory=list)  # e-invoices it booked (booked once)
 
     @property
     def current(self) -> PackageVersion | None:
@@ -98,6 +100,19 @@ class RecordHistory:
                 }
                 for e in self.events
             ],
+            "invoices": [
+                {
+                    "invoice_no": i.invoice_no,
+                    "key": i.invoice_key,
+                    "issued": i.issued,
+                    "total": i.total,
+                    "seller_tax_id": i.seller_tax_id,
+                    "carrier": i.carrier,
+                    "file_name": i.file_name,
+                    "sha256": i.sha256,
+                }
+                for i in self.invoices
+            ],
             "quarantine": [
                 {
                     "id": q.id,
@@ -151,6 +166,16 @@ def record_history(session: Session, archival_code: str) -> RecordHistory | None
                 QuarantineRow.source_id == record.source_id, QuarantineRow.business_id == record.business_id
             )
             .order_by(QuarantineRow.id)
+        ).scalars()
+    )
+    history.invoices = list(
+        session.execute(
+            select(InvoiceClaimRow)
+            .where(
+                InvoiceClaimRow.source_id == record.source_id,
+                InvoiceClaimRow.business_id == record.business_id,
+            )
+            .order_by(InvoiceClaimRow.invoice_key)
         ).scalars()
     )
     return history
