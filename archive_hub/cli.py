@@ -1062,7 +1062,7 @@ def demo(
     from sqlalchemy import select
 
     from archive_hub.airflow_runner import run_airflow_dag
-    from archive_hub.catalog.models import SyncRunRow
+    from archive_hub.catalog.models import QuarantineRow, SyncRunRow
     from archive_hub.catalog.quarantine import open_items
     from archive_hub.pipeline.context import run_dir_name
     from archive_hub.verification import verify_archive
@@ -1153,8 +1153,23 @@ def demo(
     console.print("\n[bold]Results[/bold]")
     for label, value in lines:
         console.print(f"  {label:<17}: {value}", soft_wrap=True, highlight=False)
+    with catalog.reading() as session:  # the invoice the sample books twice, when it is there
+        rebooked = session.execute(
+            select(QuarantineRow.reason).where(
+                QuarantineRow.status == "open", QuarantineRow.reason.like("e-invoice 发票 No.%")
+            )
+        ).scalar()
+    invoice_no = rebooked.split("No.", 1)[1].split()[0] if rebooked else None
     tries = [
         "uv run archive-hub search --text 差旅费",
+        *(
+            [
+                f"uv run archive-hub search --invoice {invoice_no}  # the 件 that booked the 数电票 the sample books twice"
+            ]
+            if invoice_no
+            else []
+        ),
+        "uv run archive-hub formats                # 可用性: formats from the bytes (--validate: PDF/A claims by veraPDF)",
         *([f"uv run archive-hub show '{voucher.parent.name}' --verify"] if voucher else []),
         "uv run archive-hub reconcile erp_sample",
         "uv run archive-hub bank reconcile         # 银行存款余额调节表: the archived statements against the books",
