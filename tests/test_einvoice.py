@@ -303,3 +303,58 @@ def test_a_catalog_from_before_invoice_claims_claims_what_it_archived_before_the
         f"e-invoice 发票 No.{number}" in reason and f"already archived with {holder.archival_code}" in reason
     )
     catalog.dispose()
+
+
+def test_an_invoice_claim_lost_to_a_concurrent_transaction_withdraws_the_records_file_claims(
+    pg_database_url: str,
+) -> None:
+    """On PostgreSQL two sources may book the same invoice at the same moment in different carriers: the
+    invoice's key decides, and the loser keeps none of its file claims either."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from archive_hub.catalog.claims import BookedInvoice, Presented, claim_attachments
+    from archive_hub.catalog.models import AttachmentClaimRow
+
+    catalog = Catalog(pg_database_url)
+    catalog.create_schema()
+    invoice = read_einvoice(einvoice_ofd(INVOICE))
+    assert invoice is not None
+    ofd_sha, xml_sha, receipt_sha = "a" * 64, "b" * 64, "c" * 64
+    winner = Session(catalog.engine)
+    winner.begin()
+    booked = [Presented("A1", [(ofd_sha, "发票.ofd")], [BookedInvoice(invoice, "发票.ofd", ofd_sha)])]
+    assert claim_attachments(winner, "src_a", "run-a", booked) == {}
+    result: dict[str, object] = {}
+
+    def loser() -> None:
+        with Session(catalog.engine) as session, session.begin():
+            result["refused"] = claim_attachments(
+                session,
+                "src_b",
+                "run-b",
+                [
+                    Presented(
+                        "B1",
+                        [(receipt_sha, "回单.png"), (xml_sha, "发票.xml")],
+                        [BookedInvoice(invoice, "发票.xml", xml_sha)],
+                    )
+                ],
+            )
+
+    thread = threading.Thread(target=loser)
+    thread.start()
+    thread.join(timeout=3)
+    assert thread.is_alive()  # blocked on the winner's uncommitted invoice claim
+    winner.commit()
+    winner.close()
+    thread.join(timeout=30)
+    refused = result["refused"]
+    assert isinstance(refused, dict) and set(refused) == {"B1"}
+    assert refused["B1"].owner == ("src_a", "A1") and refused["B1"].invoice == f"发票 No.{INVOICE.number}"
+    with catalog.reading() as s:
+        files = {c.sha256: c.business_id for c in s.execute(select(AttachmentClaimRow)).scalars()}
+        invoices = {c.invoice_key: c.business_id for c in s.execute(select(InvoiceClaimRow)).scalars()}
+    assert files == {ofd_sha: "A1"} and invoices == {INVOICE.number: "A1"}  # B1 keeps none of its files
+    catalog.dispose()
