@@ -20,24 +20,17 @@ entities) and an OFD's entries are read with a size limit (no zip bombs).
 
 from __future__ import annotations
 
-import io
 import re
-import zipfile
-import zlib
 from dataclasses import dataclass
-from xml.etree.ElementTree import Element
-
-from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import ParseError, fromstring
 
 from archive_sink.formats import OFD, XML, sniff
+from archive_sink.ofd import OfdPackage, Unreadable, child_text, local, parse_xml
 
-MAX_ENTRY = 4 * 1024 * 1024  # bytes read from one OFD entry; an invoice's OFD.xml is a few KB
 _NUMBER = re.compile(r"[0-9A-Za-z]{6,32}")
 _CODE = re.compile(r"[0-9]{10,12}")
 
 
-class InvoiceUnreadable(ValueError):
+class InvoiceUnreadable(Unreadable):
     """The file presents itself as an e-invoice but its number cannot be read."""
 
 
@@ -72,30 +65,6 @@ def read_einvoice(data: bytes) -> EInvoice | None:
     return None
 
 
-def _local(tag: object) -> str:
-    return tag.rsplit("}", 1)[-1] if isinstance(tag, str) else ""
-
-
-def _parse(data: bytes, what: str) -> Element:
-    try:
-        return fromstring(data, forbid_dtd=True)
-    except DefusedXmlException as exc:
-        raise InvoiceUnreadable(
-            f"{what} is refused: {type(exc).__name__} (a DTD or entity; XML is read defused)"
-        ) from None
-    except ParseError as exc:
-        raise InvoiceUnreadable(f"{what} is not well-formed XML: {exc}") from None
-
-
-def _text(root: Element, *path: str) -> str | None:
-    """The text at a path of local names (namespaces ignored: producers differ in them)."""
-    node: Element | None = root
-    for name in path:
-        node = next((c for c in node if _local(c.tag) == name), None) if node is not None else None
-    text = (node.text or "").strip() if node is not None else ""
-    return text or None
-
-
 def _checked(number: str | None, code: str | None, carrier: str, where: str) -> tuple[str, str | None]:
     if number is None:
         raise InvoiceUnreadable(f"{carrier} has no invoice number at {where}")
@@ -109,16 +78,16 @@ def _checked(number: str | None, code: str | None, carrier: str, where: str) -> 
 
 
 def _from_xml(data: bytes, carrier: str = "数电票 XML") -> EInvoice | None:
-    root = _parse(data, carrier)
-    if _local(root.tag) != "EInvoice":
+    root = parse_xml(data, carrier)
+    if local(root.tag) != "EInvoice":
         return None
     number, _ = _checked(
-        _text(root, "TaxSupervisionInfo", "InvoiceNumber"),
+        child_text(root, "TaxSupervisionInfo", "InvoiceNumber"),
         None,
         carrier,
         "EInvoice/TaxSupervisionInfo/InvoiceNumber",
     )
-    issued = _text(root, "TaxSupervisionInfo", "IssueTime") or _text(
+    issued = child_text(root, "TaxSupervisionInfo", "IssueTime") or child_text(
         root, "EInvoiceData", "BasicInformation", "RequestTime"
     )
     return EInvoice(
@@ -126,52 +95,33 @@ def _from_xml(data: bytes, carrier: str = "数电票 XML") -> EInvoice | None:
         code=None,
         carrier=carrier,
         issued=issued,
-        total=_text(root, "EInvoiceData", "BasicInformation", "TotalTax-includedAmount"),
-        seller_tax_id=_text(root, "EInvoiceData", "SellerInformation", "SellerIdNum"),
+        total=child_text(root, "EInvoiceData", "BasicInformation", "TotalTax-includedAmount"),
+        seller_tax_id=child_text(root, "EInvoiceData", "SellerInformation", "SellerIdNum"),
     )
 
 
-def _entry(archive: zipfile.ZipFile, name: str) -> bytes:
-    info = archive.getinfo(name)
-    if info.file_size > MAX_ENTRY:
-        raise InvoiceUnreadable(
-            f"OFD entry {name} declares {info.file_size} bytes (more than {MAX_ENTRY} read)"
-        )
-    with archive.open(info) as fh:
-        data = fh.read(MAX_ENTRY + 1)
-    if len(data) > MAX_ENTRY:
-        raise InvoiceUnreadable(f"OFD entry {name} inflates past {MAX_ENTRY} bytes")
-    return data
-
-
 def _from_ofd(data: bytes) -> EInvoice | None:
-    try:
-        archive = zipfile.ZipFile(io.BytesIO(data))
-        names = archive.namelist()
-        if "OFD.xml" not in names:
-            raise InvoiceUnreadable("OFD has no OFD.xml entry")
-        root = _parse(_entry(archive, "OFD.xml"), "OFD.xml")
-        custom: dict[str, str] = {}
-        for node in root.iter():
-            if _local(node.tag) == "CustomData" and node.get("Name") and (node.text or "").strip():
-                custom.setdefault(node.get("Name", "").strip(), (node.text or "").strip())
-        if "发票号码" in custom:
-            number, code = _checked(
-                custom["发票号码"], custom.get("发票代码") or None, "OFD", "OFD.xml CustomData 发票号码"
-            )
-            return EInvoice(
-                number=number,
-                code=code,
-                carrier="OFD",
-                issued=custom.get("开票日期"),
-                total=custom.get("价税合计") or custom.get("合计金额"),
-                seller_tax_id=custom.get("销售方纳税人识别号"),
-            )
-        # A 数电票 OFD may carry its XML as an attachment instead of CustomData.
-        for name in sorted(n for n in names if n.lower().endswith(".xml") and "/attach" in n.lower()):
-            embedded = _entry(archive, name)
-            if b"EInvoice" in embedded[:4096]:
-                return _from_xml(embedded, f"OFD (embedded {name})")
-        return None
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, EOFError, NotImplementedError) as exc:
-        raise InvoiceUnreadable(f"OFD cannot be opened: {exc}") from None
+    package = OfdPackage(data)
+    root = package.xml("OFD.xml")
+    custom: dict[str, str] = {}
+    for node in root.iter():
+        if local(node.tag) == "CustomData" and node.get("Name") and (node.text or "").strip():
+            custom.setdefault(node.get("Name", "").strip(), (node.text or "").strip())
+    if "发票号码" in custom:
+        number, code = _checked(
+            custom["发票号码"], custom.get("发票代码") or None, "OFD", "OFD.xml CustomData 发票号码"
+        )
+        return EInvoice(
+            number=number,
+            code=code,
+            carrier="OFD",
+            issued=custom.get("开票日期"),
+            total=custom.get("价税合计") or custom.get("合计金额"),
+            seller_tax_id=custom.get("销售方纳税人识别号"),
+        )
+    # A 数电票 OFD may carry its XML as an attachment instead of CustomData.
+    for name in sorted(n for n in package.names if n.lower().endswith(".xml") and "/attach" in n.lower()):
+        embedded = package.read(name)
+        if b"EInvoice" in embedded[:4096]:
+            return _from_xml(embedded, f"OFD (embedded {name})")
+    return None

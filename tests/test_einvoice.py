@@ -24,8 +24,9 @@ from archive_hub.catalog.models import ArchiveRecordRow, CatalogUpgradeRow, Invo
 from archive_hub.pipeline import run_step, run_sync
 from archive_hub.pipeline.finalize import QuarantineThresholdError
 from archive_hub.verification import verify_archive
-from archive_sink import einvoice
-from archive_sink.einvoice import InvoiceUnreadable, read_einvoice
+from archive_sink import ofd as ofd_reading
+from archive_sink.einvoice import read_einvoice
+from archive_sink.ofd import Unreadable
 from connectors.erp.sample_erp.einvoices import SampleInvoice, einvoice_ofd, einvoice_xml
 from connectors.erp.sample_erp.seed import Defect, touch_voucher
 from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, seed
@@ -103,7 +104,7 @@ def test_files_that_are_no_structured_invoice_have_no_identity(data: bytes) -> N
 
 
 def zip_bomb() -> bytes:
-    return ofd({"OFD.xml": ofd_xml() + b" " * (einvoice.MAX_ENTRY + 10)})
+    return ofd({"OFD.xml": ofd_xml() + b" " * (ofd_reading.MAX_ENTRY + 10)})
 
 
 @pytest.mark.parametrize(
@@ -120,7 +121,7 @@ def zip_bomb() -> bytes:
             "数电票 XML has no invoice number at EInvoice/TaxSupervisionInfo/InvoiceNumber",
         ),
         (einvoice_ofd(INVOICE)[:900], "OFD cannot be opened"),
-        (zip_bomb(), f"more than {einvoice.MAX_ENTRY} read"),
+        (zip_bomb(), f"more than {ofd_reading.MAX_ENTRY} read"),
         (
             ofd({"OFD.xml": ofd_xml('<ofd:CustomData Name="发票号码">见附件</ofd:CustomData>')}),
             "is not an invoice number",
@@ -129,7 +130,7 @@ def zip_bomb() -> bytes:
     ids=["truncated-xml", "external-entity", "no-number", "truncated-ofd", "zip-bomb", "number-not-a-number"],
 )
 def test_a_file_that_says_it_is_an_invoice_but_cannot_be_read_is_refused(data: bytes, reason: str) -> None:
-    with pytest.raises(InvoiceUnreadable) as refused:
+    with pytest.raises(Unreadable) as refused:
         read_einvoice(data)
     assert reason in str(refused.value)
 

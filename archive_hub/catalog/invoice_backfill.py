@@ -17,7 +17,8 @@ from archive_hub.catalog.db import Catalog
 from archive_hub.catalog.models import CatalogUpgradeRow, InvoiceClaimRow, utcnow
 from archive_hub.catalog.packages import package_batches
 from archive_sink.durability import read_bytes
-from archive_sink.einvoice import InvoiceUnreadable, read_einvoice
+from archive_sink.einvoice import read_einvoice
+from archive_sink.ofd import Unreadable
 
 CLAIM_ARCHIVED_INVOICES = "claim archived e-invoices"
 _CARRIERS = (".xml", ".ofd")
@@ -38,7 +39,7 @@ def claim_archived_invoices(catalog: Catalog, archive_root: Path) -> str | None:
                         continue
                     try:
                         invoice = read_einvoice(read_bytes(archive_root / entry.package.path / f.path))
-                    except (OSError, InvoiceUnreadable) as exc:
+                    except (OSError, Unreadable) as exc:
                         problems.append(
                             f"{entry.record.archival_code} v{entry.package.version} {f.path}: {exc}"
                         )

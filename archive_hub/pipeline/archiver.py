@@ -31,9 +31,10 @@ from archive_hub.catalog.records import KnownRecord, known_records
 from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.validate import raw_payloads
 from archive_sink.durability import read_bytes
-from archive_sink.einvoice import InvoiceUnreadable, read_einvoice
+from archive_sink.einvoice import read_einvoice
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.formats import attachment_problem
+from archive_sink.ofd import Unreadable
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
 from archive_sink.virus_scan import ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
@@ -86,7 +87,7 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri} {problem}")
     try:
         invoice = read_einvoice(data)
-    except InvoiceUnreadable as exc:
+    except Unreadable as exc:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri}: {exc}") from None
     return AttachmentBytes(att.name, att.media_type, data, invoice)
 
