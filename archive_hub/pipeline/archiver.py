@@ -33,8 +33,9 @@ from archive_hub.pipeline.validate import raw_payloads
 from archive_sink.durability import read_bytes
 from archive_sink.einvoice import read_einvoice
 from archive_sink.filesystem import FilesystemArchive
-from archive_sink.formats import attachment_problem
+from archive_sink.formats import OFD, attachment_problem, sniff
 from archive_sink.ofd import Unreadable
+from archive_sink.ofd_signatures import altered_after_signing
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
 from archive_sink.virus_scan import ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
@@ -87,8 +88,14 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri} {problem}")
     try:
         invoice = read_einvoice(data)
+        altered = altered_after_signing(data) if sniff(data) is OFD else None
     except Unreadable as exc:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri}: {exc}") from None
+    if altered:
+        raise AttachmentError(
+            f"attachment {index + 1} {att.name!r} at {uri} was changed after it was signed "
+            f"(真实性: the OFD's 电子签章 no longer matches): {altered}"
+        )
     return AttachmentBytes(att.name, att.media_type, data, invoice)
 
 
