@@ -46,6 +46,12 @@ class SignatureCheck:
     changed: tuple[str, ...]  # what differs: "part (SM3 differs)", "part (missing)"
     unchecked: str | None = None  # why this signature's digests could not be compared
 
+    def described(self) -> str:
+        """The check as metadata.xml records it (业务行为 检测)."""
+        if self.unchecked:
+            return f"签章 {self.signature} 未能核对: {self.unchecked}"
+        return f"签章 {self.signature} 保护的 {self.parts} 个部件自签署后未改动 (签名值与印章证书未验证)"
+
 
 def check_signatures(data: bytes) -> list[SignatureCheck]:
     """One result per signature the OFD carries (none for an unsigned OFD). Raises Unreadable when the
@@ -105,7 +111,11 @@ def _check(package: OfdPackage, signature: str) -> SignatureCheck:
 
 def altered_after_signing(data: bytes) -> str | None:
     """Why this OFD is not what was signed, or None (unsigned, or every protected part unchanged)."""
-    found = [c for c in check_signatures(data) if c.changed]
+    return altered(check_signatures(data))
+
+
+def altered(checks: list[SignatureCheck] | tuple[SignatureCheck, ...]) -> str | None:
+    found = [c for c in checks if c.changed]
     if not found:
         return None
     return "; ".join(f"signature {c.signature} covers {', '.join(c.changed)}" for c in found)

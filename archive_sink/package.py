@@ -11,11 +11,13 @@ import datetime as dt
 import hashlib
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 
 from archive_sink.einvoice import EInvoice
 from archive_sink.hashing import digests
+from archive_sink.ofd_signatures import SignatureCheck
 from archive_sink.xml_documents import metadata_xml, voucher_xml
 from canonical_model.record import ArchiveRecord, FileEntity
 
@@ -30,6 +32,7 @@ class AttachmentBytes:
     media_type: str
     data: bytes
     invoice: EInvoice | None = None  # the e-invoice these bytes are (einvoice.py), read with them
+    signatures: tuple[SignatureCheck, ...] = ()  # an OFD's 电子签章, checked with them (ofd_signatures.py)
 
     @cached_property
     def sha256(self) -> str:
@@ -118,6 +121,7 @@ def build_package(
     retention_due: dt.date | None,
     record_fingerprint: str | None = None,
     scanned_with: str | None = None,
+    checks: Sequence[str] = (),
 ) -> ArchivePackage:
     payload: list[PackageFile] = []
     if record.voucher is not None:
@@ -137,6 +141,7 @@ def build_package(
         archived_at=archived_at,
         retention_due=retention_due,
         scanned_with=scanned_with,
+        checks=checks,
     )
     payload.append(PackageFile("data/metadata.xml", meta, "metadata", "application/xml"))
 

@@ -9,6 +9,7 @@ the documents back with defusedxml, and `verify` with a defused lxml parser (met
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from decimal import Decimal
 from functools import lru_cache
 from xml.sax.saxutils import escape
@@ -161,6 +162,7 @@ def metadata_xml(
     archived_at: dt.datetime,
     retention_due: dt.date | None,
     scanned_with: str | None = None,
+    checks: Sequence[str] = (),
 ) -> bytes:
     w = _Writer("电子会计档案元数据", METADATA_NS, _attrs({"标准": "DA/T 94-2022"}))
     w.open("文件实体")
@@ -238,6 +240,12 @@ def metadata_xml(
         w.leaf("行为", "检测")
         w.leaf("行为时间", archived_at)
         w.leaf("行为描述", f"病毒检测: {scanned_with}, 附件未发现病毒")
+        w.close()
+    for check in checks:  # 四性检测 made on the attachments at archiving (电子签章, 发票查重)
+        w.open("业务行为")
+        w.leaf("行为", "检测")
+        w.leaf("行为时间", archived_at)
+        w.leaf("行为描述", check)
         w.close()
     w.close()
     w.open("关系实体")

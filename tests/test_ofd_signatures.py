@@ -15,6 +15,7 @@ import sqlite3
 import zipfile
 from datetime import date
 from decimal import Decimal
+from xml.etree import ElementTree
 
 import pytest
 from sqlalchemy import select
@@ -22,6 +23,8 @@ from sqlalchemy import select
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
 from archive_hub.pipeline import run_sync
+from archive_hub.verification import verify_archive
+from archive_sink.filesystem import published_packages
 from archive_sink.ofd import Unreadable
 from archive_sink.ofd_signatures import altered_after_signing, check_signatures
 from connectors.erp.sample_erp.einvoices import SampleInvoice, einvoice_ofd
@@ -142,7 +145,7 @@ def test_the_archive_step_refuses_an_ofd_changed_after_signing_and_archives_the_
             "select id, voucher_id, storage_path, file_name from erp_attachment "
             "where mime_type = 'application/ofd' order by id limit 2"
         ).fetchall()
-        (ok_id, ok_voucher, ok_rel, _), (bad_id, bad_voucher, bad_rel, bad_name) = rows
+        (ok_id, ok_voucher, ok_rel, ok_name), (bad_id, bad_voucher, bad_rel, bad_name) = rows
         root = hub.home / "sample_erp" / "attachments"
         for att_id, rel, make in ((ok_id, ok_rel, sign), (bad_id, bad_rel, lambda o: tampered(sign(o)))):
             data = make((root / rel).read_bytes())
@@ -157,7 +160,32 @@ def test_the_archive_step_refuses_an_ofd_changed_after_signing_and_archives_the_
             ).scalars()
         )
         reasons = {q.business_id: q.reason for q in s.execute(select(QuarantineRow)).scalars()}
+        (code,) = s.execute(
+            select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.business_id == str(ok_voucher))
+        ).one()
+    assert verify_archive(catalog, hub.settings.archive_root).ok
     catalog.dispose()
+    # The package records both checks as 业务行为 检测 in its DA/T 94 metadata.
+    (package,) = [p for p in published_packages(hub.settings.archive_root) if p.parent.name == code]
+    metadata = ElementTree.fromstring((package / "data" / "metadata.xml").read_bytes())
+    checks = [
+        b.findtext("{*}行为描述")
+        for b in metadata.findall(".//{*}业务行为")
+        if b.findtext("{*}行为") == "检测"
+    ]
+    number = ok_name.removeprefix("数电票_").removesuffix(".ofd")
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:  # its OFD, and its XML if it has one
+        names = [
+            n
+            for (n,) in erp.execute(
+                "select file_name from erp_attachment where voucher_id = ? order by id", (ok_voucher,)
+            )
+        ]
+    carriers = ", ".join(f"附件 {i} {n}" for i, n in enumerate(names, start=1))
+    assert checks == [
+        f"电子签章: 附件 1 {ok_name}: 签章 Doc_0/Signs/Sign_0/Signature.xml 保护的 3 个部件自签署后未改动 (签名值与印章证书未验证)",
+        f"发票查重 (财会〔2020〕6号): 发票 No.{number} ({carriers}) 未被其他记录入账",
+    ]
     assert str(ok_voucher) in archived and str(bad_voucher) not in archived
     assert reasons[str(bad_voucher)] == (
         f"attachment 1 {bad_name!r} at {root / bad_rel} was changed after it was signed "

@@ -35,7 +35,7 @@ from archive_sink.einvoice import read_einvoice
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.formats import OFD, attachment_problem, sniff
 from archive_sink.ofd import Unreadable
-from archive_sink.ofd_signatures import altered_after_signing
+from archive_sink.ofd_signatures import altered, check_signatures
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
 from archive_sink.virus_scan import ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
@@ -88,15 +88,31 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri} {problem}")
     try:
         invoice = read_einvoice(data)
-        altered = altered_after_signing(data) if sniff(data) is OFD else None
+        signatures = tuple(check_signatures(data)) if sniff(data) is OFD else ()
     except Unreadable as exc:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri}: {exc}") from None
-    if altered:
+    changed = altered(signatures)
+    if changed:
         raise AttachmentError(
             f"attachment {index + 1} {att.name!r} at {uri} was changed after it was signed "
-            f"(真实性: the OFD's 电子签章 no longer matches): {altered}"
+            f"(真实性: the OFD's 电子签章 no longer matches): {changed}"
         )
-    return AttachmentBytes(att.name, att.media_type, data, invoice)
+    return AttachmentBytes(att.name, att.media_type, data, invoice, signatures)
+
+
+def attachment_checks(attachments: list[AttachmentBytes], invoices_claimed: bool) -> list[str]:
+    """The 四性检测 made on a record's attachments at archiving, as its metadata.xml records them."""
+    checks = []
+    invoices: dict[str, tuple[str, list[str]]] = {}  # key -> (label, the attachments that carry it)
+    for index, a in enumerate(attachments, start=1):
+        checks += [f"电子签章: 附件 {index} {a.name}: {s.described()}" for s in a.signatures]
+        if a.invoice and invoices_claimed:
+            invoices.setdefault(a.invoice.key, (a.invoice.label(), []))[1].append(f"附件 {index} {a.name}")
+    checks += [
+        f"发票查重 (财会〔2020〕6号): {label} ({', '.join(carriers)}) 未被其他记录入账"
+        for label, carriers in invoices.values()
+    ]
+    return checks
 
 
 def sequence_key(record: ArchiveRecord) -> sequences.SequenceKey:
@@ -472,6 +488,7 @@ class Archiver:
                 retention_due=p.record.retention.due_date(fiscal_year_end(p.record.fiscal_year)),
                 record_fingerprint=p.fingerprint,
                 scanned_with=p.scanned_with,
+                checks=attachment_checks(p.attachments, self.ctx.source.duplicate_attachments != "allow"),
             )
             return self.store.stage(p.package)
 
