@@ -8,6 +8,7 @@ start with "/", otherwise relative to the part that names them.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import posixpath
 import zipfile
@@ -17,7 +18,8 @@ from xml.etree.ElementTree import Element
 from defusedxml import DefusedXmlException
 from defusedxml.ElementTree import ParseError, fromstring
 
-MAX_ENTRY = 4 * 1024 * 1024  # bytes read from one part; an invoice's parts are a few KB each
+MAX_ENTRY = 4 * 1024 * 1024  # bytes read into memory from one part; an invoice's parts are a few KB each
+MAX_HASHED = 1 << 30  # bytes hashed (streamed) from one signed part, a scanned page image say
 
 
 class Unreadable(ValueError):
@@ -73,6 +75,23 @@ class OfdPackage:
         if len(data) > MAX_ENTRY:
             raise Unreadable(f"OFD entry {name} inflates past {MAX_ENTRY} bytes")
         return data
+
+    def digests(self, name: str, algorithms: tuple[str, ...]) -> dict[str, bytes]:
+        """The part's digests, streamed: a signed page image may be far larger than MAX_ENTRY, so it is
+        hashed a chunk at a time (memory stays flat) up to MAX_HASHED bytes inflated."""
+        hashes = {a: hashlib.new(a) for a in algorithms}
+        seen = 0
+        try:
+            with self.zip.open(name) as fh:
+                while chunk := fh.read(1 << 20):
+                    seen += len(chunk)
+                    if seen > MAX_HASHED:
+                        raise Unreadable(f"OFD entry {name} inflates past {MAX_HASHED} bytes")
+                    for h in hashes.values():
+                        h.update(chunk)
+        except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, KeyError) as exc:
+            raise Unreadable(f"OFD cannot be opened: entry {name}: {exc}") from None
+        return {a: h.digest() for a, h in hashes.items()}
 
     def xml(self, name: str) -> Element:
         return parse_xml(self.read(name), f"OFD entry {name}")

@@ -24,6 +24,7 @@ from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
 from archive_hub.pipeline import run_sync
 from archive_hub.verification import verify_archive
+from archive_sink import ofd as ofd_reading
 from archive_sink.filesystem import published_packages
 from archive_sink.ofd import Unreadable
 from archive_sink.ofd_signatures import altered_after_signing, check_signatures
@@ -50,13 +51,14 @@ def sign(
     *,
     file_ref: str = "/{}",
     list_at: str = "/Doc_0/Signs/Signatures.xml",
+    protected: tuple[str, ...] = PROTECTED,
 ) -> bytes:
     """The OFD with one signature over its document, resources and page."""
     parts = entries(ofd)
     refs = "".join(
         f'<ofd:Reference FileRef="{file_ref.format(p)}"><ofd:CheckValue>'
         f"{base64.b64encode(hashlib.new(digest, parts[p]).digest()).decode()}</ofd:CheckValue></ofd:Reference>"
-        for p in PROTECTED
+        for p in protected
     )
     check_method = f' CheckMethod="{method}"' if method else ""
     ns = 'xmlns:ofd="http://www.ofdspec.org/2016"'
@@ -120,6 +122,19 @@ def test_a_part_changed_after_signing_is_named_with_its_digest() -> None:
     assert altered_after_signing(altered) == (
         "signature Doc_0/Signs/Sign_0/Signature.xml covers Doc_0/Pages/Page_0/Content.xml (SM3 differs)"
     )
+
+
+def test_a_signed_part_larger_than_what_is_read_into_memory_is_hashed_streamed() -> None:
+    parts = entries(einvoice_ofd(INVOICE))
+    scan = bytes(range(256)) * (6 * 4096)  # a 6 MiB page image, more than MAX_ENTRY
+    assert len(scan) > ofd_reading.MAX_ENTRY
+    parts["Doc_0/Res/scan.bin"] = scan
+    signed = sign(zipped(parts), protected=(*PROTECTED, "Doc_0/Res/scan.bin"))
+    (check,) = check_signatures(signed)
+    assert (check.parts, check.changed) == (4, ())
+    parts = entries(signed)
+    parts["Doc_0/Res/scan.bin"] = scan[:-1] + b"!"
+    assert check_signatures(zipped(parts))[0].changed == ("Doc_0/Res/scan.bin (SM3 differs)",)
 
 
 def test_a_protected_part_removed_or_a_method_unknown() -> None:
