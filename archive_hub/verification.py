@@ -16,6 +16,7 @@ from archive_hub.catalog.destruction import destroyed_without_list
 from archive_hub.catalog.events import Event, append, verify_chain
 from archive_hub.catalog.history import RecordHistory
 from archive_hub.catalog.integrity import (
+    claim_problems,
     code_rule_problems,
     numbering_problems,
     registration_problems,
@@ -246,6 +247,7 @@ def verify_archive(
             report.problems.append(f"event chain broken at event {chain.first_bad_seq}: {chain.reason}")
         report.problems.extend(numbering_problems(session, rule, code_prefix))
         report.problems.extend(version_problems(session, code_prefix))
+        report.problems.extend(claim_problems(session, code_prefix))
         destroyed, known_paths = destroyed_problems(session, archive_root, in_scope)
         report.problems.extend(destroyed)
         for batch in package_batches(session, held):

@@ -359,3 +359,28 @@ def test_an_invoice_claim_lost_to_a_concurrent_transaction_withdraws_the_records
         invoices = {c.invoice_key: c.business_id for c in s.execute(select(InvoiceClaimRow)).scalars()}
     assert files == {ofd_sha: "A1"} and invoices == {INVOICE.number: "A1"}  # B1 keeps none of its files
     catalog.dispose()
+
+
+def test_verify_names_a_claim_that_no_longer_matches_the_packages(hub: Hub) -> None:
+    seed(hub, vouchers=120, bad_records=False, einvoices=True)
+    run_sync("erp_sample", "run-1")
+    catalog = Catalog(hub.settings.catalog_url)
+    assert verify_archive(catalog, hub.settings.archive_root).ok
+    with catalog.transaction() as s:
+        invoice = s.execute(
+            select(InvoiceClaimRow).order_by(InvoiceClaimRow.invoice_key).limit(1)
+        ).scalar_one()
+        key, holder = invoice.invoice_key, invoice.business_id
+        other = s.execute(
+            select(ArchiveRecordRow).where(ArchiveRecordRow.business_id != holder).limit(1)
+        ).scalar_one()
+        invoice.business_id = other.business_id  # the invoice moved to another record by hand
+        code = other.archival_code
+    report = verify_archive(catalog, hub.settings.archive_root)
+    assert not report.ok
+    assert [p for p in report.problems if "claim" in p] == [
+        f"{code}: it holds the claim on e-invoice {key} (read from {invoice.file_name!r}), "
+        f"SHA-256 {invoice.sha256[:16]}…, but no version of it carries that file "
+        "(booked once: the claim no longer matches the packages)"
+    ]
+    catalog.dispose()

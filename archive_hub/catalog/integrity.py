@@ -5,6 +5,9 @@
   keeps two records off one number). A record row deleted, or renumbered by hand, shows here and nowhere
   else.
 - 档号 rule (authenticity): every 档号 is its own parts joined by the rule.
+- Booked once, backed by the packages: every claim (a file by SHA-256, an e-invoice by its number)
+  held by a catalogued record names a file some version of that record carries. A claim moved to
+  another record by hand, or a file swapped under it, shows here.
 - Process history complete, fixity anchored in the chain: every package version has its registration
   event (archived / new-version) in the hash-chained log, naming the same 档号, version and
   manifest-sha256.txt hash. A package rewritten on disk together with its catalog rows passes the
@@ -17,10 +20,18 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
-from archive_hub.catalog.models import ArchivalSequenceRow, ArchiveRecordRow, EventRow, PackageRow
+from archive_hub.catalog.models import (
+    ArchivalSequenceRow,
+    ArchiveRecordRow,
+    AttachmentClaimRow,
+    EventRow,
+    FileRow,
+    InvoiceClaimRow,
+    PackageRow,
+)
 from archive_hub.catalog.packages import code_scope
 from canonical_model.archival_code import ArchivalCode, ArchivalCodeRule
 from canonical_model.retention import RetentionPeriod
@@ -250,4 +261,31 @@ def version_problems(session: Session, code_prefix: str | None = None) -> list[s
         problem = versions_problem(code, current, versions)
         if problem:
             problems.append(problem)
+    return problems
+
+
+def claim_problems(session: Session, code_prefix: str | None = None) -> list[str]:
+    """Claims whose holder (archived or destroyed: a 销毁 keeps the rows) carries no such file in any
+    version. One query per claim table; a claim of a record that never got a catalog row is stale, not wrong."""
+    r, p, f = ArchiveRecordRow, PackageRow, FileRow
+    problems = []
+    for claim, key, what in (
+        (AttachmentClaimRow, AttachmentClaimRow.sha256, "attachment"),
+        (InvoiceClaimRow, InvoiceClaimRow.invoice_key, "e-invoice"),
+    ):
+        carried = exists().where(
+            p.record_id == r.id, f.package_id == p.id, f.role == "attachment", f.sha256 == claim.sha256
+        )
+        rows = session.execute(
+            select(key, claim.file_name, claim.sha256, r.archival_code)
+            .join(r, and_(r.source_id == claim.source_id, r.business_id == claim.business_id))
+            .where(r.status.in_(("archived", "destroyed")), code_scope(code_prefix), ~carried)
+            .order_by(r.archival_code, key)
+        ).all()
+        for claim_key, name, sha, code in rows:
+            label = f"{claim_key} (read from {name!r})" if what == "e-invoice" else repr(name)
+            problems.append(
+                f"{code}: it holds the claim on {what} {label}, SHA-256 {sha[:16]}…, but no version of it "
+                "carries that file (booked once: the claim no longer matches the packages)"
+            )
     return problems
