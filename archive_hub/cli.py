@@ -744,6 +744,47 @@ def formats(
 
 
 @app.command()
+def invoices(
+    code: CodePrefix = None,
+    xlsx: Annotated[
+        Path | None, typer.Option("--xlsx", help="also write the list as an Excel workbook")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
+) -> None:
+    """发票台账: every e-invoice (OFD/XML) the archive holds, with the 件 that booked it (booked once)."""
+    from archive_hub.invoice_register import booked_invoices, write_xlsx
+
+    with _catalog().reading() as session:
+        lines = booked_invoices(session, code)
+    if xlsx is not None:
+        write_xlsx(lines, xlsx)
+    if as_json:
+        _json_lines(line.as_dict() for line in lines)
+        return
+    table = Table(title=f"发票台账: {len(lines)} e-invoice(s) booked", box=box.SIMPLE_HEAD)
+    for col in ("档号", "凭证号", "发票号码", "开票日期", "价税合计", "销售方", "载体"):
+        table.add_column(
+            col, no_wrap=col in ("档号", "发票号码"), justify="right" if col == "价税合计" else "left"
+        )
+    for line in lines:
+        table.add_row(
+            line.archival_code,
+            line.voucher_no or "",
+            line.invoice_key,
+            line.issued or "",
+            (line.total or "") + (" [red]> 凭证金额[/red]" if line.exceeds_voucher else ""),
+            line.seller_tax_id or "",
+            line.carrier,
+        )
+    console.print(table)
+    flagged = sum(line.exceeds_voucher for line in lines)
+    if flagged:
+        console.print(f"[red]{flagged} invoice(s) larger than the voucher they are booked to[/red]")
+    if xlsx is not None:
+        console.print(f"workbook: {xlsx}", soft_wrap=True, highlight=False)
+
+
+@app.command()
 def scan(code: CodePrefix = None) -> None:
     """病毒检测 of every archived version's files with today's signatures (clamd at ARCHIVE_HUB_CLAMD); logged."""
     from archive_hub.virus_rescan import rescan_archive

@@ -14,6 +14,7 @@ import sqlite3
 import zipfile
 from datetime import date
 from decimal import Decimal
+from pathlib import Path
 from xml.etree import ElementTree
 
 import pytest
@@ -384,3 +385,53 @@ def test_verify_names_a_claim_that_no_longer_matches_the_packages(hub: Hub) -> N
         "(booked once: the claim no longer matches the packages)"
     ]
     catalog.dispose()
+
+
+def test_the_invoice_register_lists_each_booked_invoice_with_its_voucher_and_flags_one_larger_than_it(
+    hub: Hub, tmp_path: Path
+) -> None:
+    from openpyxl import load_workbook
+
+    seed(hub, vouchers=120, bad_records=False, einvoices=True)
+    huge = SampleInvoice(
+        "25322000009999999999", date(2025, 6, 1), "*货物*设备", Decimal("900000000.00"), Decimal("0")
+    )
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:
+        att_id, vid, rel = erp.execute(
+            "select id, voucher_id, storage_path from erp_attachment where mime_type = 'application/ofd' "
+            "and voucher_id not in (select voucher_id from erp_attachment where mime_type = 'application/xml') "
+            "order by id limit 1"
+        ).fetchone()
+        data = einvoice_ofd(huge)
+        (hub.home / "sample_erp" / "attachments" / rel).write_bytes(data)
+        erp.execute(
+            "update erp_attachment set size = ?, file_name = ? where id = ?",
+            (len(data), f"数电票_{huge.number}.ofd", att_id),
+        )
+    run_sync("erp_sample", "run-1")
+    numbers = {n for _, n, _ in einvoice_files(hub)}
+    out = cli("invoices", "--json", "--xlsx", str(tmp_path / "发票台账.xlsx"))
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert sorted(line["invoice_no"] for line in lines) == sorted(numbers)
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        codes = dict(s.execute(select(ArchiveRecordRow.business_id, ArchiveRecordRow.archival_code)).all())
+    catalog.dispose()
+    first = {}
+    for v, n, _ in einvoice_files(hub):
+        first.setdefault(n, v)
+    assert {line["invoice_no"]: line["archival_code"] for line in lines} == {
+        n: codes[str(v)] for n, v in first.items()
+    }
+    assert [line["invoice_no"] for line in lines if line["exceeds_voucher"]] == [huge.number]
+    assert first[huge.number] == vid
+    sheet = load_workbook(tmp_path / "发票台账.xlsx").active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert (
+        rows[0][:5] == ("档号", "凭证号", "凭证日期", "凭证金额", "发票号码") and len(rows) == len(lines) + 1
+    )
+    assert [r[4] for r in rows[1:] if r[-1] == "是"] == [huge.number]
+    shown = cli("invoices")
+    assert f"发票台账: {len(lines)} e-invoice(s) booked" in shown.stdout
+    assert "1 invoice(s) larger than the voucher they are booked to" in shown.stdout
