@@ -1210,6 +1210,7 @@ def demo(
             if invoice_no
             else []
         ),
+        "uv run archive-hub invoices --xlsx var/发票台账.xlsx  # every e-invoice archived, with the 件 that booked it",
         "uv run archive-hub formats                # 可用性: formats from the bytes (--validate: PDF/A claims by veraPDF)",
         *([f"uv run archive-hub show '{voucher.parent.name}' --verify"] if voucher else []),
         "uv run archive-hub reconcile erp_sample",
