@@ -26,25 +26,14 @@ fi
 PID_FILE="$STATE_DIR/clamd.pid"
 EICAR='X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*'
 
-log() { echo "clamav.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-as_root() { if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
+SCRIPT_NAME=clamav.sh
+# shellcheck source=lib.sh
+source "$ROOT_DIR/scripts/lib.sh"
 
 ensure_clamd() {
   command -v clamd >/dev/null 2>&1 && return 0
   [[ -x /usr/sbin/clamd ]] && return 0
-  command -v apt-get >/dev/null 2>&1 || die "clamd not found and apt-get is unavailable"
-  log "clamd not found; installing clamav-daemon with apt-get..."
-  local out rc=0
-  out="$(mktemp)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends clamav-daemon \
-    >"$out" 2>&1 || {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$out" 2>&1 \
-      && as_root env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends clamav-daemon \
-        >"$out" 2>&1
-  } || rc=$?
-  [[ $rc -eq 0 ]] || { tail -n 30 "$out" >&2; rm -f "$out"; die "apt-get install clamav-daemon failed"; }
-  rm -f "$out"
+  apt_install clamd clamav-daemon
 }
 
 clamd_bin() { command -v clamd 2>/dev/null || echo /usr/sbin/clamd; }

@@ -23,8 +23,9 @@ PG_OS_USER="${PG_OS_USER:-archivehub_pg}"
 DB_USER="archive_hub"
 DATABASES=(archive_hub airflow)
 
-log() { echo "postgres.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
+SCRIPT_NAME=postgres.sh
+# shellcheck source=lib.sh
+source "$ROOT_DIR/scripts/lib.sh"
 
 url_for() { echo "postgresql+psycopg://${DB_USER}@127.0.0.1:$1/archive_hub"; }
 
@@ -48,37 +49,11 @@ find_bindir() {
   return 1
 }
 
-as_root() {
-  if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi
-}
-
-APT_UPDATED=0
-apt_quiet() {
-  # Run apt-get quietly; on failure dump its output to stderr.
-  local out rc=0
-  out="$(mktemp)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -q "$@" >"$out" 2>&1 || rc=$?
-  if [[ $rc -ne 0 ]]; then
-    log "apt-get $* failed (exit $rc):"
-    tail -n 50 "$out" >&2
-  else
-    grep -E '^(E|W):' "$out" >&2 || true
-  fi
-  rm -f "$out"
-  return $rc
-}
-
 ensure_binaries() {
   if BIN_DIR="$(find_bindir)"; then
     return 0
   fi
-  command -v apt-get >/dev/null 2>&1 || die "PostgreSQL binaries not found and apt-get is unavailable"
-  log "PostgreSQL server binaries not found; installing with apt-get (this can take a minute)..."
-  if [[ $APT_UPDATED -eq 0 ]]; then
-    apt_quiet update || die "apt-get update failed"
-    APT_UPDATED=1
-  fi
-  apt_quiet install -y --no-install-recommends postgresql || die "apt-get install postgresql failed"
+  apt_install "PostgreSQL server binaries" postgresql  # this can take a minute
   BIN_DIR="$(find_bindir)" || die "postgresql installed but server binaries not found under /usr/lib/postgresql/*/bin"
 }
 

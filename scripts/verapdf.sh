@@ -16,22 +16,9 @@ ROOT_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 VERSION="1.28.2"
 HOME_DIR="${VERAPDF_HOME:-$ROOT_DIR/var/tools/verapdf-$VERSION}"
 
-log() { echo "verapdf.sh: $*" >&2; }
-die() { log "ERROR: $*"; exit 1; }
-as_root() { if [[ "$(id -u)" -eq 0 ]]; then "$@"; else sudo "$@"; fi; }
-
-apt_install() {
-  command -v apt-get >/dev/null 2>&1 || die "$1 not found and apt-get is unavailable"
-  log "$1 not found; installing $2 with apt-get..."
-  local out rc=0
-  out="$(mktemp)"
-  as_root env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "$2" >"$out" 2>&1 || {
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get -q update >"$out" 2>&1 \
-      && as_root env DEBIAN_FRONTEND=noninteractive apt-get -q install -y --no-install-recommends "$2" >"$out" 2>&1
-  } || rc=$?
-  [[ $rc -eq 0 ]] || { tail -n 30 "$out" >&2; rm -f "$out"; die "apt-get install $2 failed"; }
-  rm -f "$out"
-}
+SCRIPT_NAME=verapdf.sh
+# shellcheck source=lib.sh
+source "$ROOT_DIR/scripts/lib.sh"
 
 installed() { [[ -f "$HOME_DIR/lib/greenfield-apps-$VERSION.jar" && -f "$HOME_DIR/.complete" ]]; }
 
