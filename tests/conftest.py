@@ -116,3 +116,57 @@ def override_erp_sample(hub: Hub, monkeypatch: pytest.MonkeyPatch, old: str, new
     (sources / "erp_sample.yaml").write_text(config.replace(old, new), encoding="utf-8")
     monkeypatch.setenv("ARCHIVE_HUB_SOURCES_DIR", str(sources))
     return sources
+
+
+def service_script(name: str, command: str, timeout: float = 900) -> str:
+    """Run scripts/<name> <command> (which installs what it needs) and return what it prints: the value a
+    test points the hub at. A failure fails the test with the script's messages."""
+    import subprocess
+
+    from archive_hub.settings import PROJECT_ROOT
+
+    done = subprocess.run(
+        ["bash", str(PROJECT_ROOT / "scripts" / name), command],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"scripts/{name} {command} exited {done.returncode}:\n{done.stderr}")
+    return done.stdout.strip()
+
+
+def claims_race(
+    catalog_url: str, first: tuple[str, list[object]], second: tuple[str, list[object]]
+) -> dict[str, object]:
+    """Two sources claim at the same moment (catalog/claims.py): `first` claims and holds its transaction
+    open, `second` claims in another thread and must block on it; then `first` commits. Returns what
+    `second` was refused. Each side is (source id, [Presented, ...])."""
+    import threading
+
+    from sqlalchemy.orm import Session
+
+    from archive_hub.catalog import Catalog
+    from archive_hub.catalog.claims import claim_attachments
+
+    catalog = Catalog(catalog_url)
+    catalog.create_schema()
+    winner = Session(catalog.engine)
+    winner.begin()
+    assert claim_attachments(winner, first[0], "run-a", first[1]) == {}  # type: ignore[arg-type]
+    result: dict[str, dict[str, object]] = {}
+
+    def loser() -> None:
+        with Session(catalog.engine) as session, session.begin():
+            result["refused"] = claim_attachments(session, second[0], "run-b", second[1])  # type: ignore[arg-type]
+
+    thread = threading.Thread(target=loser)
+    thread.start()
+    thread.join(timeout=3)
+    assert thread.is_alive()  # blocked on the first side's uncommitted claim
+    winner.commit()
+    winner.close()
+    thread.join(timeout=30)
+    catalog.dispose()
+    return result["refused"]

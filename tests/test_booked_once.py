@@ -26,7 +26,7 @@ from archive_hub.pipeline.finalize import QuarantineThresholdError
 from archive_hub.pipeline.redrive import redrive
 from archive_hub.verification import verify_archive
 from connectors.erp.sample_erp.seed import touch_voucher
-from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, run_at_once, seed
+from tests.conftest import Hub, book_copy_of_voucher, claims_race, override_erp_sample, run_at_once, seed
 
 
 def vouchers_with_attachments(hub: Hub) -> list[int]:
@@ -192,40 +192,21 @@ def test_a_claim_lost_to_a_concurrent_transaction_refuses_the_record_and_keeps_n
 ) -> None:
     """On PostgreSQL two sources can read "unclaimed" at the same moment: the unique key decides. The loser
     waits for the winner's commit, finds the row taken, refuses that record and withdraws its other claims."""
-    import threading
+    from archive_hub.catalog.claims import Presented
 
-    from sqlalchemy.orm import Session
-
-    from archive_hub.catalog.claims import Presented, claim_attachments
-
-    catalog = Catalog(pg_database_url)
-    catalog.create_schema()
     contested, own, other = "a" * 64, "b" * 64, "c" * 64
-    winner = Session(catalog.engine)
-    winner.begin()
-    assert claim_attachments(winner, "src_a", "run-a", [Presented("A1", [(contested, "发票.pdf")])]) == {}
-    result: dict[str, object] = {}
-
-    def loser() -> None:
-        with Session(catalog.engine) as session, session.begin():
-            result["refused"] = claim_attachments(
-                session,
-                "src_b",
-                "run-b",
-                [
-                    Presented("B1", [(own, "行程单.pdf"), (contested, "发票.pdf")]),
-                    Presented("B2", [(other, "回单.png")]),
-                ],
-            )
-
-    thread = threading.Thread(target=loser)
-    thread.start()
-    thread.join(timeout=3)
-    assert thread.is_alive()  # blocked on the winner's uncommitted claim
-    winner.commit()
-    winner.close()
-    thread.join(timeout=30)
-    refused = result["refused"]
+    refused = claims_race(
+        pg_database_url,
+        ("src_a", [Presented("A1", [(contested, "发票.pdf")])]),
+        (
+            "src_b",
+            [
+                Presented("B1", [(own, "行程单.pdf"), (contested, "发票.pdf")]),
+                Presented("B2", [(other, "回单.png")]),
+            ],
+        ),
+    )
+    catalog = Catalog(pg_database_url)
     assert isinstance(refused, dict) and set(refused) == {"B1"}
     assert refused["B1"].owner == ("src_a", "A1") and refused["B1"].file_name == "发票.pdf"
     with catalog.reading() as s:

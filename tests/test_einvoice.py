@@ -30,7 +30,7 @@ from archive_sink.einvoice import read_einvoice
 from archive_sink.ofd import Unreadable
 from connectors.erp.sample_erp.einvoices import SampleInvoice, einvoice_ofd, einvoice_xml
 from connectors.erp.sample_erp.seed import Defect, touch_voucher
-from tests.conftest import Hub, book_copy_of_voucher, override_erp_sample, seed
+from tests.conftest import Hub, book_copy_of_voucher, claims_race, override_erp_sample, seed
 from tests.test_cli import cli
 
 INVOICE = SampleInvoice(
@@ -312,47 +312,27 @@ def test_an_invoice_claim_lost_to_a_concurrent_transaction_withdraws_the_records
 ) -> None:
     """On PostgreSQL two sources may book the same invoice at the same moment in different carriers: the
     invoice's key decides, and the loser keeps none of its file claims either."""
-    import threading
-
-    from sqlalchemy.orm import Session
-
-    from archive_hub.catalog.claims import BookedInvoice, Presented, claim_attachments
+    from archive_hub.catalog.claims import BookedInvoice, Presented
     from archive_hub.catalog.models import AttachmentClaimRow
 
-    catalog = Catalog(pg_database_url)
-    catalog.create_schema()
     invoice = read_einvoice(einvoice_ofd(INVOICE))
     assert invoice is not None
     ofd_sha, xml_sha, receipt_sha = "a" * 64, "b" * 64, "c" * 64
-    winner = Session(catalog.engine)
-    winner.begin()
-    booked = [Presented("A1", [(ofd_sha, "发票.ofd")], [BookedInvoice(invoice, "发票.ofd", ofd_sha)])]
-    assert claim_attachments(winner, "src_a", "run-a", booked) == {}
-    result: dict[str, object] = {}
-
-    def loser() -> None:
-        with Session(catalog.engine) as session, session.begin():
-            result["refused"] = claim_attachments(
-                session,
-                "src_b",
-                "run-b",
-                [
-                    Presented(
-                        "B1",
-                        [(receipt_sha, "回单.png"), (xml_sha, "发票.xml")],
-                        [BookedInvoice(invoice, "发票.xml", xml_sha)],
-                    )
-                ],
-            )
-
-    thread = threading.Thread(target=loser)
-    thread.start()
-    thread.join(timeout=3)
-    assert thread.is_alive()  # blocked on the winner's uncommitted invoice claim
-    winner.commit()
-    winner.close()
-    thread.join(timeout=30)
-    refused = result["refused"]
+    refused = claims_race(
+        pg_database_url,
+        ("src_a", [Presented("A1", [(ofd_sha, "发票.ofd")], [BookedInvoice(invoice, "发票.ofd", ofd_sha)])]),
+        (
+            "src_b",
+            [
+                Presented(
+                    "B1",
+                    [(receipt_sha, "回单.png"), (xml_sha, "发票.xml")],
+                    [BookedInvoice(invoice, "发票.xml", xml_sha)],
+                )
+            ],
+        ),
+    )
+    catalog = Catalog(pg_database_url)
     assert isinstance(refused, dict) and set(refused) == {"B1"}
     assert refused["B1"].owner == ("src_a", "A1") and refused["B1"].invoice == f"发票 No.{INVOICE.number}"
     with catalog.reading() as s:

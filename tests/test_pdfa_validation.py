@@ -4,20 +4,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
-import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from archive_hub.pipeline import run_sync
 from archive_sink import pdfa_validation
 from archive_sink.pdfa_validation import VeraPdf
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, seed, service_script
 from tests.pdfa_samples import pdf_claiming_pdfa
 from tests.test_cli import cli
 
-ROOT = Path(__file__).parent.parent
 GOOD_1B = pdf_claiming_pdfa("1", "B")
 GOOD_2B = pdf_claiming_pdfa("2", "B")
 FALSE_1B = pdf_claiming_pdfa("1", "B", calibrated=False)
@@ -25,16 +22,8 @@ FALSE_1B = pdf_claiming_pdfa("1", "B", calibrated=False)
 
 @pytest.fixture(scope="session")
 def verapdf() -> Iterator[str]:
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "verapdf.sh"), "install"],
-        capture_output=True,
-        text=True,
-        timeout=900,  # a first run fetches about 19 MB of jars (and Java or Maven if missing)
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/verapdf.sh install exited {done.returncode}:\n{done.stderr}")
-    yield done.stdout.strip()
+    # A first run fetches about 19 MB of jars (and Java or Maven if missing).
+    yield service_script("verapdf.sh", "install")
 
 
 def test_verapdf_checks_each_file_against_the_flavour_it_claims(

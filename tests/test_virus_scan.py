@@ -23,7 +23,7 @@ from archive_hub.catalog.models import ArchiveRecordRow, CursorRow, EventRow, Qu
 from archive_hub.pipeline import run_step, run_sync
 from archive_sink.filesystem import published_packages
 from archive_sink.virus_scan import ClamdScanner, ScannerUnavailable
-from tests.conftest import Hub, seed
+from tests.conftest import Hub, seed, service_script
 from tests.test_cli import cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,16 +32,7 @@ EICAR = rb"X5O!P%@AP[4\PZX54(P^)7CC)7}$EICAR-STANDARD-ANTIVIRUS-TEST-FILE!$H+H*"
 
 @pytest.fixture(scope="session")
 def clamd_url() -> Iterator[str]:
-    done = subprocess.run(
-        ["bash", str(ROOT / "scripts" / "clamav.sh"), "start"],
-        capture_output=True,
-        text=True,
-        timeout=600,  # a first run installs clamav-daemon
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"scripts/clamav.sh start exited {done.returncode}:\n{done.stderr}")
-    yield done.stdout.strip()
+    yield service_script("clamav.sh", "start", timeout=600)  # a first run installs clamav-daemon
 
 
 def test_the_scanner_speaks_clamd_instream(clamd_url: str) -> None:
