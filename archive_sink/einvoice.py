@@ -23,7 +23,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from archive_sink.formats import OFD, XML, sniff
+from archive_sink.formats import OFD, XML, Format, sniff
 from archive_sink.ofd import OfdPackage, Unreadable, child_text, local, parse_xml
 
 _NUMBER = re.compile(r"[0-9A-Za-z]{6,32}")
@@ -54,14 +54,17 @@ class EInvoice:
         return f"发票 {self.code + ' ' if self.code else ''}No.{self.number}"
 
 
-def read_einvoice(data: bytes) -> EInvoice | None:
-    """The invoice these bytes are, None when they are no invoice (or a carrier not read here)."""
-    found = sniff(data)
+def read_einvoice(data: bytes | OfdPackage, found: Format | None = None) -> EInvoice | None:
+    """The invoice these bytes (or this opened OFD) are, None when they are no invoice (or a carrier not
+    read here). `found`: what sniff() says of the bytes, when the caller has asked already."""
+    if isinstance(data, OfdPackage):
+        return _from_ofd(data)
+    found = found or sniff(data)
     head = data[:4096]
     if found is XML or head.lstrip(b"\xef\xbb\xbf \t\r\n").startswith(b"<EInvoice"):  # a prolog is optional
         return _from_xml(data) if b"EInvoice" in head else None
     if found is OFD:
-        return _from_ofd(data)
+        return _from_ofd(OfdPackage(data))
     return None
 
 
@@ -100,9 +103,8 @@ def _from_xml(data: bytes, carrier: str = "数电票 XML") -> EInvoice | None:
     )
 
 
-def _from_ofd(data: bytes) -> EInvoice | None:
-    package = OfdPackage(data)
-    root = package.xml("OFD.xml")
+def _from_ofd(package: OfdPackage) -> EInvoice | None:
+    root = package.root
     custom: dict[str, str] = {}
     for node in root.iter():
         if local(node.tag) == "CustomData" and node.get("Name") and (node.text or "").strip():

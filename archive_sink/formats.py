@@ -103,11 +103,12 @@ def _encrypted_pdf(data: bytes) -> bool:
     return _PDF_ENCRYPT.search(data, start) is not None
 
 
-def attachment_problem(declared_media_type: str, data: bytes) -> str | None:
-    """Why these bytes cannot be archived under this declared type, or None."""
+def attachment_problem(declared_media_type: str, data: bytes, found: Format | None = None) -> str | None:
+    """Why these bytes cannot be archived under this declared type, or None. `found`: what sniff() says of
+    them, when the caller has asked already."""
     if not data:
         return "is empty (0 bytes)"
-    found = sniff(data)
+    found = found or sniff(data)
     declared = declared_media_type.split(";", 1)[0].strip().lower()
     if found is not None and declared in CHECKABLE and declared not in found.media_types:
         return f"is declared {declared} but its bytes are a {found.name} (真实性: content must match its metadata)"

@@ -13,6 +13,7 @@ import io
 import posixpath
 import zipfile
 import zlib
+from functools import cached_property
 from xml.etree.ElementTree import Element
 
 from defusedxml import DefusedXmlException
@@ -60,6 +61,11 @@ class OfdPackage:
             raise Unreadable(f"OFD cannot be opened: {exc}") from None
         if "OFD.xml" not in self.names:
             raise Unreadable("OFD has no OFD.xml entry")
+
+    @cached_property
+    def root(self) -> Element:
+        """OFD.xml, parsed once for every reader of the package (invoice identity, signatures)."""
+        return self.xml("OFD.xml")
 
     def read(self, name: str) -> bytes:
         try:

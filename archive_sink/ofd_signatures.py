@@ -52,13 +52,12 @@ class SignatureCheck:
         return f"签章 {self.signature} 保护的 {self.parts} 个部件自签署后未改动 (签名值与印章证书未验证)"
 
 
-def check_signatures(data: bytes) -> list[SignatureCheck]:
+def check_signatures(data: bytes | OfdPackage) -> list[SignatureCheck]:
     """One result per signature the OFD carries (none for an unsigned OFD). Raises Unreadable when the
     package or its signature parts cannot be read."""
-    package = OfdPackage(data)
-    root = package.xml("OFD.xml")
+    package = data if isinstance(data, OfdPackage) else OfdPackage(data)
     checks = []
-    for body in (n for n in root if local(n.tag) == "DocBody"):
+    for body in (n for n in package.root if local(n.tag) == "DocBody"):
         listed = child_text(body, "Signatures")
         if not listed:
             continue

@@ -34,7 +34,7 @@ from archive_sink.durability import read_bytes
 from archive_sink.einvoice import read_einvoice
 from archive_sink.filesystem import FilesystemArchive
 from archive_sink.formats import OFD, attachment_problem, sniff
-from archive_sink.ofd import Unreadable
+from archive_sink.ofd import OfdPackage, Unreadable
 from archive_sink.ofd_signatures import altered, check_signatures
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
 from archive_sink.virus_scan import ClamdScanner, ScanRefused
@@ -83,12 +83,14 @@ def read_attachment(record: ArchiveRecord, index: int) -> AttachmentBytes:
         raise AttachmentError(
             f"attachment {index + 1} {att.name!r} at {uri} has {len(data)} bytes but the source says {att.size}"
         )
-    problem = attachment_problem(att.media_type, data)
+    found = sniff(data)  # once: the format checks, the invoice reader and the signature check share it
+    problem = attachment_problem(att.media_type, data, found)
     if problem:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri} {problem}")
     try:
-        invoice = read_einvoice(data)
-        signatures = tuple(check_signatures(data)) if sniff(data) is OFD else ()
+        package = OfdPackage(data) if found is OFD else None  # opened and its OFD.xml parsed once
+        invoice = read_einvoice(package or data, found)
+        signatures = tuple(check_signatures(package)) if package else ()
     except Unreadable as exc:
         raise AttachmentError(f"attachment {index + 1} {att.name!r} at {uri}: {exc}") from None
     changed = altered(signatures)
