@@ -703,7 +703,7 @@ def formats(
                 ensure_ascii=False,
             )
         )
-        if any(not verdict.compliant for *_, verdict in report.pdfa_verdicts):
+        if report.not_conformant:
             raise typer.Exit(4)
         return
     table = Table(
@@ -723,7 +723,7 @@ def formats(
         for c, v, f, label in report.to_convert:
             console.print(f"  {c} v{v}  {f}  ({label})", soft_wrap=True, highlight=False)
     if validate:
-        failed = [x for x in report.pdfa_verdicts if not x[4].compliant]
+        failed = report.not_conformant
         console.print(
             f"PDF/A claims checked with {report.validated_with}: {len(report.pdfa_verdicts)}, "
             f"{len(failed)} not conformant"
@@ -739,7 +739,7 @@ def formats(
         err.print(f"[red]unreadable:[/red] {problem}", highlight=False, soft_wrap=True)
     if report.unreadable:
         raise typer.Exit(2)
-    if any(not verdict.compliant for *_, verdict in report.pdfa_verdicts):
+    if report.not_conformant:
         raise typer.Exit(4)  # a false PDF/A claim, like a virus found: a finding, not a failure to run
 
 
@@ -1103,7 +1103,7 @@ def demo(
     from sqlalchemy import select
 
     from archive_hub.airflow_runner import run_airflow_dag
-    from archive_hub.catalog.models import QuarantineRow, SyncRunRow
+    from archive_hub.catalog.models import InvoiceClaimRow, SyncRunRow
     from archive_hub.catalog.quarantine import open_items
     from archive_hub.pipeline.context import run_dir_name
     from archive_hub.verification import verify_archive
@@ -1194,19 +1194,14 @@ def demo(
     console.print("\n[bold]Results[/bold]")
     for label, value in lines:
         console.print(f"  {label:<17}: {value}", soft_wrap=True, highlight=False)
-    with catalog.reading() as session:  # the invoice the sample books twice, when it is there
-        rebooked = session.execute(
-            select(QuarantineRow.reason).where(
-                QuarantineRow.status == "open", QuarantineRow.reason.like("e-invoice 发票 No.%")
-            )
+    with catalog.reading() as session:  # an e-invoice the archive holds, when there is one
+        invoice_no = session.execute(
+            select(InvoiceClaimRow.invoice_no).order_by(InvoiceClaimRow.invoice_key).limit(1)
         ).scalar()
-    invoice_no = rebooked.split("No.", 1)[1].split()[0] if rebooked else None
     tries = [
         "uv run archive-hub search --text 差旅费",
         *(
-            [
-                f"uv run archive-hub search --invoice {invoice_no}  # the 件 that booked the 数电票 the sample books twice"
-            ]
+            [f"uv run archive-hub search --invoice {invoice_no}  # which 件 booked this 数电票 (发票号码)"]
             if invoice_no
             else []
         ),

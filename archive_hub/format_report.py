@@ -44,6 +44,11 @@ class FormatReport:
         default_factory=list
     )  # ..., claim, verdict
 
+    @property
+    def not_conformant(self) -> list[tuple[str, int, str, str, PdfaVerdict]]:
+        """The PDF/A claims the validator did not confirm (a finding: `formats --validate` exits 4)."""
+        return [x for x in self.pdfa_verdicts if not x[4].compliant]
+
     def count(self, code: str, version: int, path: str, label: str, long_term: bool, size: int) -> None:
         entry = self.counts.setdefault(label, FormatCount(label, long_term))
         entry.files += 1
