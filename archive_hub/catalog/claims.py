@@ -33,6 +33,18 @@ class BookedInvoice:
     file_name: str
     sha256: str  # of that file
 
+    def columns(self) -> dict[str, Any]:
+        """invoice_claim's columns besides the key and its holder: what the invoice says, and where from."""
+        inv = self.invoice
+        return {
+            "invoice_no": inv.number,
+            "sha256": self.sha256,
+            "carrier": inv.carrier,
+            "issued": inv.issued,
+            "total": inv.total,
+            "seller_tax_id": inv.seller_tax_id,
+        }
+
 
 @dataclass(frozen=True)
 class Presented:
@@ -44,17 +56,10 @@ class Presented:
 
     def claims(self) -> list[_Claim]:
         out = [_Claim(FILES, sha, name, {}) for sha, name in self.files]
-        for b in self.invoices:
-            inv = b.invoice
-            values = {
-                "invoice_no": inv.number,
-                "sha256": b.sha256,
-                "carrier": inv.carrier,
-                "issued": inv.issued,
-                "total": inv.total,
-                "seller_tax_id": inv.seller_tax_id,
-            }
-            out.append(_Claim(INVOICES, inv.key, b.file_name, values, inv.label()))
+        out += [
+            _Claim(INVOICES, b.invoice.key, b.file_name, b.columns(), b.invoice.label())
+            for b in self.invoices
+        ]
         return out
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 from sqlalchemy import select, true
 from sqlalchemy.dialects import postgresql, sqlite
 
+from archive_hub.catalog.claims import BookedInvoice
 from archive_hub.catalog.db import Catalog
 from archive_hub.catalog.models import CatalogUpgradeRow, InvoiceClaimRow, utcnow
 from archive_hub.catalog.packages import package_batches
@@ -46,17 +47,13 @@ def claim_archived_invoices(catalog: Catalog, archive_root: Path) -> str | None:
                         continue
                     if invoice is None or invoice.key in claims:
                         continue
+                    file_name = f.path.rsplit("/", 1)[-1]
                     claims[invoice.key] = {
                         "invoice_key": invoice.key,
-                        "invoice_no": invoice.number,
                         "source_id": entry.record.source_id,
                         "business_id": entry.record.business_id,
-                        "file_name": f.path.rsplit("/", 1)[-1],
-                        "sha256": f.sha256,
-                        "carrier": invoice.carrier,
-                        "issued": invoice.issued,
-                        "total": invoice.total,
-                        "seller_tax_id": invoice.seller_tax_id,
+                        "file_name": file_name,
+                        **BookedInvoice(invoice, file_name, f.sha256).columns(),
                         "run_id": entry.package.run_id,
                         "claimed_at": utcnow(),
                     }
