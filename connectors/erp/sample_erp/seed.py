@@ -602,7 +602,7 @@ def seed_sample_erp(
     The tables must be empty: ids are assigned here so that a seed always yields the same rows.
     `bad_records` adds 6 defective vouchers (one per Defect) on top of `vouchers` normal ones; with
     `einvoices` a 7th, INVOICE_OTHER_CARRIER.
-    `einvoices` turns every third invoice into a 数电票 delivered as OFD (every other one also as XML,
+    `einvoices` turns about a third of the purchase and sale invoices into a 数电票 delivered as OFD (every other one also as XML,
     both carriers on the voucher, as the platform's download has them) instead of a PDF.
     `bank_books` books the 工商银行基本户 (1002.01) from the sample bank statements' year instead
     (``bank_books.py``), on top of `vouchers`: the day-to-day vouchers then pay through the other two
@@ -698,7 +698,7 @@ def seed_sample_erp(
         lines = spec.pop("_lines")
         atts = spec.pop("_attachments", [])
         spec.pop("_period_end")
-        if vid in with_attachment and einvoices and len(att_rows) % 6 == 0:
+        if vid in with_attachment and einvoices and len(att_rows) % 6 == 0 and _invoiced(lines):
             with_xml = len(att_rows) % 12 == 0
             rows, size, inv = _write_einvoice(invoice_rng, attachment_root, spec, lines, with_xml)
             atts += rows
@@ -999,6 +999,14 @@ def _write_einvoice_file(
 
 
 VAT_ACCOUNTS = ("2221.01.01", "2221.01.05")  # 进项税额, 销项税额
+
+
+def _invoiced(lines: list[Line]) -> bool:
+    """Whether the voucher is a purchase or a sale (a counterparty or a VAT line): a payroll or an
+    accrual has no invoice."""
+    return any(
+        ln.get("aux_supplier") or ln.get("aux_customer") or ln["account_code"] in VAT_ACCOUNTS for ln in lines
+    )
 
 
 def _party(name: str) -> tuple[str, str]:
