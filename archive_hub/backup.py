@@ -1,13 +1,14 @@
 """`archive-hub backup DEST`: a second copy of the archive, verified file by file, and of the catalog (备份).
 
-《会计档案管理办法》 Art. 8 allows electronic-only archiving only with a backup regime. A run copies the
-packages DEST does not hold yet (a published package never changes, so what is there stays), checks every
-copied file against the catalog exactly as `verify` checks an original (SHA-256 and SM3, manifests,
-metadata) before renaming it into view, makes the copies durable with syncfs, and snapshots a SQLite
-catalog with SQLite's online backup. A package whose original no longer matches the catalog is not
-copied but reported: a backup of damaged bytes would hide the damage. Each run is logged in the event
-chain. `check=True` also re-hashes the copies DEST already holds. A package destroyed under a 销毁清册 is
-removed from the backup too: a destruction that left copies behind would not be one.
+《会计档案管理办法》 Art. 8 allows electronic-only archiving only with a backup regime. DEST is a folder on
+another disk or an S3-compatible object store (`s3://bucket/prefix`, 异地备份; `archive_hub/backup_stores.py`).
+A run copies the packages DEST does not hold yet (a published package never changes, so what is there
+stays), checks every copy against the catalog exactly as `verify` checks an original (SHA-256 and SM3,
+manifests, metadata) before it counts as held, and snapshots a SQLite catalog with SQLite's online backup.
+A package whose original no longer matches the catalog is not copied but reported: a backup of damaged
+bytes would hide the damage. Each run is logged in the event chain. `check=True` also re-reads the copies
+DEST already holds. A package destroyed under a 销毁清册 is removed from the backup too: a destruction that
+left copies behind would not be one. `restore` brings a backup back into a folder that passes `verify`.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,30 +26,29 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
+from archive_hub.backup_stores import FOLDER_BATCH, BackupStore, FolderStore, S3Store, open_store
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
 from archive_hub.catalog.packages import PackageEntry, count_packages, package_batches
 from archive_sink.durability import fsync_dir, syncfs
-from archive_sink.filesystem import copy_checked, remove_packages, verify_package_dir
-
-BATCH = 200  # packages copied between two syncfs calls
+from archive_sink.filesystem import PackageProblem, verify_package_dir
 
 
 class BackupRefused(ValueError):
-    """The destination cannot hold a backup of this archive."""
+    """The destination cannot hold a backup of this archive, or a source holds none to restore."""
 
 
 @dataclass
 class BackupReport:
-    destination: Path
+    destination: str
     copied: int = 0
     present: int = 0
     removed: int = 0  # packages destroyed (销毁) since the last run
     checked: int = 0
     files: int = 0
     bytes: int = 0
-    catalog_copy: Path | None = None
+    catalog_copy: str | None = None
     catalog_note: str = ""
     problems: list[str] = field(default_factory=list)
 
@@ -59,56 +60,54 @@ class BackupReport:
 def backup(
     catalog: Catalog,
     archive_root: Path,
-    destination: Path,
+    destination: str | Path,
     *,
     check: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> BackupReport:
     """The catalog copy is taken first and the packages it lists are what gets copied, so the two always
-    agree; the catalog copy is renamed into view last, once every package it lists is in place."""
-    root, target = archive_root.resolve(), destination.resolve()
-    if target == root or root in target.parents or target in root.parents:
-        raise BackupRefused(
-            f"{destination} overlaps the archive {archive_root}: a backup belongs on another disk"
-        )
-    report = BackupReport(destination)
-    packages_root = destination / "archive"
-    partial_root = packages_root / ".partial"
-    shutil.rmtree(partial_root, ignore_errors=True)  # what an interrupted run left behind
-    partial_root.mkdir(parents=True, exist_ok=True)
-    snapshot = _snapshot_catalog(catalog, destination, report)
-    with _listing(catalog, snapshot) as session:
-        held = ArchiveRecordRow.status != "destroyed"
-        total = count_packages(session, held)
-        report.removed = _remove_destroyed(session, packages_root)
-        pending: list[tuple[Path, Path]] = []
-        for batch in package_batches(session, held):
-            for entry in batch:
-                _back_up_package(archive_root, packages_root, entry, check, report, pending)
-                if len(pending) >= BATCH:
-                    report.copied += _publish(pending, destination)
-            if progress:
-                progress(len(batch), total)
-        report.copied += _publish(pending, destination)
-    shutil.rmtree(partial_root, ignore_errors=True)
-    if snapshot is not None:
-        report.catalog_copy = snapshot.with_name(snapshot.name.removeprefix(".").removesuffix(".partial"))
-        os.rename(snapshot, report.catalog_copy)
-        fsync_dir(snapshot.parent)
+    agree; the catalog copy is stored last, once every package it lists is held."""
+    store = open_store(destination)
+    if isinstance(store, FolderStore):
+        root, target = archive_root.resolve(), store.destination.resolve()
+        if target == root or root in target.parents or target in root.parents:
+            raise BackupRefused(
+                f"{destination} overlaps the archive {archive_root}: a backup belongs on another disk"
+            )
+    report = BackupReport(store.label)
+    store.open()
+    try:
+        snapshot = _snapshot_catalog(catalog, store, report)
+        with _listing(catalog, snapshot) as session:
+            held = ArchiveRecordRow.status != "destroyed"
+            total = count_packages(session, held)
+            report.removed = store.remove(_destroyed(session))
+            for batch in package_batches(session, held):
+                for entry in batch:
+                    _back_up_package(archive_root, store, entry, check, report)
+                    if store.pending >= FOLDER_BATCH:
+                        _publish(store, report)
+                if progress:
+                    progress(len(batch), total)
+            _publish(store, report)
+        if snapshot is not None:
+            report.catalog_copy = store.commit_catalog(snapshot, _final_name(snapshot))
+    finally:
+        store.close()
     with catalog.transaction() as session:
         append(
             session,
             [
                 Event(
                     "backed-up",
-                    str(destination),
+                    store.label,
                     {
                         "copied": report.copied,
                         "present": report.present,
                         "removed": report.removed,
                         "checked": report.checked,
                         "bytes": report.bytes,
-                        "catalog_copy": str(report.catalog_copy) if report.catalog_copy else None,
+                        "catalog_copy": report.catalog_copy,
                         "problems": len(report.problems),
                     },
                 )
@@ -118,66 +117,45 @@ def backup(
 
 
 def _back_up_package(
-    archive_root: Path,
-    packages_root: Path,
-    entry: PackageEntry,
-    check: bool,
-    report: BackupReport,
-    pending: list[tuple[Path, Path]],
+    archive_root: Path, store: BackupStore, entry: PackageEntry, check: bool, report: BackupReport
 ) -> None:
-    """One package: already there (re-hashed with `check`), or copied, verified and queued for publishing."""
+    """One package: already held (re-read with `check`), or copied and verified, held once published."""
     package, code, expected = entry.package, entry.record.archival_code, entry.expected
-    target = packages_root / package.path
     name = f"{code} v{package.version}"
-    if target.is_dir():
+    if store.holds(package.path):
         report.present += 1
         if check:
             report.checked += 1
             report.problems.extend(
                 f"backup copy of {name}: {p.path}: {p.reason}"
-                for p in verify_package_dir(target, expected, code)
+                for p in store.check(package.path, expected, code)
             )
         return
-    partial = packages_root / ".partial" / str(package.id)
-    problems = copy_checked(archive_root / package.path, partial, expected, code)
+    problems = store.add(archive_root / package.path, package.path, expected, code)
     if problems:
         report.problems.extend(
             f"{name}: not backed up, the original does not match the catalog: {p.path}: {p.reason}"
             for p in problems
         )
         return
-    pending.append((partial, target))
     report.files += len(expected)
     report.bytes += package.byte_size
 
 
-def _remove_destroyed(session: Session, packages_root: Path) -> int:
-    """The backup copies of destroyed packages, removed the way the archive's own were."""
-    paths = session.execute(
+def _publish(store: BackupStore, report: BackupReport) -> None:
+    done, problems = store.publish()
+    report.copied += done
+    report.problems.extend(problems)
+
+
+def _destroyed(session: Session) -> list[tuple[str, str]]:
+    """The packages destroyed under a 销毁清册: their backup copies go the way the archive's own went."""
+    rows = session.execute(
         select(PackageRow.id, PackageRow.path)
         .join(ArchiveRecordRow, ArchiveRecordRow.id == PackageRow.record_id)
         .where(ArchiveRecordRow.status == "destroyed")
     ).all()
-    return remove_packages(
-        packages_root, [(str(pid), rel) for pid, rel in paths], packages_root / ".partial" / "destroyed"
-    )
-
-
-def _publish(pending: list[tuple[Path, Path]], destination: Path) -> int:
-    """The staged copies made durable by one syncfs, renamed into view, the renames made durable."""
-    if not pending:
-        return 0
-    syncfs(destination)
-    parents = set()
-    for partial, target in pending:
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(partial, target)
-        parents.add(target.parent)
-    for parent in parents:
-        fsync_dir(parent)
-    count = len(pending)
-    pending.clear()
-    return count
+    return [(str(pid), rel) for pid, rel in rows]
 
 
 @contextmanager
@@ -195,20 +173,20 @@ def _listing(catalog: Catalog, snapshot: Path | None) -> Iterator[Session]:
         engine.dispose()
 
 
-def _snapshot_catalog(catalog: Catalog, destination: Path, report: BackupReport) -> Path | None:
+def _final_name(partial: Path) -> str:
+    return partial.name.removeprefix(".").removesuffix(".partial")
+
+
+def _snapshot_catalog(catalog: Catalog, store: BackupStore, report: BackupReport) -> Path | None:
     """A SQLite catalog copied with SQLite's online backup (one consistent state while syncs keep
-    writing), under a hidden partial name; None for PostgreSQL, which has its own tools."""
+    writing) to where the store keeps it until it is stored; None for PostgreSQL, which has its own tools."""
     if catalog.engine.dialect.name != "sqlite" or not catalog.engine.url.database:
         report.catalog_note = (
             "the catalog is on PostgreSQL: back it up with the database's own tools (pg_dump, base backups)"
         )
         return None
-    folder = destination / "catalog"
-    folder.mkdir(parents=True, exist_ok=True)
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%S")
-    for leftover in folder.glob(".catalog-*.sqlite.partial"):  # an interrupted run's copy lists too much
-        leftover.unlink()
-    partial = folder / f".catalog-{stamp}.sqlite.partial"
+    partial = store.catalog_partial(f"catalog-{stamp}.sqlite")
     source = sqlite3.connect(catalog.engine.url.database)
     copy = sqlite3.connect(partial)
     try:
@@ -219,3 +197,139 @@ def _snapshot_catalog(catalog: Catalog, destination: Path, report: BackupReport)
     with open(partial, "rb+") as fh:
         os.fsync(fh.fileno())
     return partial
+
+
+@dataclass
+class RestoreReport:
+    source: str
+    destination: Path
+    catalog_copy: Path | None = None
+    restored: int = 0
+    present: int = 0
+    files: int = 0
+    bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+
+def restore(
+    source: str | Path,
+    destination: Path,
+    *,
+    catalog_url: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RestoreReport:
+    """A backup brought back into `destination` (恢复): the newest catalog copy under `catalog/` and every
+    package it lists under `archive/`, each fetched into a hidden folder, checked against the catalog copy
+    as `verify` checks an original, and renamed into view only when whole. A package already restored is
+    left as it is, so an interrupted restore is run again. `catalog_url` names a catalog restored by other
+    means (a PostgreSQL catalog, which a backup does not copy) to list the packages from instead."""
+    store = open_store(source)
+    report = RestoreReport(store.label, destination)
+    packages_root = destination / "archive"
+    partial_root = packages_root / ".partial"
+    shutil.rmtree(partial_root, ignore_errors=True)
+    partial_root.mkdir(parents=True, exist_ok=True)
+    store.open(writing=False)
+    try:
+        catalog = _restored_catalog(store, destination, catalog_url, report)
+        try:
+            with catalog.reading() as session:
+                held = ArchiveRecordRow.status != "destroyed"
+                total = count_packages(session, held)
+                workers = 8 if isinstance(store, S3Store) else 2
+                with ThreadPoolExecutor(workers, thread_name_prefix="restore") as pool:
+                    for batch in package_batches(session, held):
+                        wanted = []
+                        for entry in batch:
+                            if (packages_root / entry.package.path).is_dir():
+                                report.present += 1
+                            elif not store.holds(entry.package.path):
+                                report.problems.append(
+                                    f"{entry.record.archival_code} v{entry.package.version}: "
+                                    f"not in the backup {store.label}"
+                                )
+                            else:
+                                wanted.append(entry)
+                        fetched = pool.map(lambda e: _fetch_checked(store, e, partial_root), wanted)
+                        ready = []
+                        for entry, problems in zip(wanted, fetched, strict=True):
+                            name = f"{entry.record.archival_code} v{entry.package.version}"
+                            if problems:
+                                report.problems.extend(
+                                    f"{name}: not restored, the backup copy does not match the catalog: "
+                                    f"{p.path}: {p.reason}"
+                                    for p in problems
+                                )
+                            else:
+                                ready.append(entry)
+                        _publish_restored(ready, partial_root, packages_root, report)
+                        if progress:
+                            progress(len(batch), total)
+        finally:
+            catalog.dispose()
+    finally:
+        store.close()
+        shutil.rmtree(partial_root, ignore_errors=True)
+    return report
+
+
+def _restored_catalog(
+    store: BackupStore, destination: Path, catalog_url: str | None, report: RestoreReport
+) -> Catalog:
+    if catalog_url is not None:
+        return Catalog(catalog_url)
+    folder = destination / "catalog"
+    incoming = folder / ".incoming"
+    shutil.rmtree(incoming, ignore_errors=True)
+    incoming.mkdir(parents=True)
+    copy = store.latest_catalog(incoming)
+    if copy is None:
+        shutil.rmtree(incoming)
+        raise BackupRefused(
+            f"{store.label} holds no catalog copy (a backup of a PostgreSQL catalog holds packages only): "
+            "restore the database with its own tools and name it with --catalog"
+        )
+    final = folder / copy.name
+    if final.exists():  # restored before: that copy may already carry this restore's verify events
+        shutil.rmtree(incoming)
+    else:
+        with copy.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        os.rename(copy, final)
+        incoming.rmdir()
+        fsync_dir(folder)
+    report.catalog_copy = final
+    return Catalog(f"sqlite:///{final}")
+
+
+def _fetch_checked(store: BackupStore, entry: PackageEntry, partial_root: Path) -> list[PackageProblem]:
+    partial = partial_root / str(entry.package.id)
+    shutil.rmtree(partial, ignore_errors=True)
+    store.fetch(entry.package.path, partial)
+    problems = verify_package_dir(partial, entry.expected, entry.record.archival_code)
+    if problems:
+        shutil.rmtree(partial, ignore_errors=True)
+    return problems
+
+
+def _publish_restored(
+    ready: list[PackageEntry], partial_root: Path, packages_root: Path, report: RestoreReport
+) -> None:
+    if not ready:
+        return
+    syncfs(partial_root)
+    parents = set()
+    for entry in ready:
+        target = packages_root / entry.package.path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(partial_root / str(entry.package.id), target)
+        parents.add(target.parent)
+        report.restored += 1
+        report.files += len(entry.files)
+        report.bytes += entry.package.byte_size
+    for parent in parents:
+        fsync_dir(parent)

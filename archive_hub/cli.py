@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
@@ -51,6 +51,14 @@ CodePrefix = Annotated[
 def _fail(message: str, code: int = 1) -> NoReturn:
     err.print(f"[red]error:[/red] {message}", highlight=False)
     raise typer.Exit(code)
+
+
+def _exit_on_problems(problems: list[str]) -> None:
+    """Each problem on a line of its own (stderr), then exit 2; nothing when there are none."""
+    if problems:
+        for problem in problems:
+            err.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
+        raise typer.Exit(2)
 
 
 def _json_lines(items: Iterable[dict[str, Any]]) -> None:
@@ -819,29 +827,28 @@ def scan(code: CodePrefix = None) -> None:
 
 @app.command()
 def backup(
-    destination: Annotated[Path, typer.Argument(help="folder for the backup (another disk or mount)")],
+    destination: Annotated[
+        str,
+        typer.Argument(
+            help="folder for the backup (another disk or mount), or s3://bucket/prefix (credentials and "
+            "endpoint from AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_ENDPOINT_URL)"
+        ),
+    ],
     check: Annotated[
-        bool, typer.Option("--check", help="also re-hash the copies the backup already holds")
+        bool, typer.Option("--check", help="also re-read and re-hash the copies the backup already holds")
     ] = False,
 ) -> None:
-    """备份: copy the packages the backup lacks (each verified before it is renamed into view) and the catalog."""
-    from archive_hub.backup import BackupRefused
+    """备份: copy the packages the backup lacks (each verified before it counts as held) and the catalog."""
     from archive_hub.backup import backup as run_backup
 
     settings = Settings.from_env()
-    try:
-        report = with_progress(
-            "backing up packages",
-            lambda step: run_backup(
-                _catalog(), settings.archive_root, destination, check=check, progress=step
-            ),
-        )
-    except BackupRefused as exc:
-        _fail(str(exc), 2)
-    except OSError as exc:
-        _fail(f"cannot back up to {destination}: {exc.strerror or exc} ({exc.filename})", 2)
+    report = _backup_work(
+        "backing up packages",
+        lambda step: run_backup(_catalog(), settings.archive_root, destination, check=check, progress=step),
+        f"cannot back up to {destination}",
+    )
     console.print(
-        f"backup {destination}: {report.copied} package(s) copied ({report.bytes / 1_048_576:.1f} MB, "
+        f"backup {report.destination}: {report.copied} package(s) copied ({report.bytes / 1_048_576:.1f} MB, "
         f"{report.files} files, each verified), {report.present} already there"
         + (f", {report.checked} re-hashed" if check else "")
         + (f", {report.removed} destroyed (销毁) package(s) removed" if report.removed else ""),
@@ -853,10 +860,64 @@ def backup(
         soft_wrap=True,
         highlight=False,
     )
-    if not report.ok:
-        for problem in report.problems:
-            err.print(f"[red]problem:[/red] {problem}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2)
+    _exit_on_problems(report.problems)
+
+
+def _backup_work(label: str, work: Callable[[Callable[[int, int], None]], T], fault: str) -> T:
+    """A backup or restore with a progress bar; a refusal, a store fault or a disk fault in one line (exit 2)."""
+    from archive_hub.backup import BackupRefused
+    from archive_sink.object_store import ObjectStoreError
+
+    try:
+        return with_progress(label, work)
+    except (BackupRefused, ObjectStoreError, ValueError) as exc:
+        _fail(str(exc), 2)
+    except OSError as exc:
+        _fail(f"{fault}: {exc.strerror or exc} ({exc.filename})", 2)
+
+
+@app.command()
+def restore(
+    source: Annotated[str, typer.Argument(help="a backup: its folder, or s3://bucket/prefix")],
+    destination: Annotated[Path, typer.Argument(help="folder to restore into (archive/ and catalog/)")],
+    catalog: Annotated[
+        str | None,
+        typer.Option(
+            "--catalog",
+            help="list the packages from this catalog (e.g. a PostgreSQL one restored with its own tools) "
+            "instead of the backup's newest catalog copy",
+        ),
+    ] = None,
+) -> None:
+    """恢复: a backup brought back into a folder, each package checked against the catalog before it shows."""
+    from archive_hub.backup import restore as run_restore
+    from archive_hub.settings import redact_url as _redact_url
+
+    report = _backup_work(
+        "restoring packages",
+        lambda step: run_restore(source, destination, catalog_url=catalog, progress=step),
+        f"cannot restore {source} into {destination}",
+    )
+    console.print(
+        f"restore {report.source} into {destination}: {report.restored} package(s) restored "
+        f"({report.bytes / 1_048_576:.1f} MB, {report.files} files, each verified), "
+        f"{report.present} already there",
+        soft_wrap=True,
+        highlight=False,
+    )
+    catalog_hint = (
+        f"ARCHIVE_HUB_CATALOG_URL=sqlite:///{report.catalog_copy.resolve()} "
+        if report.catalog_copy
+        else "ARCHIVE_HUB_CATALOG_URL=<the catalog given with --catalog> "
+    )
+    console.print(
+        f"catalog copy: {report.catalog_copy or _redact_url(catalog or '')}\n"
+        f"check it:     {catalog_hint}ARCHIVE_HUB_ARCHIVE_ROOT={(destination / 'archive').resolve()} "
+        "archive-hub verify",
+        soft_wrap=True,
+        highlight=False,
+    )
+    _exit_on_problems(report.problems)
 
 
 @app.command()

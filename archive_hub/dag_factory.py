@@ -156,9 +156,8 @@ def build_verify_dag(schedule: str | None = None) -> Any:
 
 
 def backup_summary(destination: str) -> dict[str, Any]:
-    """One backup run (备份, archive_hub/backup.py); raise naming the first problems if any."""
-    from pathlib import Path
-
+    """One backup run (备份, archive_hub/backup.py) to a folder or s3://bucket/prefix; raise naming the first
+    problems if any."""
     from archive_hub.backup import backup
     from archive_hub.catalog import Catalog
 
@@ -166,14 +165,14 @@ def backup_summary(destination: str) -> dict[str, Any]:
     catalog = Catalog(settings.catalog_url)
     try:
         catalog.create_schema()
-        report = backup(catalog, settings.archive_root, Path(destination))
+        report = backup(catalog, settings.archive_root, destination)
     finally:
         catalog.dispose()
     summary = {
         "copied": report.copied,
         "present": report.present,
         "bytes": report.bytes,
-        "catalog_copy": str(report.catalog_copy) if report.catalog_copy else None,
+        "catalog_copy": report.catalog_copy,
         "problems": len(report.problems),
     }
     if not report.ok:
@@ -182,7 +181,8 @@ def backup_summary(destination: str) -> dict[str, Any]:
 
 
 def build_backup_dag(destination: str | None = None, schedule: str | None = None) -> Any:
-    """The scheduled 备份 to ARCHIVE_HUB_BACKUP_DIR; no DAG at all while no backup folder is configured."""
+    """The scheduled 备份 to ARCHIVE_HUB_BACKUP_DIR (a folder or s3://bucket/prefix); no DAG at all while no
+    backup is configured."""
     folder = destination or os.environ.get("ARCHIVE_HUB_BACKUP_DIR")
     if not folder:
         return None

@@ -1,0 +1,88 @@
+"""Pytest plugin: moto's S3 server as a real HTTP process on a free loopback port.
+
+Fixtures:
+    s3_endpoint  session-scoped URL of the server (started here, stopped at session end).
+    s3_backup    function-scoped `s3://<fresh bucket>/<prefix>`, with the AWS_* environment pointing at the
+                 server; `S3_SECRET` is the secret key, for tests that look for it where it must not be.
+
+The hub talks to it over HTTP with boto3 exactly as to any S3-compatible store. moto does not check a
+ChecksumSHA256 it is sent (AWS does), which is why the hub reads every object back itself.
+"""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+S3_ACCESS_KEY = "AKIAARCHIVEHUBTEST"
+S3_SECRET = "archive-hub-s3-secret-7Qx9vL2pW"  # a value a test can search logs and the catalog for
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    port = _free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto.log"  # a file, not a pipe: moto logs every request
+    with log.open("wb") as sink:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                message = log.read_text(errors="replace")
+                pytest.fail(f"moto's S3 server did not start on port {port}:\n{message[-2000:]}")
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def s3_client(endpoint: str) -> Any:
+    """The test's own client, to look at and tamper with the bucket behind the hub's back."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        aws_access_key_id=S3_ACCESS_KEY,
+        aws_secret_access_key=S3_SECRET,
+        region_name="us-east-1",
+    )
+
+
+@pytest.fixture
+def s3_backup(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    bucket = f"archive-backup-{uuid.uuid4().hex[:12]}"
+    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return f"s3://{bucket}/异地备份/J001"

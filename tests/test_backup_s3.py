@@ -1,0 +1,231 @@
+"""异地备份 to an S3-compatible object store (moto's S3 server, a real HTTP process): `archive-hub backup
+s3://bucket/prefix` holds every package byte for byte, counts a package as held only behind its marker,
+re-reads copies with --check, follows destruction, and `archive-hub restore` brings the backup back into a
+folder that passes `verify` on its own. The secret key never shows."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from archive_hub.catalog import Catalog
+from archive_hub.catalog.models import EventRow
+from archive_hub.pipeline import run_sync
+from archive_sink.filesystem import published_packages
+from archive_sink.object_store import S3Location
+from connectors.erp.sample_erp.seed import touch_voucher
+from tests.conftest import Hub, seed
+from tests.s3_server import S3_SECRET, s3_client
+from tests.test_cli import cli
+from tests.test_destruction import OLD_YEAR, WITNESS_ARGS, codes, sign_all
+
+
+def bucket_files(endpoint: str, location: S3Location, folder: str) -> dict[str, bytes]:
+    client = s3_client(endpoint)
+    root = location.key(folder) + "/"
+    found = {}
+    for page in client.get_paginator("list_objects_v2").paginate(Bucket=location.bucket, Prefix=root):
+        for item in page.get("Contents", []):
+            body = client.get_object(Bucket=location.bucket, Key=item["Key"])["Body"].read()
+            found[item["Key"].removeprefix(root)] = body
+    return found
+
+
+def package_files(root: Path) -> dict[str, bytes]:
+    return {
+        str(f.relative_to(root)): f.read_bytes()
+        for pkg in published_packages(root)
+        for f in sorted(pkg.rglob("*"))
+        if f.is_file()
+    }
+
+
+def verify_restored(target: Path, catalog_copy: Path) -> str:
+    out = cli(
+        "verify",
+        env={
+            "ARCHIVE_HUB_CATALOG_URL": f"sqlite:///{catalog_copy}",
+            "ARCHIVE_HUB_ARCHIVE_ROOT": str(target / "archive"),
+        },
+    )
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout
+
+
+def test_an_s3_backup_holds_every_package_byte_for_byte_and_restores_to_a_folder_that_verifies(
+    hub: Hub, s3_backup: str, s3_endpoint: str
+) -> None:
+    seed(hub, vouchers=60, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    location = S3Location.parse(s3_backup)
+    first = cli("backup", s3_backup)
+    assert first.returncode == 0, first.stderr
+    assert "60 package(s) copied" in first.stdout and "0 already there" in first.stdout
+    originals = package_files(hub.settings.archive_root)
+    assert bucket_files(s3_endpoint, location, "archive") == originals  # every file, byte for byte
+    markers = bucket_files(s3_endpoint, location, "committed")
+    assert len(markers) == 60
+    for name, body in markers.items():  # each marker lists its package's files with their own hashes
+        rel = name.removesuffix(".json")
+        listed = json.loads(body)["files"]
+        assert listed == {
+            path.removeprefix(rel + "/"): [
+                hashlib.sha256(data).hexdigest(),
+                hashlib.new("sm3", data).hexdigest(),
+                len(data),
+            ]
+            for path, data in originals.items()
+            if path.startswith(rel + "/")
+        }
+    (catalog_name,) = bucket_files(s3_endpoint, location, "catalog")
+    assert f"catalog copy: {s3_backup}/catalog/{catalog_name}" in first.stdout
+
+    again = cli("backup", s3_backup)
+    assert "0 package(s) copied" in again.stdout and "60 already there" in again.stdout
+    touch_voucher(hub.erp_url, 5, new_summary="更正摘要")
+    run_sync("erp_sample", "run-2")
+    third = cli("backup", s3_backup)
+    assert "1 package(s) copied" in third.stdout  # the new version, nothing else
+
+    target = hub.home / "restored"
+    back = cli("restore", s3_backup, str(target))
+    assert back.returncode == 0, back.stderr
+    assert "61 package(s) restored" in back.stdout and "0 already there" in back.stdout
+    assert package_files(target / "archive") == package_files(hub.settings.archive_root)
+    assert not (target / "archive" / ".partial").exists()
+    (catalog_copy,) = (target / "catalog").glob("catalog-*.sqlite")
+    assert "packages 61," in verify_restored(target, catalog_copy)
+    assert f"ARCHIVE_HUB_CATALOG_URL=sqlite:///{catalog_copy}" in back.stdout
+    rerun = cli("restore", s3_backup, str(target))
+    assert "0 package(s) restored" in rerun.stdout and "61 already there" in rerun.stdout
+
+    outputs = "".join(r.stdout + r.stderr for r in (first, again, third, back, rerun))
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        logged = s.execute(select(EventRow).where(EventRow.kind == "backed-up")).scalars().all()
+        everything = " ".join(f"{e.subject} {e.detail}" for e in s.execute(select(EventRow)).scalars())
+    catalog.dispose()
+    assert [e.subject for e in logged] == [s3_backup] * 3
+    assert S3_SECRET not in outputs and S3_SECRET not in everything
+    assert S3_SECRET.encode() not in catalog_copy.read_bytes()
+
+
+def test_a_changed_copy_is_found_by_check_and_not_restored_and_an_unmarked_package_is_sent_again(
+    hub: Hub, s3_backup: str, s3_endpoint: str
+) -> None:
+    seed(hub, vouchers=30, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    assert cli("backup", s3_backup).returncode == 0
+    location = S3Location.parse(s3_backup)
+    client = s3_client(s3_endpoint)
+    packages = published_packages(hub.settings.archive_root)
+    damaged = packages[4].relative_to(hub.settings.archive_root).as_posix()
+    unmarked = packages[9].relative_to(hub.settings.archive_root).as_posix()
+    client.put_object(
+        Bucket=location.bucket, Key=location.key("archive", damaged, "data/metadata.xml"), Body=b"<broken/>"
+    )
+    # a run that stopped after sending a package's files and before its marker
+    client.delete_object(Bucket=location.bucket, Key=location.key("committed", unmarked) + ".json")
+
+    restore_early = cli("restore", s3_backup, str(hub.home / "early"))
+    assert restore_early.returncode == 2
+    code_unmarked = packages[9].parent.name
+    assert f"{code_unmarked} v1: not in the backup {s3_backup}" in restore_early.stderr
+
+    checked = cli("backup", s3_backup, "--check")
+    assert checked.returncode == 2
+    code_damaged = packages[4].parent.name
+    assert f"backup copy of {code_damaged} v1: data/metadata.xml" in checked.stderr
+    assert "1 package(s) copied" in checked.stdout and "29 already there, 29 re-hashed" in checked.stdout
+    assert location.key("committed", unmarked) + ".json" in [
+        o["Key"] for o in client.list_objects_v2(Bucket=location.bucket)["Contents"]
+    ]
+
+    target = hub.home / "restored"
+    back = cli("restore", s3_backup, str(target))
+    assert back.returncode == 2
+    assert (
+        f"{code_damaged} v1: not restored, the backup copy does not match the catalog: data/metadata.xml"
+        in back.stderr
+    )
+    assert "29 package(s) restored" in back.stdout and "Traceback" not in back.stderr
+    assert not (target / "archive" / damaged).exists()
+    assert not (target / "archive" / ".partial").exists()
+
+
+def test_a_destroyed_package_leaves_the_s3_backup_too(hub: Hub, s3_backup: str, s3_endpoint: str) -> None:
+    seed(hub, vouchers=10, fiscal_year=OLD_YEAR, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    assert cli("backup", s3_backup).returncode == 0
+    keep = codes(hub.settings.catalog_url)[0]
+    assert cli("destruction", "hold", keep, "--reason", "未结清的债权债务").returncode == 0
+    assert cli("destruction", "draw-up", "--opinion", "可销毁").returncode == 0
+    sign_all(1)
+    assert cli("destruction", "execute", "1", *WITNESS_ARGS).returncode == 0
+    out = cli("backup", s3_backup)
+    assert out.returncode == 0, out.stderr
+    assert "9 destroyed (销毁) package(s) removed" in out.stdout
+    location = S3Location.parse(s3_backup)
+    held = {name.split("/")[3] for name in bucket_files(s3_endpoint, location, "archive")}
+    destroyed = set(codes(hub.settings.catalog_url, "destroyed"))
+    assert len(destroyed) == 9 and keep in held and not held & destroyed
+    assert len(held) == 2  # the record held back and the 销毁清册, archived 永久
+    assert {n.split("/")[3] for n in bucket_files(s3_endpoint, location, "committed")} == held
+    target = hub.home / "restored"
+    assert cli("restore", s3_backup, str(target)).returncode == 0
+    (copy,) = (target / "catalog").glob("catalog-*.sqlite")
+    assert "packages 2," in verify_restored(target, copy)
+
+
+def test_s3_faults_are_one_line_and_never_show_the_secret(hub: Hub, s3_backup: str) -> None:
+    seed(hub, vouchers=10, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    missing = cli("backup", "s3://no-such-bucket-archive-hub/备份")
+    assert missing.returncode == 2
+    assert "s3://no-such-bucket-archive-hub/备份: cannot reach the bucket: no such bucket" in missing.stderr
+    unreachable = cli("backup", s3_backup, env={"AWS_ENDPOINT_URL": "http://127.0.0.1:9"})
+    assert unreachable.returncode == 2 and "cannot reach the bucket" in unreachable.stderr
+    not_a_location = cli("backup", f"s3://AKIA:{S3_SECRET}@bucket/x")
+    assert not_a_location.returncode == 2 and "credentials and endpoint come from" in not_a_location.stderr
+    empty = cli("restore", s3_backup, str(hub.home / "restored"))
+    assert empty.returncode == 2 and "holds no catalog copy" in empty.stderr
+    for out in (missing, unreachable, not_a_location, empty):
+        assert "Traceback" not in out.stderr and S3_SECRET not in out.stdout + out.stderr
+
+
+def test_the_backup_dag_backs_up_to_s3_for_real_with_no_secret_in_its_log_or_xcom(
+    hub: Hub, s3_backup: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tests.test_dag import run_airflow_dag, xcom_summary
+
+    monkeypatch.delenv("AIRFLOW_HOME", raising=False)
+    monkeypatch.setenv("ARCHIVE_HUB_BACKUP_DIR", s3_backup)
+    seed(hub, vouchers=20, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    log = hub.home / "backup.log"
+    assert run_airflow_dag("backup_archive", hub.settings, log, timeout=240) == 0, log.read_text()[-3000:]
+    summary = xcom_summary(hub, "backup_archive", "backup")
+    assert summary["copied"] == 20 and summary["problems"] == 0
+    assert str(summary["catalog_copy"]).startswith(f"{s3_backup}/catalog/catalog-")
+    assert len(bucket_files(s3_endpoint, S3Location.parse(s3_backup), "committed")) == 20
+    assert S3_SECRET not in log.read_text() and S3_SECRET not in json.dumps(summary)
+
+
+def test_a_folder_backup_restores_too(hub: Hub) -> None:
+    seed(hub, vouchers=20, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    backup_dir = hub.home / "backup"
+    assert cli("backup", str(backup_dir)).returncode == 0
+    target = hub.home / "restored"
+    back = cli("restore", str(backup_dir), str(target))
+    assert back.returncode == 0, back.stderr
+    assert "20 package(s) restored" in back.stdout
+    assert package_files(target / "archive") == package_files(hub.settings.archive_root)
+    (copy,) = (target / "catalog").glob("catalog-*.sqlite")
+    assert "packages 20," in verify_restored(target, copy)
+    nothing = cli("restore", str(hub.home / "no-backup-here"), str(hub.home / "r2"))
+    assert nothing.returncode == 2 and "not a backup" in nothing.stderr and "Traceback" not in nothing.stderr
