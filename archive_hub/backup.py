@@ -50,6 +50,7 @@ class BackupReport:
     bytes: int = 0
     catalog_copy: str | None = None
     catalog_note: str = ""
+    lock_note: str = ""
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -76,6 +77,7 @@ def backup(
             )
     report = BackupReport(store.label)
     store.open()
+    report.lock_note = store.lock_note
     try:
         snapshot = _snapshot_catalog(catalog, store, report)
         with _listing(catalog, snapshot) as session:
@@ -108,6 +110,7 @@ def backup(
                         "checked": report.checked,
                         "bytes": report.bytes,
                         "catalog_copy": report.catalog_copy,
+                        "object_lock": report.lock_note or None,
                         "problems": len(report.problems),
                     },
                 )
@@ -131,7 +134,9 @@ def _back_up_package(
                 for p in store.check(package.path, expected, code)
             )
         return
-    problems = store.add(archive_root / package.path, package.path, expected, code)
+    problems = store.add(
+        archive_root / package.path, package.path, expected, code, entry.record.retention_due
+    )
     if problems:
         report.problems.extend(
             f"{name}: not backed up, the original does not match the catalog: {p.path}: {p.reason}"

@@ -6,10 +6,16 @@ into view after its copy was verified; in an object store, whose objects cannot 
 (`committed/<package path>.json`, listing each file's SHA-256, SM3 and size) is written after every object
 of the package was read back and re-hashed. A run that stops half way leaves unmarked objects, which the
 next run writes again.
+
+In a bucket with S3 Object Lock (WORM), every object of a package and its marker are retained until the
+record's 保管期限 ends (永久, or no known end: a legal hold), so no one, the hub included, can delete or
+replace the copy while the law says keep it. The marker pins each file's version: a later write over an
+object hides nothing, `--check` names it and a restore still reads the version backed up.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -21,7 +27,7 @@ from typing import Protocol
 from archive_sink.durability import fsync_dir, syncfs
 from archive_sink.filesystem import PackageProblem, copy_checked, remove_packages, verify_package_dir
 from archive_sink.hashing import stream_digests
-from archive_sink.object_store import ObjectStore, S3Location
+from archive_sink.object_store import Lock, ObjectStore, ObjectStoreError, S3Location
 
 Expected = dict[str, tuple[str, str, int]]  # file path in the package -> (SHA-256, SM3, size)
 
@@ -35,6 +41,10 @@ class BackupStore(Protocol):
 
     label: str
 
+    @property
+    def lock_note(self) -> str:
+        """How the store protects what it holds, when it does more than keep it."""
+
     def open(self, writing: bool = True) -> None:
         """Reachable (and writable, when `writing`: then what an interrupted run left half done is cleared)."""
 
@@ -42,9 +52,12 @@ class BackupStore(Protocol):
 
     def holds(self, rel: str) -> bool: ...
 
-    def add(self, source: Path, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
+    def add(
+        self, source: Path, rel: str, expected: Expected, code: str, retain_until: dt.date | None
+    ) -> list[PackageProblem]:
         """A verified copy of the published package at `source`, not yet counted as held (see `publish`).
-        Problems found in the original are returned at once (nothing is copied)."""
+        Problems found in the original are returned at once (nothing is copied). `retain_until` is the
+        record's 保管期限 due date (None: 永久), for a store that can hold a copy that long."""
 
     def publish(self) -> tuple[int, list[str]]:
         """Copies added since the last call made durable and held: how many, and what went wrong."""
@@ -95,7 +108,13 @@ class FolderStore:
     def holds(self, rel: str) -> bool:
         return (self.packages_root / rel).is_dir()
 
-    def add(self, source: Path, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
+    @property
+    def lock_note(self) -> str:
+        return ""
+
+    def add(
+        self, source: Path, rel: str, expected: Expected, code: str, retain_until: dt.date | None
+    ) -> list[PackageProblem]:
         partial = self.partial_root / str(len(self._pending))
         problems = copy_checked(source, partial, expected, code)
         if not problems:
@@ -164,9 +183,22 @@ class S3Store:
         self._pool: ThreadPoolExecutor | None = None
         self._futures: list[Future[list[str]]] = []
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
+        self.lock_mode: str | None = None
+        self.versioned = False
+
+    @property
+    def lock_note(self) -> str:
+        if self.lock_mode is None:
+            return ""
+        return (
+            f"S3 Object Lock ({self.lock_mode}): each object kept until its record's 保管期限 ends, "
+            "永久 records under a legal hold"
+        )
 
     def open(self, writing: bool = True) -> None:
         self.store.check_access()
+        self.lock_mode = self.store.lock_default()
+        self.versioned = self.lock_mode is not None or self.store.versioned()
         marker_root = self.location.key("committed") + "/"
         self._held = {
             key.removeprefix(marker_root).removesuffix(".json")
@@ -187,41 +219,69 @@ class S3Store:
     def holds(self, rel: str) -> bool:
         return rel in self._held
 
-    def add(self, source: Path, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
+    def add(
+        self, source: Path, rel: str, expected: Expected, code: str, retain_until: dt.date | None
+    ) -> list[PackageProblem]:
         problems = verify_package_dir(
             source, expected, code
         )  # a backup of damaged bytes would hide the damage
         if problems:
             return problems
         assert self._pool is not None, "open() first"
-        self._futures.append(self._pool.submit(self._upload, source, rel, expected, code))
+        lock = self._lock(retain_until)
+        self._futures.append(self._pool.submit(self._upload, source, rel, expected, code, lock))
         return []
+
+    def _lock(self, retain_until: dt.date | None) -> Lock | None:
+        """Retention to the due date; a legal hold with no end; nothing for a record already due."""
+        if self.lock_mode is None:
+            return None
+        if retain_until is None:
+            return Lock(self.lock_mode, None)
+        return Lock(self.lock_mode, retain_until) if retain_until > dt.date.today() else None
 
     @property
     def pending(self) -> int:
         return len(self._futures)
 
-    def _upload(self, source: Path, rel: str, expected: Expected, code: str) -> list[str]:
+    def _upload(self, source: Path, rel: str, expected: Expected, code: str, lock: Lock | None) -> list[str]:
         """Every file sent and read back; the marker only when each read-back matches the catalog."""
-        problems = []
+        problems, versions = [], {}
         for name, (sha, sm3, size) in sorted(expected.items()):
             key = self.location.key("archive", rel, name)
             path = source / name
             if size <= SMALL_OBJECT:
-                self.store.put(key, path.read_bytes())
+                version = self.store.put(key, path.read_bytes(), lock)
             else:
-                self.store.put_file(key, path)
-            if stream_digests(self.store.stream(key)) != (sha, sm3, size):
+                version = self.store.put_file(key, path, lock)
+            if version:
+                versions[name] = version
+            if stream_digests(self.store.stream(key, version)) != (sha, sm3, size):
                 problems.append(f"{name}: the copy read back from {self.label} differs from what was sent")
         if problems:
             return problems
-        marker = {"archival_code": code, "files": {n: list(v) for n, v in sorted(expected.items())}}
-        self.store.put(
-            self.location.key("committed", rel) + ".json",
-            json.dumps(marker, ensure_ascii=False, indent=1).encode("utf-8"),
-        )
+        marker: dict[str, object] = {
+            "archival_code": code,
+            "files": {n: list(v) for n, v in sorted(expected.items())},
+        }
+        if versions:
+            marker["versions"] = versions
+        if lock:
+            marker["object_lock"] = {
+                "mode": lock.mode,
+                "until": lock.until.isoformat() if lock.until else "legal hold",
+            }
+        self.store.put(self._marker(rel), json.dumps(marker, ensure_ascii=False, indent=1).encode(), lock)
         self._held.add(rel)
         return []
+
+    def _marker(self, rel: str) -> str:
+        return self.location.key("committed", rel) + ".json"
+
+    def _pinned(self, rel: str) -> tuple[list[str], dict[str, str]]:
+        """The files a held package's marker lists, and the version of each it pins (versioned buckets)."""
+        marker = json.loads(self.store.get(self._marker(rel)))
+        return sorted(marker["files"]), marker.get("versions", {})
 
     def publish(self) -> tuple[int, list[str]]:
         done, problems = 0, []
@@ -240,21 +300,44 @@ class S3Store:
         shutil.rmtree(folder, ignore_errors=True)
         try:
             self.fetch(rel, folder)
-            return verify_package_dir(folder, expected, code)
+            problems = verify_package_dir(folder, expected, code)
         finally:
             shutil.rmtree(folder, ignore_errors=True)
+        names, versions = self._pinned(rel)
+        for name in names:
+            if name in versions:
+                key = self.location.key("archive", rel, name)
+                if self.store.current_version(key) != versions[name]:
+                    problems.append(
+                        PackageProblem(
+                            name,
+                            f"written over in {self.label} after it was backed up; the version backed up "
+                            f"({versions[name]}) is intact and is the one a restore reads",
+                        )
+                    )
+        return problems
 
     def remove(self, packages: list[tuple[str, str]]) -> int:
-        """The marker goes first, so a package half deleted is never taken for a held one."""
+        """The marker goes first, so a package half deleted is never taken for a held one. In a versioned
+        bucket every version goes (a plain delete would only hide them): a destroyed record leaves nothing."""
         removed = 0
         for _name, rel in packages:
-            marker = self.location.key("committed", rel) + ".json"
-            objects = list(self.store.keys(self.location.key("archive", rel) + "/"))
-            if rel in self._held or objects:
-                self.store.delete([marker])
-                self.store.delete(objects)
-                self._held.discard(rel)
-                removed += 1
+            marker = self._marker(rel)
+            root = self.location.key("archive", rel) + "/"
+            if self.versioned:
+                marker_versions = [v for v in self.store.versions(marker) if v[0] == marker]
+                objects: list[str | tuple[str, str]] = list(self.store.versions(root))
+                if marker_versions or objects:
+                    self.store.delete(list(marker_versions))
+                    self.store.delete(objects)
+                    removed += 1
+            else:
+                keys = list(self.store.keys(root))
+                if rel in self._held or keys:
+                    self.store.delete([marker])
+                    self.store.delete(list(keys))
+                    removed += 1
+            self._held.discard(rel)
         return removed
 
     def catalog_partial(self, name: str) -> Path:
@@ -267,8 +350,6 @@ class S3Store:
             sent = stream_digests(iter(lambda: fh.read(1 << 20), b""))
         self.store.put_file(key, partial)
         if stream_digests(self.store.stream(key)) != sent:
-            from archive_sink.object_store import ObjectStoreError
-
             raise ObjectStoreError(
                 f"{self.label}: the catalog copy {key} read back differs from what was sent"
             )
@@ -287,12 +368,13 @@ class S3Store:
         return target
 
     def fetch(self, rel: str, into: Path) -> None:
-        root = self.location.key("archive", rel) + "/"
-        for key in self.store.keys(root):
-            target = into / key.removeprefix(root)
+        """Exactly the files the marker lists, each in the version it pins."""
+        names, versions = self._pinned(rel)
+        for name in names:
+            target = into / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("wb") as fh:
-                for chunk in self.store.stream(key):
+                for chunk in self.store.stream(self.location.key("archive", rel, name), versions.get(name)):
                     fh.write(chunk)
 
 

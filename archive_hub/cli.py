@@ -860,6 +860,8 @@ def backup(
         soft_wrap=True,
         highlight=False,
     )
+    if report.lock_note:
+        console.print(report.lock_note, soft_wrap=True, highlight=False)
     _exit_on_problems(report.problems)
 
 

@@ -9,11 +9,16 @@ An object store has no rename, so nothing here is "published": callers write a p
 and a marker object last, and treat only marked packages as held. Every object is sent with its SHA-256
 (`ChecksumSHA256`, which AWS S3 checks on receipt) and read back and re-hashed by the caller before the
 marker goes up, because not every S3-compatible store checks what it is sent.
+
+A bucket with S3 Object Lock (WORM) keeps every version of an object and refuses to delete a version
+before its retention date, whoever asks (COMPLIANCE mode). `Lock` says how one object is protected: until a
+date, or under a legal hold when no end is known (永久).
 """
 
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hashlib
 import os
 from collections.abc import Iterator
@@ -54,6 +59,22 @@ class S3Location:
         return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
 
 
+@dataclass(frozen=True)
+class Lock:
+    """Object Lock for one object: retained in `mode` until `until`, or under a legal hold when `until` is None."""
+
+    mode: str = "COMPLIANCE"
+    until: dt.date | None = None
+
+    def put_args(self) -> dict[str, Any]:
+        if self.until is None:
+            return {"ObjectLockLegalHoldStatus": "ON"}
+        return {
+            "ObjectLockMode": self.mode,
+            "ObjectLockRetainUntilDate": dt.datetime.combine(self.until, dt.time(), dt.UTC),
+        }
+
+
 def is_s3_url(text: str) -> bool:
     return text.startswith("s3://")
 
@@ -92,17 +113,45 @@ class ObjectStore:
         """Fail at once, naming the bucket, when it cannot be reached or written: before any work is done."""
         self._call("reach the bucket", self.client.head_bucket, Bucket=self.location.bucket)
 
-    def put(self, key: str, data: bytes) -> None:
-        self._call(
+    def lock_default(self) -> str | None:
+        """The bucket's Object Lock mode when Object Lock is on (its default retention mode, else COMPLIANCE),
+        None when the bucket has none."""
+        from botocore.exceptions import ClientError
+
+        try:
+            response = self.client.get_object_lock_configuration(Bucket=self.location.bucket)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ObjectLockConfigurationNotFoundError":
+                return None
+            raise self._error("read the bucket's Object Lock configuration", exc) from None
+        except Exception as exc:
+            raise self._error("read the bucket's Object Lock configuration", exc) from None
+        config = response.get("ObjectLockConfiguration", {})
+        if config.get("ObjectLockEnabled") != "Enabled":
+            return None
+        return config.get("Rule", {}).get("DefaultRetention", {}).get("Mode") or "COMPLIANCE"
+
+    def versioned(self) -> bool:
+        response = self._call(
+            "read the bucket's versioning", self.client.get_bucket_versioning, Bucket=self.location.bucket
+        )
+        return response.get("Status") in ("Enabled", "Suspended")
+
+    def put(self, key: str, data: bytes, lock: Lock | None = None) -> str | None:
+        """Returns the new object's version id in a versioned bucket."""
+        response = self._call(
             f"write {key}",
             self.client.put_object,
             Bucket=self.location.bucket,
             Key=key,
             Body=data,
+            ChecksumAlgorithm="SHA256",  # Object Lock requires the algorithm be named
             ChecksumSHA256=sha256_b64(data),
+            **(lock.put_args() if lock else {}),
         )
+        return response.get("VersionId")
 
-    def put_file(self, key: str, path: os.PathLike[str] | str) -> None:
+    def put_file(self, key: str, path: os.PathLike[str] | str, lock: Lock | None = None) -> str | None:
         """A file sent in parts when large (boto3's managed transfer), with a SHA-256 checksum per part."""
         from boto3.s3.transfer import TransferConfig
 
@@ -112,22 +161,40 @@ class ObjectStore:
             str(path),
             self.location.bucket,
             key,
-            ExtraArgs={"ChecksumAlgorithm": "SHA256"},
+            ExtraArgs={"ChecksumAlgorithm": "SHA256", **(lock.put_args() if lock else {})},
             Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20),
         )
+        head = self._call(f"read {key}", self.client.head_object, Bucket=self.location.bucket, Key=key)
+        return head.get("VersionId")
 
-    def get(self, key: str) -> bytes:
-        response = self._call(f"read {key}", self.client.get_object, Bucket=self.location.bucket, Key=key)
-        return response["Body"].read()
+    def current_version(self, key: str) -> str | None:
+        head = self._call(f"read {key}", self.client.head_object, Bucket=self.location.bucket, Key=key)
+        return head.get("VersionId")
 
-    def stream(self, key: str) -> Iterator[bytes]:
-        response = self._call(f"read {key}", self.client.get_object, Bucket=self.location.bucket, Key=key)
+    def get(self, key: str, version: str | None = None) -> bytes:
+        return b"".join(self.stream(key, version))
+
+    def stream(self, key: str, version: str | None = None) -> Iterator[bytes]:
+        extra = {"VersionId": version} if version else {}
+        response = self._call(
+            f"read {key}", self.client.get_object, Bucket=self.location.bucket, Key=key, **extra
+        )
         body = response["Body"]
         try:
             while chunk := body.read(READ_CHUNK):
                 yield chunk
         finally:
             body.close()
+
+    def versions(self, prefix: str) -> Iterator[tuple[str, str]]:
+        """(key, version id) of every version and delete marker under `prefix`: what deleting for good takes."""
+        paginator = self.client.get_paginator("list_object_versions")
+        try:
+            for page in paginator.paginate(Bucket=self.location.bucket, Prefix=prefix):
+                for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])):
+                    yield item["Key"], item["VersionId"]
+        except Exception as exc:
+            raise self._error(f"list the versions under {prefix}", exc) from None
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix` (a folder: give it a trailing '/'), in the store's order (UTF-8 binary)."""
@@ -140,14 +207,16 @@ class ObjectStore:
         except Exception as exc:
             raise self._error(f"list {prefix}", exc) from None
 
-    def delete(self, keys: list[str]) -> None:
+    def delete(self, keys: list[str | tuple[str, str]]) -> None:
+        """Objects deleted: a key (in a versioned bucket that only hides it), or (key, version id) for good."""
         for start in range(0, len(keys), 1000):  # the most one DeleteObjects request takes
             chunk = keys[start : start + 1000]
+            objects = [{"Key": k} if isinstance(k, str) else {"Key": k[0], "VersionId": k[1]} for k in chunk]
             response = self._call(
                 f"delete {len(chunk)} object(s) under {self.location}",
                 self.client.delete_objects,
                 Bucket=self.location.bucket,
-                Delete={"Objects": [{"Key": k} for k in chunk], "Quiet": True},
+                Delete={"Objects": objects, "Quiet": True},
             )
             if response.get("Errors"):
                 first = response["Errors"][0]

@@ -4,6 +4,7 @@ Fixtures:
     s3_endpoint  session-scoped URL of the server (started here, stopped at session end).
     s3_backup    function-scoped `s3://<fresh bucket>/<prefix>`, with the AWS_* environment pointing at the
                  server; `S3_SECRET` is the secret key, for tests that look for it where it must not be.
+    s3_locked_backup  the same in a bucket created with S3 Object Lock.
 
 The hub talks to it over HTTP with boto3 exactly as to any S3-compatible store. moto does not check a
 ChecksumSHA256 it is sent (AWS does), which is why the hub reads every object back itself.
@@ -75,14 +76,24 @@ def s3_client(endpoint: str) -> Any:
     )
 
 
-@pytest.fixture
-def s3_backup(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+def _bucket(endpoint: str, monkeypatch: pytest.MonkeyPatch, object_lock: bool) -> str:
     bucket = f"archive-backup-{uuid.uuid4().hex[:12]}"
-    s3_client(s3_endpoint).create_bucket(Bucket=bucket)
-    monkeypatch.setenv("AWS_ENDPOINT_URL", s3_endpoint)
+    s3_client(endpoint).create_bucket(Bucket=bucket, ObjectLockEnabledForBucket=object_lock)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY)
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", S3_SECRET)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
     for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL_S3", "AWS_SESSION_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return f"s3://{bucket}/异地备份/J001"
+
+
+@pytest.fixture
+def s3_backup(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    return _bucket(s3_endpoint, monkeypatch, object_lock=False)
+
+
+@pytest.fixture
+def s3_locked_backup(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A bucket created with S3 Object Lock (WORM; versioned)."""
+    return _bucket(s3_endpoint, monkeypatch, object_lock=True)

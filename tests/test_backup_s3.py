@@ -5,15 +5,17 @@ folder that passes `verify` on its own. The secret key never shows."""
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import json
 from pathlib import Path
 
 import pytest
+from botocore.exceptions import ClientError
 from sqlalchemy import select
 
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.models import EventRow
+from archive_hub.catalog.models import ArchiveRecordRow, EventRow
 from archive_hub.pipeline import run_sync
 from archive_sink.filesystem import published_packages
 from archive_sink.object_store import S3Location
@@ -157,28 +159,97 @@ def test_a_changed_copy_is_found_by_check_and_not_restored_and_an_unmarked_packa
     assert not (target / "archive" / ".partial").exists()
 
 
-def test_a_destroyed_package_leaves_the_s3_backup_too(hub: Hub, s3_backup: str, s3_endpoint: str) -> None:
+@pytest.mark.parametrize("bucket", ["s3_backup", "s3_locked_backup"])
+def test_a_destroyed_package_leaves_the_s3_backup_too(
+    hub: Hub, s3_endpoint: str, bucket: str, request: pytest.FixtureRequest
+) -> None:
+    """In an Object Lock bucket too: the records long due carry no retention, so every version of them goes,
+    while the 销毁清册 (永久) is put under a legal hold."""
+    backup_url = request.getfixturevalue(bucket)
     seed(hub, vouchers=10, fiscal_year=OLD_YEAR, bad_records=False)
     run_sync("erp_sample", "run-1")
-    assert cli("backup", s3_backup).returncode == 0
+    assert cli("backup", backup_url).returncode == 0
     keep = codes(hub.settings.catalog_url)[0]
     assert cli("destruction", "hold", keep, "--reason", "未结清的债权债务").returncode == 0
     assert cli("destruction", "draw-up", "--opinion", "可销毁").returncode == 0
     sign_all(1)
     assert cli("destruction", "execute", "1", *WITNESS_ARGS).returncode == 0
-    out = cli("backup", s3_backup)
+    out = cli("backup", backup_url)
     assert out.returncode == 0, out.stderr
     assert "9 destroyed (销毁) package(s) removed" in out.stdout
-    location = S3Location.parse(s3_backup)
+    location = S3Location.parse(backup_url)
     held = {name.split("/")[3] for name in bucket_files(s3_endpoint, location, "archive")}
     destroyed = set(codes(hub.settings.catalog_url, "destroyed"))
     assert len(destroyed) == 9 and keep in held and not held & destroyed
     assert len(held) == 2  # the record held back and the 销毁清册, archived 永久
     assert {n.split("/")[3] for n in bucket_files(s3_endpoint, location, "committed")} == held
+    client = s3_client(s3_endpoint)
+    left = set()
+    for folder in ("archive", "committed"):
+        listed = client.list_object_versions(Bucket=location.bucket, Prefix=location.key(folder) + "/")
+        for v in (*listed.get("Versions", []), *listed.get("DeleteMarkers", [])):
+            left.add(v["Key"].removeprefix(location.key(folder) + "/").split("/")[3])
+    assert left == held  # not a hidden version of a destroyed record left behind
+    (register,) = held - {keep}
+    register_keys = [k for k in bucket_files(s3_endpoint, location, "archive") if f"/{register}/" in k]
+    head = client.head_object(Bucket=location.bucket, Key=location.key("archive", register_keys[0]))
+    if bucket == "s3_locked_backup":
+        assert head.get("ObjectLockLegalHoldStatus") == "ON"
+        assert "S3 Object Lock (COMPLIANCE)" in out.stdout
+    else:
+        assert "ObjectLockLegalHoldStatus" not in head
     target = hub.home / "restored"
-    assert cli("restore", s3_backup, str(target)).returncode == 0
+    assert cli("restore", backup_url, str(target)).returncode == 0
     (copy,) = (target / "catalog").glob("catalog-*.sqlite")
     assert "packages 2," in verify_restored(target, copy)
+
+
+def test_in_an_object_lock_bucket_a_copy_is_kept_until_its_retention_ends_and_a_write_over_it_hides_nothing(
+    hub: Hub, s3_locked_backup: str, s3_endpoint: str
+) -> None:
+    seed(hub, vouchers=20, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    out = cli("backup", s3_locked_backup)
+    assert out.returncode == 0, out.stderr
+    assert "S3 Object Lock (COMPLIANCE): each object kept until its record's 保管期限 ends" in out.stdout
+    location = S3Location.parse(s3_locked_backup)
+    client = s3_client(s3_endpoint)
+    package = published_packages(hub.settings.archive_root)[3]
+    rel, code = package.relative_to(hub.settings.archive_root).as_posix(), package.parent.name
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        due = s.execute(
+            select(ArchiveRecordRow.retention_due).where(ArchiveRecordRow.archival_code == code)
+        ).scalar_one()
+    catalog.dispose()
+    assert due is not None and due > dt.date.today()  # 30年 from the year after fiscal 2025
+    key = location.key("archive", rel, "data/voucher.xml")
+    for locked in (key, location.key("committed", rel) + ".json"):
+        head = client.head_object(Bucket=location.bucket, Key=locked)
+        assert head["ObjectLockMode"] == "COMPLIANCE"
+        assert head["ObjectLockRetainUntilDate"].date() == due
+    with pytest.raises(ClientError, match="AccessDenied"):  # not even the bucket's owner deletes it
+        client.delete_object(Bucket=location.bucket, Key=key, VersionId=head_version(client, location, key))
+
+    client.put_object(Bucket=location.bucket, Key=key, Body=b"<forged/>")  # a write over the copy
+    checked = cli("backup", s3_locked_backup, "--check")
+    assert checked.returncode == 2
+    assert f"backup copy of {code} v1: data/voucher.xml: written over in {s3_locked_backup}" in checked.stderr
+    assert checked.stderr.count("problem:") == 1  # the pinned version itself is whole
+    target = hub.home / "restored"
+    back = cli("restore", s3_locked_backup, str(target))
+    assert back.returncode == 0, back.stderr
+    assert (target / "archive" / rel / "data/voucher.xml").read_bytes() == (
+        package / "data/voucher.xml"
+    ).read_bytes()
+    (copy,) = (target / "catalog").glob("catalog-*.sqlite")
+    assert "packages 20," in verify_restored(target, copy)
+
+
+def head_version(client: object, location: S3Location, key: str) -> str:
+    """The version a backup pinned: the oldest one of the key."""
+    versions = client.list_object_versions(Bucket=location.bucket, Prefix=key)["Versions"]  # type: ignore[attr-defined]
+    return min(versions, key=lambda v: v["LastModified"])["VersionId"]
 
 
 def test_s3_faults_are_one_line_and_never_show_the_secret(hub: Hub, s3_backup: str) -> None:
