@@ -29,7 +29,8 @@ test: setup
 # Each benchmark prints its figures beside the limit measured in the same run; exit 1 marks a missed target.
 bench: setup
 	@rc=0; $(UV) run --frozen python -m bench.bench_archive || rc=$$?; \
-	$(UV) run --frozen python -m bench.bench_bank || rc=$$?; exit $$rc
+	$(UV) run --frozen python -m bench.bench_bank || rc=$$?; \
+	$(UV) run --frozen python -m bench.bench_backup || rc=$$?; exit $$rc
 
 lint: setup
 	@$(UV) run --frozen ruff check .
