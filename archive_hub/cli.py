@@ -213,7 +213,7 @@ def search(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines")] = False,
 ) -> None:
     """Find archived records by 档号, category, voucher number, period or dates, amount, text or 发票号码."""
-    from archive_hub.catalog.search import SearchQuery
+    from archive_hub.catalog.search import SearchQuery, hit_summary
     from archive_hub.catalog.search import search as run_search
     from canonical_model.archival_code import CATEGORY_CODES
 
@@ -251,16 +251,7 @@ def search(
     root = Settings.from_env().archive_root
     if as_json:
         _json_lines(
-            {
-                "archival_code": rec.archival_code,
-                "voucher_no": rec.voucher_no,
-                "date": rec.record_date.isoformat(),
-                "amount": str(rec.amount_total) if rec.amount_total is not None else None,
-                "title": rec.title,
-                "version": rec.current_version,
-                "package": str(root / pkg.path) if pkg else None,
-            }
-            for rec, pkg in rows
+            {**hit_summary(rec), "package": str(root / pkg.path) if pkg else None} for rec, pkg in rows
         )
         return
     if console.width < 120:  # a table would leave the title a few characters: two lines a record instead
@@ -920,6 +911,43 @@ def restore(
         highlight=False,
     )
     _exit_on_problems(report.problems)
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str, typer.Option(help="address to listen on (behind a TLS proxy in production)")
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port")] = 8000,
+) -> None:
+    """The archive over HTTP (search, 查阅, download) for users signed in through SSO (Keycloak, OIDC).
+
+    Needs ARCHIVE_HUB_OIDC_ISSUER (the realm URL, e.g. what `scripts/keycloak.sh start` prints) and optionally
+    ARCHIVE_HUB_OIDC_AUDIENCE (default archive-hub-api). There is no anonymous mode. API docs at /docs."""
+    import uvicorn
+
+    from archive_hub.http_api import create_app
+    from sso.oidc import IssuerUnreachable, OidcSettings, TokenVerifier
+
+    settings = Settings.from_env()
+    if not settings.oidc_issuer:
+        _fail(
+            "ARCHIVE_HUB_OIDC_ISSUER is not set: name the Keycloak realm that signs users in "
+            "(e.g. https://sso.example.com/realms/archive-hub; `scripts/keycloak.sh start` starts a local one)",
+            2,
+        )
+    try:
+        verifier = TokenVerifier(OidcSettings(settings.oidc_issuer, settings.oidc_audience))
+        verifier.keys()  # fail now, not at the first request
+    except (IssuerUnreachable, ValueError) as exc:
+        _fail(str(exc), 2)
+    console.print(
+        f"archive-hub serving {settings.archive_root} on http://{host}:{port} "
+        f"(SSO: {settings.oidc_issuer}, audience {settings.oidc_audience})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    uvicorn.run(create_app(settings, verifier), host=host, port=port, log_level="info")
 
 
 @app.command()

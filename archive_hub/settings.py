@@ -25,6 +25,8 @@ class Settings:
     bank_accounts_file: Path  # the accounts `bank reconcile` reconciles (银行存款余额调节表)
     clamd_url: str | None = None  # 病毒检测: unix:///path/clamd.sock or tcp://host:3310; None: no scan
     verapdf: str | None = None  # PDF/A validation: veraPDF's lib folder (scripts/verapdf.sh) or its launcher
+    oidc_issuer: str | None = None  # SSO for `serve`: the Keycloak realm URL tokens carry as iss
+    oidc_audience: str = "archive-hub-api"  # the client id tokens must be issued for (aud)
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -43,6 +45,8 @@ class Settings:
             ),
             clamd_url=os.environ.get("ARCHIVE_HUB_CLAMD") or None,
             verapdf=os.environ.get("ARCHIVE_HUB_VERAPDF") or None,
+            oidc_issuer=os.environ.get("ARCHIVE_HUB_OIDC_ISSUER") or None,
+            oidc_audience=os.environ.get("ARCHIVE_HUB_OIDC_AUDIENCE") or "archive-hub-api",
         )
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from archive_hub.settings import Settings
 
-pytest_plugins = ["tests.pg_server", "tests.s3_server"]
+pytest_plugins = ["tests.pg_server", "tests.s3_server", "tests.keycloak_server"]
 
 
 @dataclass

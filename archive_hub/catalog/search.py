@@ -69,3 +69,16 @@ def search(session: Session, q: SearchQuery) -> list[tuple[ArchiveRecordRow, Pac
         ArchiveRecordRow.fiscal_year, ArchiveRecordRow.period, ArchiveRecordRow.item_no
     ).limit(q.limit)
     return [(rec, pkg) for rec, pkg in session.execute(query).all()]
+
+
+def hit_summary(rec: ArchiveRecordRow) -> dict[str, object]:
+    """One search hit as JSON: what `search --json` prints and `GET /api/records` returns."""
+    return {
+        "archival_code": rec.archival_code,
+        "voucher_no": rec.voucher_no,
+        "date": rec.record_date.isoformat(),
+        "amount": str(rec.amount_total) if rec.amount_total is not None else None,
+        "title": rec.title,
+        "version": rec.current_version,
+        "status": rec.status,
+    }
