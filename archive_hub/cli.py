@@ -951,6 +951,71 @@ def serve(
 
 
 @app.command()
+def login(
+    username: Annotated[
+        str | None,
+        typer.Option(
+            help="sign in with this user's password, read from stdin (loopback dev server, scripts)"
+        ),
+    ] = None,
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="read the password from stdin")
+    ] = False,
+) -> None:
+    """Sign the command line in at the SSO realm (ARCHIVE_HUB_OIDC_ISSUER): device flow, or a password."""
+    import sys
+
+    from sso.login import LoginSettings, device_login, password_login
+
+    settings = LoginSettings.from_env()
+    if settings is None:
+        _fail("ARCHIVE_HUB_OIDC_ISSUER is not set: there is no SSO realm to sign in to", 2)
+    if username:
+        if not password_stdin:
+            _fail("--username needs --password-stdin (a password is never taken from the command line)", 2)
+        who = password_login(settings, username, sys.stdin.readline().rstrip("\n"))
+    else:
+
+        def show(url: str, code: str) -> None:
+            err.print(f"open {url} and confirm the code [bold]{code}[/bold]; waiting...", highlight=False)
+
+        who = device_login(settings, show)
+    console.print(
+        f"signed in as {who.username} (roles: {', '.join(sorted(who.roles)) or 'none'})", highlight=False
+    )
+
+
+@app.command()
+def logout() -> None:
+    """End the SSO session of the command line and forget its tokens."""
+    from sso.login import LoginSettings
+    from sso.login import logout as run_logout
+
+    settings = LoginSettings.from_env()
+    if settings is None:
+        _fail("ARCHIVE_HUB_OIDC_ISSUER is not set: there is no SSO login to end", 2)
+    console.print("signed out" if run_logout(settings) else "was not signed in")
+
+
+@app.command()
+def whoami() -> None:
+    """Who the hub registers as the one asking: the SSO user, or without SSO the ARCHIVE_HUB_USER/login name."""
+    from sso.login import LoginSettings, signed_in
+
+    settings = LoginSettings.from_env()
+    if settings is None:
+        from archive_hub.copies import requester
+
+        console.print(f"{requester()} (no SSO: ARCHIVE_HUB_OIDC_ISSUER is not set)", highlight=False)
+        return
+    who = signed_in(settings)
+    console.print(
+        f"{who.username} at {settings.oidc.issuer} (roles: {', '.join(sorted(who.roles)) or 'none'})",
+        highlight=False,
+    )
+
+
+@app.command()
 def sources(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines, one per source")] = False,
 ) -> None:
@@ -1363,8 +1428,9 @@ def _expected_failure(exc: Exception) -> str | None:
     from archive_sink.virus_scan import ScannerUnavailable
     from connectors.errors import ConnectorError
     from mappings import MappingConfigError
+    from sso.login import NotSignedIn
 
-    if isinstance(exc, ConnectorError | MappingConfigError | ScannerUnavailable):
+    if isinstance(exc, ConnectorError | MappingConfigError | ScannerUnavailable | NotSignedIn):
         return str(exc)
     if isinstance(exc, SQLAlchemyError):
         detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0][:300]

@@ -38,7 +38,12 @@ class CopyMade:
 
 
 def requester() -> str:
-    """Who asked: the SSO user once the CLI runs behind Keycloak, the login name until then."""
+    """Who asked: with SSO configured (ARCHIVE_HUB_OIDC_ISSUER), the user signed in with `archive-hub login`,
+    and nothing else (sso/login.py raises NotSignedIn); without it, ARCHIVE_HUB_USER or the login name."""
+    from sso.login import LoginSettings, signed_in
+
+    if (settings := LoginSettings.from_env()) is not None:
+        return signed_in(settings).username
     return os.environ.get("ARCHIVE_HUB_USER") or getpass.getuser()
 
 

@@ -33,6 +33,9 @@ def hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Hub:
         "ARCHIVE_HUB_RUNS_ROOT",
         "ARCHIVE_HUB_BANK_ACCOUNTS",
         "ARCHIVE_HUB_CLAMD",
+        "ARCHIVE_HUB_OIDC_ISSUER",  # with SSO configured the CLI registers only a signed-in user
+        "ARCHIVE_HUB_TOKEN_FILE",
+        "ARCHIVE_HUB_USER",
     ):
         monkeypatch.delenv(name, raising=False)
     return Hub(home, Settings.from_env(), f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}")
