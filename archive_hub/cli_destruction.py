@@ -141,22 +141,56 @@ def _count(session: Any, list_id: int) -> int:
 def sign_cmd(
     list_id: Annotated[int, typer.Argument(help="the 销毁清册's number")],
     role: Annotated[str, typer.Option(help=" | ".join(f"{k} ({v})" for k, v in SIGNATORIES.items()))],
-    name: Annotated[str, typer.Option(help="the signatory's name")],
+    name: Annotated[
+        str | None,
+        typer.Option(
+            help="the signatory's name (with SSO: the signed-in user's, which it must match if given)"
+        ),
+    ] = None,
 ) -> None:
-    """Sign the list as it stands; the signature covers its content hash."""
+    """Sign the list as it stands; the signature covers its content hash.
+
+    With SSO configured (ARCHIVE_HUB_OIDC_ISSUER) the signatory is the user signed in with `archive-hub login`,
+    who must hold the realm role signatory-<role>; the name is the one the directory has for them."""
     from archive_hub.catalog.destruction import sign, signatures
 
+    signer, sso = _signatory(role, name)
+
     def work(session: Session) -> list[str]:
-        sign(session, list_id, role, name)
+        sign(session, list_id, role, signer, sso)
         return [v for k, v in SIGNATORIES.items() if k not in signatures(session, list_id)]
 
     missing = _step(work)
     console.print(
-        f"销毁清册 {list_id}: signed by {SIGNATORIES[role]} {name.strip()}; "
+        f"销毁清册 {list_id}: signed by {SIGNATORIES.get(role, role)} {signer.strip()}; "
         + (f"still to sign: {', '.join(missing)}" if missing else "all five have signed"),
         highlight=False,
         soft_wrap=True,
     )
+
+
+def _signatory(role: str, name: str | None) -> tuple[str, dict[str, str] | None]:
+    """Who signs: the typed name without SSO; with SSO the signed-in user, if the realm gives them the role."""
+    from sso.login import LoginSettings, signed_in
+
+    settings = LoginSettings.from_env()
+    if settings is None:
+        if not name:
+            raise _refused(DestructionRefused("--name: a signature needs the signatory's name"))
+        return name, None
+    who = signed_in(settings)
+    needed = f"signatory-{role}"
+    if needed not in who.roles:
+        raise _refused(
+            DestructionRefused(
+                f"{who.username} does not hold the role {needed} ({SIGNATORIES.get(role, role)})"
+            )
+        )
+    if name and name.strip() not in (who.name, who.username):
+        raise _refused(DestructionRefused(f"signed in as {who.name or who.username}, not {name.strip()}"))
+    # the username keeps two people of the same name apart (the two 经办人 must be two people)
+    signer = f"{who.name} ({who.username})" if who.name else who.username
+    return signer, {"username": who.username, "subject": who.subject}
 
 
 @destruction_app.command("withdraw")

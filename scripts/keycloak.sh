@@ -4,14 +4,15 @@
 #   scripts/keycloak.sh start           # install (first time), start with the archive-hub realm; prints its issuer URL
 #   scripts/keycloak.sh stop
 #   scripts/keycloak.sh status          # "running <issuer>" (exit 0) or "stopped" (exit 3)
-#   scripts/keycloak.sh password ROLE   # a demo user's password (archivist | auditor | clerk | admin), for tests and demos
+#   scripts/keycloak.sh password USER   # a demo user's password (a username, or archivist | auditor | clerk | admin)
 #
 # The server is the Maven artifact org.keycloak:keycloak-quarkus-dist (zip), fetched with `mvn dependency:copy`
 # into KEYCLOAK_HOME (default <repo>/var/tools/keycloak-<version>); Java and Maven come from Debian when
 # missing. It runs `start-dev` with an in-memory database, so every start imports sso/realm/archive-hub.json
 # afresh: realm roles archivist and auditor, the bearer-only client archive-hub-api (the audience the HTTP API
-# checks) and the public client archive-hub-cli, and three demo users (zhang.archivist, liu.auditor, and
-# wang.clerk with no archive role). Their passwords and the bootstrap admin's are generated on first start into
+# checks) and the public client archive-hub-cli, the five 销毁清册 signatory roles (signatory-unit-head, ...), and
+# demo users (zhang.archivist, liu.auditor, wang.clerk with no archive role, one per signatory role).
+# Their passwords and the bootstrap admin's are generated on first start into
 # KEYCLOAK_STATE_DIR/secrets.env (mode 600, default <repo>/var/keycloak) and handed to Keycloak through the
 # realm file's ${...} placeholders; they are never printed except by `password`.
 #
@@ -54,16 +55,30 @@ install() {
 }
 
 secrets() {
+  # One generated password per user the realm file names (ARCHIVE_HUB_KC_PASSWORD_<USERNAME>) and the bootstrap
+  # admin's; a name missing from an older file is added, the others are kept.
   mkdir -p "$STATE_DIR"
-  [[ -f "$STATE_DIR/secrets.env" ]] && return 0
-  (umask 077; python3 - >"$STATE_DIR/secrets.env.partial" <<'EOF'
-import secrets
-for name in ("ARCHIVE_HUB_KC_PASSWORD_ARCHIVIST", "ARCHIVE_HUB_KC_PASSWORD_AUDITOR",
-             "ARCHIVE_HUB_KC_PASSWORD_CLERK", "KC_BOOTSTRAP_ADMIN_PASSWORD"):
-    print(f"{name}={secrets.token_urlsafe(18)}")
+  (umask 077; python3 - "$REALM_FILE" "$STATE_DIR/secrets.env" <<'EOF'
+import json, os, re, secrets, sys
+realm_file, path = sys.argv[1:]
+names = ["KC_BOOTSTRAP_ADMIN_PASSWORD"] + [
+    "ARCHIVE_HUB_KC_PASSWORD_" + re.sub(r"[^A-Z0-9]", "_", u["username"].upper())
+    for u in json.load(open(realm_file, encoding="utf-8"))["users"]
+]
+have = {}
+if os.path.exists(path):
+    for line in open(path, encoding="utf-8"):
+        key, _, value = line.rstrip("\n").partition("=")
+        have[key] = value
+missing = [n for n in names if n not in have]
+if missing:
+    for name in missing:
+        have[name] = secrets.token_urlsafe(18)
+    with open(path + ".partial", "w", encoding="utf-8") as fh:
+        fh.writelines(f"{k}={v}\n" for k, v in have.items())
+    os.replace(path + ".partial", path)
 EOF
   )
-  mv "$STATE_DIR/secrets.env.partial" "$STATE_DIR/secrets.env"
 }
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'; }
@@ -140,14 +155,17 @@ stop() {
 
 password() {
   secrets
-  local name
-  case "${1:-}" in
-    archivist) name=ARCHIVE_HUB_KC_PASSWORD_ARCHIVIST ;;
-    auditor) name=ARCHIVE_HUB_KC_PASSWORD_AUDITOR ;;
-    clerk) name=ARCHIVE_HUB_KC_PASSWORD_CLERK ;;
-    admin) name=KC_BOOTSTRAP_ADMIN_PASSWORD ;;  # the master realm's bootstrap admin (user "admin")
-    *) die "usage: $0 password archivist|auditor|clerk|admin" ;;
+  local user="${1:-}"
+  case "$user" in
+    archivist) user=zhang.archivist ;;
+    auditor) user=liu.auditor ;;
+    clerk) user=wang.clerk ;;
+    admin) sed -n "s/^KC_BOOTSTRAP_ADMIN_PASSWORD=//p" "$STATE_DIR/secrets.env"; return 0 ;;
+    "") die "usage: $0 password archivist|auditor|clerk|admin|USERNAME" ;;
   esac
+  local name
+  name="ARCHIVE_HUB_KC_PASSWORD_$(printf '%s' "$user" | tr '[:lower:]' '[:upper:]' | tr -c 'A-Z0-9' '_')"
+  grep -q "^$name=" "$STATE_DIR/secrets.env" || die "no demo user $user in $REALM_FILE"
   sed -n "s/^$name=//p" "$STATE_DIR/secrets.env"
 }
 
@@ -156,5 +174,5 @@ case "${1:-}" in
   stop) stop ;;
   status) status ;;
   password) password "${2:-}" ;;
-  *) die "usage: $0 start|stop|status|password ROLE" ;;
+  *) die "usage: $0 start|stop|status|password USER" ;;
 esac

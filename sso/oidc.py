@@ -39,6 +39,7 @@ class Identity:
     username: str
     subject: str
     roles: frozenset[str] = field(default_factory=frozenset)
+    name: str = ""  # the person's name as the directory has it (the token's name claim); may be empty
 
     def has_any(self, roles: set[str] | frozenset[str]) -> bool:
         return bool(self.roles & roles)
@@ -126,10 +127,14 @@ class TokenVerifier:
             raise InvalidToken(f"a {claims.get('typ')} token, not an access token")
         roles = set(claims.get("realm_access", {}).get("roles", []))
         roles |= set(claims.get("resource_access", {}).get(self.settings.audience, {}).get("roles", []))
+        name = claims.get("name") or " ".join(
+            str(p) for p in (claims.get("given_name"), claims.get("family_name")) if p
+        )
         return Identity(
             username=str(claims.get("preferred_username") or claims["sub"]),
             subject=str(claims["sub"]),
             roles=frozenset(roles),
+            name=str(name or ""),
         )
 
 

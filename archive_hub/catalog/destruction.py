@@ -220,8 +220,11 @@ def signatures(session: Session, list_id: int) -> dict[str, DestructionSignature
     }
 
 
-def sign(session: Session, list_id: int, role: str, name: str) -> DestructionSignatureRow:
-    """One signatory signs the list as it stands now; the two 经办人 must be two people."""
+def sign(
+    session: Session, list_id: int, role: str, name: str, sso: dict[str, str] | None = None
+) -> DestructionSignatureRow:
+    """One signatory signs the list as it stands now; the two 经办人 must be two people. `sso` names the
+    signed-in user (username, subject) when the signature was given through SSO; it goes into the event."""
     if role not in SIGNATORIES:
         raise DestructionRefused(f"unknown role {role!r}: one of {', '.join(SIGNATORIES)}")
     if not name.strip():
@@ -251,7 +254,13 @@ def sign(session: Session, list_id: int, role: str, name: str) -> DestructionSig
             Event(
                 "destruction-signed",
                 f"销毁清册 {list_id}",
-                {"role": role, "title": SIGNATORIES[role], "name": row.name, "content_hash": now},
+                {
+                    "role": role,
+                    "title": SIGNATORIES[role],
+                    "name": row.name,
+                    "content_hash": now,
+                    **({"sso": sso} if sso else {}),
+                },
             )
         ],
     )
