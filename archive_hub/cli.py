@@ -1371,6 +1371,8 @@ def demo(
         "uv run archive-hub quarantine list",
         "uv run archive-hub usage                  # who consulted, copied or borrowed what (利用登记簿)",
         "uv run archive-hub due --on 2056-01-01    # then: archive-hub destruction draw-up / sign / execute",
+        "uv run archive-hub backup var/backup      # 备份 (or s3://bucket/prefix); restore with archive-hub restore",
+        "ARCHIVE_HUB_OIDC_ISSUER=$(scripts/keycloak.sh start) uv run archive-hub serve   # web access behind SSO",
     ]
     console.print("\n[bold]Try[/bold]")
     for command in tries:

@@ -300,3 +300,25 @@ def test_a_folder_backup_restores_too(hub: Hub) -> None:
     assert "packages 20," in verify_restored(target, copy)
     nothing = cli("restore", str(hub.home / "no-backup-here"), str(hub.home / "r2"))
     assert nothing.returncode == 2 and "not a backup" in nothing.stderr and "Traceback" not in nothing.stderr
+
+
+def test_a_backup_of_a_postgresql_catalog_restores_with_the_catalog_named(
+    hub: Hub, s3_backup: str, pg_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A backup does not copy a PostgreSQL catalog (pg_dump does): restore lists the packages from the catalog
+    it is given, and refuses in one line without one."""
+    monkeypatch.setenv("ARCHIVE_HUB_CATALOG_URL", pg_database_url)
+    seed(hub, vouchers=15, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    out = cli("backup", s3_backup)
+    assert out.returncode == 0, out.stderr
+    assert "the catalog is on PostgreSQL: back it up with the database's own tools" in out.stdout
+    target = hub.home / "restored"
+    refused = cli("restore", s3_backup, str(target))
+    assert refused.returncode == 2 and "holds no catalog copy" in refused.stderr
+    back = cli("restore", s3_backup, str(target), "--catalog", pg_database_url)
+    assert back.returncode == 0, back.stderr
+    assert "15 package(s) restored" in back.stdout
+    assert package_files(target / "archive") == package_files(hub.settings.archive_root)
+    verified = cli("verify", env={"ARCHIVE_HUB_ARCHIVE_ROOT": str(target / "archive")})
+    assert verified.returncode == 0, verified.stdout + verified.stderr
