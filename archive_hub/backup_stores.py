@@ -33,6 +33,7 @@ Expected = dict[str, tuple[str, str, int]]  # file path in the package -> (SHA-2
 
 FOLDER_BATCH = 200  # packages copied between two syncfs calls
 SMALL_OBJECT = 8 << 20  # files up to this size are sent in one request from memory
+PART_SIZE = 64 << 20  # larger ones go in parts of this size (boto3's managed transfer)
 S3_WORKERS = 8  # packages in flight at once: an object store answers in milliseconds, not microseconds
 
 
@@ -253,7 +254,7 @@ class S3Store:
             if size <= SMALL_OBJECT:
                 version = self.store.put(key, path.read_bytes(), lock)
             else:
-                version = self.store.put_file(key, path, lock)
+                version = self.store.put_file(key, path, lock, part_size=PART_SIZE)
             if version:
                 versions[name] = version
             if stream_digests(self.store.stream(key, version)) != (sha, sm3, size):

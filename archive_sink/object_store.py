@@ -151,8 +151,10 @@ class ObjectStore:
         )
         return response.get("VersionId")
 
-    def put_file(self, key: str, path: os.PathLike[str] | str, lock: Lock | None = None) -> str | None:
-        """A file sent in parts when large (boto3's managed transfer), with a SHA-256 checksum per part."""
+    def put_file(
+        self, key: str, path: os.PathLike[str] | str, lock: Lock | None = None, part_size: int = 64 << 20
+    ) -> str | None:
+        """A file sent in parts of `part_size` when larger (boto3's managed transfer), each with its SHA-256."""
         from boto3.s3.transfer import TransferConfig
 
         self._call(
@@ -162,7 +164,7 @@ class ObjectStore:
             self.location.bucket,
             key,
             ExtraArgs={"ChecksumAlgorithm": "SHA256", **(lock.put_args() if lock else {})},
-            Config=TransferConfig(multipart_threshold=64 << 20, multipart_chunksize=64 << 20),
+            Config=TransferConfig(multipart_threshold=part_size, multipart_chunksize=part_size),
         )
         head = self._call(f"read {key}", self.client.head_object, Bucket=self.location.bucket, Key=key)
         return head.get("VersionId")

@@ -322,3 +322,38 @@ def test_a_backup_of_a_postgresql_catalog_restores_with_the_catalog_named(
     assert package_files(target / "archive") == package_files(hub.settings.archive_root)
     verified = cli("verify", env={"ARCHIVE_HUB_ARCHIVE_ROOT": str(target / "archive")})
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_a_file_larger_than_one_request_goes_in_parts_and_is_read_back_whole(
+    hub: Hub, s3_backup: str, s3_endpoint: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Files above SMALL_OBJECT go through boto3's managed (multipart) transfer; lowered here so an 11 MB scan
+    takes that path, in parts of 5 MiB (the least S3 allows)."""
+    import archive_hub.backup_stores as stores
+
+    seed(hub, vouchers=4, attachment_every=1, attachment_size=11_000_000, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    monkeypatch.setattr(stores, "SMALL_OBJECT", 100_000)
+    monkeypatch.setattr(stores, "PART_SIZE", 5 << 20)
+    from archive_hub.backup import backup
+
+    catalog = Catalog(hub.settings.catalog_url)
+    report = backup(catalog, hub.settings.archive_root, s3_backup)
+    catalog.dispose()
+    assert report.ok and report.copied == 4, report.problems
+    location = S3Location.parse(s3_backup)
+    client = s3_client(s3_endpoint)
+    big = [
+        item
+        for item in client.list_objects_v2(Bucket=location.bucket, Prefix=location.key("archive") + "/")[
+            "Contents"
+        ]
+        if item["Size"] > 10_000_000
+    ]
+    assert len(big) == 4
+    for item in big:  # a multipart upload's ETag is "<md5 of the parts' md5s>-<number of parts>"
+        assert client.head_object(Bucket=location.bucket, Key=item["Key"])["ETag"].strip('"').endswith("-3")
+    assert bucket_files(s3_endpoint, location, "archive") == package_files(hub.settings.archive_root)
+    target = hub.home / "restored"
+    assert cli("restore", s3_backup, str(target)).returncode == 0
+    assert package_files(target / "archive") == package_files(hub.settings.archive_root)
