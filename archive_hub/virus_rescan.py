@@ -10,7 +10,9 @@ engine and signatures, how many files, and each file found, so the check itself 
 from __future__ import annotations
 
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 from sqlalchemy import and_
@@ -19,7 +21,7 @@ from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow
 from archive_hub.catalog.packages import code_scope, content_files
-from archive_sink.virus_scan import ClamdScanner
+from archive_sink.virus_scan import IN_FLIGHT, ClamdScanner, ScanRefused
 
 
 @dataclass
@@ -29,6 +31,17 @@ class RescanReport:
     bytes: int = 0
     found: list[tuple[str, int, str, str]] = field(default_factory=list)  # 档号, version, path, signature
     unreadable: list[str] = field(default_factory=list)
+
+
+CHUNK = 64  # files read ahead of the scanner
+
+
+def _verdict(scanner: ClamdScanner, data: bytes) -> tuple[str | None, str | None]:
+    """(signature found, why clamd would not scan it)."""
+    try:
+        return scanner.scan(data), None
+    except ScanRefused as exc:
+        return None, str(exc)
 
 
 def rescan_archive(
@@ -44,11 +57,19 @@ def rescan_archive(
         files = content_files(
             session, archive_root, scope, current_only=False, unreadable=report.unreadable, progress=progress
         )
-        for code, version, path, data in files:
-            report.files += 1
-            report.bytes += len(data)
-            if signature := scanner.scan(data):
-                report.found.append((code, version, path, signature))
+        # IN_FLIGHT files at a time, as the archiver scans (clamd answers each in a thread of its own); a
+        # chunk at a time keeps memory bounded and the results in catalog order.
+        with ThreadPoolExecutor(IN_FLIGHT) as pool:
+            while chunk := list(islice(files, CHUNK)):
+                for (code, version, path, data), (signature, refused) in zip(
+                    chunk, pool.map(lambda f: _verdict(scanner, f[3]), chunk), strict=True
+                ):
+                    report.files += 1
+                    report.bytes += len(data)
+                    if refused:
+                        report.unreadable.append(f"{code} v{version}: {path}: not scanned: {refused}")
+                    elif signature:
+                        report.found.append((code, version, path, signature))
     with catalog.transaction() as session:
         append(
             session,

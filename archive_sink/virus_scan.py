@@ -21,6 +21,11 @@ from urllib.parse import urlsplit
 CHUNK = 1 << 20
 
 
+IN_FLIGHT = (
+    4  # files sent to clamd at once: it scans each in a thread of its own; one at a time leaves it idle
+)
+
+
 class ScannerUnavailable(RuntimeError):
     """The configured scanner did not answer, or answered with an error: nothing may be archived unscanned."""
 

@@ -37,12 +37,10 @@ from archive_sink.formats import OFD, attachment_problem, sniff
 from archive_sink.ofd import OfdPackage, Unreadable
 from archive_sink.ofd_signatures import altered, check_signatures
 from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
-from archive_sink.virus_scan import ClamdScanner, ScanRefused
+from archive_sink.virus_scan import IN_FLIGHT, ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
 from canonical_model.record import ArchiveRecord
 from canonical_model.retention import fiscal_year_end
-
-SCAN_THREADS = 4  # attachments in flight to clamd at once
 
 
 class AttachmentError(Exception):
@@ -305,7 +303,7 @@ class Archiver:
         # A few files in flight at once: clamd scans each in a thread of its own, and one at a time the
         # round trips leave it idle (measured: 1.17 ms a 50 KB file alone, 0.43 ms with two in flight).
         files = [a for p in plan for a in p.attachments]
-        with ThreadPoolExecutor(min(SCAN_THREADS, len(files))) as pool:
+        with ThreadPoolExecutor(min(IN_FLIGHT, len(files))) as pool:
             verdicts = iter(list(pool.map(verdict, files)))  # a scanner that fails raises here
         clean = []
         for p in plan:
