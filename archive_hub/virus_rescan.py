@@ -64,11 +64,12 @@ def rescan_archive(
                 for (code, version, path, data), (signature, refused) in zip(
                     chunk, pool.map(lambda f: _verdict(scanner, f[3]), chunk), strict=True
                 ):
-                    report.files += 1
-                    report.bytes += len(data)
                     if refused:
                         report.unreadable.append(f"{code} v{version}: {path}: not scanned: {refused}")
-                    elif signature:
+                        continue
+                    report.files += 1
+                    report.bytes += len(data)
+                    if signature:
                         report.found.append((code, version, path, signature))
     with catalog.transaction() as session:
         append(

@@ -178,6 +178,15 @@ def test_a_file_larger_than_the_scanner_takes_is_refused_alone(
             (item,) = s.scalars(select(QuarantineRow)).all()
         assert item.business_id == str(voucher_id)
         assert "was not scanned" in item.reason and "raise StreamMaxLength in its clamd.conf" in item.reason
+
+        # archived without a scanner, the same file is named by `scan` as not scanned; the rest is scanned
+        monkeypatch.delenv("ARCHIVE_HUB_CLAMD")
+        assert cli("quarantine", "retry", "--source", "erp_sample").returncode == 0
+        rescan = cli("scan", env={"ARCHIVE_HUB_CLAMD": started.stdout.strip()})
+        assert rescan.returncode == 4, rescan.stderr
+        (line,) = [x for x in rescan.stderr.splitlines() if "not scanned" in x]
+        assert line.startswith("unreadable:") and "StreamMaxLength" in line
+        assert "nothing found" in rescan.stdout and "virus found" not in rescan.stderr
     finally:
         subprocess.run([*script, "stop"], env=env, timeout=60, check=False)
         shutil.rmtree(state, ignore_errors=True)
