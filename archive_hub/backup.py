@@ -84,14 +84,15 @@ def backup(
             held = ArchiveRecordRow.status != "destroyed"
             total = count_packages(session, held)
             report.removed = store.remove(_destroyed(session))
+            queued: dict[str, PackageEntry] = {}
             for batch in package_batches(session, held):
                 for entry in batch:
-                    _back_up_package(archive_root, store, entry, check, report)
+                    _back_up_package(archive_root, store, entry, check, report, queued)
                     if store.pending >= FOLDER_BATCH:
-                        _publish(store, report)
+                        _publish(store, report, queued)
                 if progress:
                     progress(len(batch), total)
-            _publish(store, report)
+            _publish(store, report, queued)
         if snapshot is not None:
             report.catalog_copy = store.commit_catalog(snapshot, _final_name(snapshot))
     finally:
@@ -120,37 +121,46 @@ def backup(
 
 
 def _back_up_package(
-    archive_root: Path, store: BackupStore, entry: PackageEntry, check: bool, report: BackupReport
+    archive_root: Path,
+    store: BackupStore,
+    entry: PackageEntry,
+    check: bool,
+    report: BackupReport,
+    queued: dict[str, PackageEntry],
 ) -> None:
-    """One package: already held (re-read with `check`), or copied and verified, held once published."""
+    """One package: already held (re-read with `check`), or queued to be copied and verified."""
     package, code, expected = entry.package, entry.record.archival_code, entry.expected
-    name = f"{code} v{package.version}"
     if store.holds(package.path):
         report.present += 1
         if check:
             report.checked += 1
             report.problems.extend(
-                f"backup copy of {name}: {p.path}: {p.reason}"
+                f"backup copy of {code} v{package.version}: {p.path}: {p.reason}"
                 for p in store.check(package.path, expected, code)
             )
         return
-    problems = store.add(
-        archive_root / package.path, package.path, expected, code, entry.record.retention_due
-    )
-    if problems:
-        report.problems.extend(
-            f"{name}: not backed up, the original does not match the catalog: {p.path}: {p.reason}"
-            for p in problems
+    store.add(archive_root / package.path, package.path, expected, code, entry.record.retention_due)
+    queued[package.path] = entry
+
+
+def _publish(store: BackupStore, report: BackupReport, queued: dict[str, PackageEntry]) -> None:
+    done, refused = store.publish()
+    for rel in done:
+        entry = queued.pop(rel)
+        report.copied += 1
+        report.files += len(entry.files)
+        report.bytes += entry.package.byte_size
+    for refusal in refused:
+        entry = queued.pop(refusal.rel)
+        name = f"{refusal.code} v{entry.package.version}"
+        why = (
+            "the original does not match the catalog"
+            if refusal.in_original
+            else f"the copy in {store.label} differs from what was sent"
         )
-        return
-    report.files += len(expected)
-    report.bytes += package.byte_size
-
-
-def _publish(store: BackupStore, report: BackupReport) -> None:
-    done, problems = store.publish()
-    report.copied += done
-    report.problems.extend(problems)
+        report.problems.extend(
+            f"{name}: not backed up, {why}: {p.path}: {p.reason}" for p in refusal.problems
+        )
 
 
 def _destroyed(session: Session) -> list[tuple[str, str]]:

@@ -16,11 +16,13 @@ object hides nothing, `--check` names it and a restore still reads the version b
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import os
 import shutil
 import tempfile
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -35,6 +37,17 @@ FOLDER_BATCH = 200  # packages copied between two syncfs calls
 SMALL_OBJECT = 8 << 20  # files up to this size are sent in one request from memory
 PART_SIZE = 64 << 20  # larger ones go in parts of this size (boto3's managed transfer)
 S3_WORKERS = 8  # packages in flight at once: an object store answers in milliseconds, not microseconds
+
+
+@dataclass
+class Refusal:
+    """A package a store did not take: what was wrong, and whether in the original (nothing was copied)
+    or in the copy (it differs from what was sent)."""
+
+    code: str
+    rel: str
+    problems: list[PackageProblem]
+    in_original: bool = True
 
 
 class BackupStore(Protocol):
@@ -55,13 +68,13 @@ class BackupStore(Protocol):
 
     def add(
         self, source: Path, rel: str, expected: Expected, code: str, retain_until: dt.date | None
-    ) -> list[PackageProblem]:
-        """A verified copy of the published package at `source`, not yet counted as held (see `publish`).
-        Problems found in the original are returned at once (nothing is copied). `retain_until` is the
+    ) -> None:
+        """Queue a verified copy of the published package at `source` (see `publish`). `retain_until` is the
         record's 保管期限 due date (None: 永久), for a store that can hold a copy that long."""
 
-    def publish(self) -> tuple[int, list[str]]:
-        """Copies added since the last call made durable and held: how many, and what went wrong."""
+    def publish(self) -> tuple[list[str], list[Refusal]]:
+        """The copies queued since the last call, finished, made durable and held: the package paths held
+        now, and the packages refused with why."""
 
     @property
     def pending(self) -> int: ...
@@ -93,7 +106,8 @@ class FolderStore:
         self.label = str(destination)
         self.packages_root = destination / "archive"
         self.partial_root = self.packages_root / ".partial"
-        self._pending: list[tuple[Path, Path]] = []
+        self._pending: list[tuple[list[PackageProblem], Path, str, str]] = []
+        self._names = itertools.count()
 
     def open(self, writing: bool = True) -> None:
         if not writing:
@@ -115,32 +129,37 @@ class FolderStore:
 
     def add(
         self, source: Path, rel: str, expected: Expected, code: str, retain_until: dt.date | None
-    ) -> list[PackageProblem]:
-        partial = self.partial_root / str(len(self._pending))
-        problems = copy_checked(source, partial, expected, code)
-        if not problems:
-            self._pending.append((partial, self.packages_root / rel))
-        return problems
+    ) -> None:
+        """Copied and checked at once: threads do not help here, the copy is mostly Python work under the
+        GIL (measured on the demo archive's 3,353 packages: 5.4 s with two threads, 3.7 s with none)."""
+        partial = self.partial_root / str(next(self._names))
+        self._pending.append((copy_checked(source, partial, expected, code), partial, rel, code))
 
     @property
     def pending(self) -> int:
         return len(self._pending)
 
-    def publish(self) -> tuple[int, list[str]]:
-        """The staged copies made durable by one syncfs, renamed into view, the renames made durable."""
-        if not self._pending:
-            return 0, []
-        syncfs(self.destination)
-        parents = set()
-        for partial, target in self._pending:
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(partial, target)
-            parents.add(target.parent)
-        for parent in parents:
-            fsync_dir(parent)
-        count = len(self._pending)
+    def publish(self) -> tuple[list[str], list[Refusal]]:
+        """The verified copies made durable by one syncfs, renamed into view, the renames made durable by
+        another (the sink's own protocol)."""
+        done: list[str] = []
+        refused: list[Refusal] = []
+        ready: list[tuple[Path, str]] = []
+        for problems, partial, rel, code in self._pending:
+            if problems:  # copy_checked compares the copy with the catalog: the original does not match it
+                refused.append(Refusal(code, rel, problems))
+            else:
+                ready.append((partial, rel))
         self._pending.clear()
-        return count, []
+        if ready:
+            syncfs(self.destination)
+            for partial, rel in ready:
+                target = self.packages_root / rel
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.rename(partial, target)
+                done.append(rel)
+            syncfs(self.destination)
+        return done, refused
 
     def check(self, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
         return verify_package_dir(self.packages_root / rel, expected, code)
@@ -182,7 +201,7 @@ class S3Store:
         self.label = str(location)
         self._held: set[str] = set()
         self._pool: ThreadPoolExecutor | None = None
-        self._futures: list[Future[list[str]]] = []
+        self._futures: list[tuple[Future[Refusal | None], str]] = []
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.lock_mode: str | None = None
         self.versioned = False
@@ -222,16 +241,10 @@ class S3Store:
 
     def add(
         self, source: Path, rel: str, expected: Expected, code: str, retain_until: dt.date | None
-    ) -> list[PackageProblem]:
-        problems = verify_package_dir(
-            source, expected, code
-        )  # a backup of damaged bytes would hide the damage
-        if problems:
-            return problems
+    ) -> None:
         assert self._pool is not None, "open() first"
         lock = self._lock(retain_until)
-        self._futures.append(self._pool.submit(self._upload, source, rel, expected, code, lock))
-        return []
+        self._futures.append((self._pool.submit(self._upload, source, rel, expected, code, lock), rel))
 
     def _lock(self, retain_until: dt.date | None) -> Lock | None:
         """Retention to the due date; a legal hold with no end; nothing for a record already due."""
@@ -245,9 +258,15 @@ class S3Store:
     def pending(self) -> int:
         return len(self._futures)
 
-    def _upload(self, source: Path, rel: str, expected: Expected, code: str, lock: Lock | None) -> list[str]:
-        """Every file sent and read back; the marker only when each read-back matches the catalog."""
-        problems, versions = [], {}
+    def _upload(
+        self, source: Path, rel: str, expected: Expected, code: str, lock: Lock | None
+    ) -> Refusal | None:
+        """The original checked (a backup of damaged bytes would hide the damage), every file sent and read
+        back; the marker only when each read-back matches the catalog."""
+        problems = verify_package_dir(source, expected, code)
+        if problems:
+            return Refusal(code, rel, problems)
+        versions = {}
         for name, (sha, sm3, size) in sorted(expected.items()):
             key = self.location.key("archive", rel, name)
             path = source / name
@@ -258,9 +277,9 @@ class S3Store:
             if version:
                 versions[name] = version
             if stream_digests(self.store.stream(key, version)) != (sha, sm3, size):
-                problems.append(f"{name}: the copy read back from {self.label} differs from what was sent")
+                problems.append(PackageProblem(name, "read back with another SHA-256, SM3 or size"))
         if problems:
-            return problems
+            return Refusal(code, rel, problems, in_original=False)
         marker: dict[str, object] = {
             "archival_code": code,
             "files": {n: list(v) for n, v in sorted(expected.items())},
@@ -274,7 +293,7 @@ class S3Store:
             }
         self.store.put(self._marker(rel), json.dumps(marker, ensure_ascii=False, indent=1).encode(), lock)
         self._held.add(rel)
-        return []
+        return None
 
     def _marker(self, rel: str) -> str:
         return self.location.key("committed", rel) + ".json"
@@ -284,16 +303,17 @@ class S3Store:
         marker = json.loads(self.store.get(self._marker(rel)))
         return sorted(marker["files"]), marker.get("versions", {})
 
-    def publish(self) -> tuple[int, list[str]]:
-        done, problems = 0, []
-        for future in self._futures:
-            failed = future.result()  # an ObjectStoreError (unreachable, refused) stops the run
-            if failed:
-                problems.extend(failed)
+    def publish(self) -> tuple[list[str], list[Refusal]]:
+        done: list[str] = []
+        refused: list[Refusal] = []
+        for future, rel in self._futures:
+            refusal = future.result()  # an ObjectStoreError (unreachable, refused) stops the run
+            if refusal is None:
+                done.append(rel)
             else:
-                done += 1
+                refused.append(refusal)
         self._futures.clear()
-        return done, problems
+        return done, refused
 
     def check(self, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
         assert self._scratch is not None, "open() first"
