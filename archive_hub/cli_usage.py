@@ -22,7 +22,6 @@ from archive_hub.settings import Settings
 loan_app = typer.Typer(
     help="借阅: lend a verified copy until a due date; check it when it comes back.", no_args_is_help=True
 )
-USAGE_KINDS = {"consulted": "查阅", "copied": "复制", "lent": "借阅", "returned": "归还"}
 
 
 def _date(value: str, option: str) -> dt.date:
@@ -139,33 +138,10 @@ def usage(
     as_json: Annotated[bool, typer.Option("--json", help="print JSON lines, one per entry")] = False,
 ) -> None:
     """利用登记簿: every consultation (show), copy and loan, with who, why and when, from the event chain."""
-    from sqlalchemy import select
+    from archive_hub.catalog.usage import usage_entries
 
-    from archive_hub.catalog.models import EventRow
-
-    query = select(EventRow).where(EventRow.kind.in_(list(USAGE_KINDS))).order_by(EventRow.seq)
-    if code:
-        query = query.where(EventRow.subject.startswith(code, autoescape=True))
-    if since:
-        query = query.where(EventRow.at >= dt.datetime.combine(_date(since, "--since"), dt.time()))
     with _catalog().reading() as session:
-        rows = list(session.execute(query).scalars())
-    entries = []
-    for e in rows:
-        detail = json.loads(e.detail)
-        entries.append(
-            {
-                "at": e.at.isoformat(timespec="seconds"),
-                "kind": USAGE_KINDS[e.kind],
-                "archival_code": e.subject,
-                "by": detail.get("by"),
-                "purpose": detail.get("purpose"),
-                "borrower": detail.get("borrower"),
-                "loan": detail.get("loan"),
-                "detail": {k: v for k, v in detail.items() if k not in ("by", "purpose", "borrower", "loan")},
-                "event": e.seq,
-            }
-        )
+        entries = usage_entries(session, code, _date(since, "--since") if since else None)
     if as_json:
         for entry in entries:
             print(json.dumps(entry, ensure_ascii=False))

@@ -13,21 +13,26 @@ ever reaches the filesystem.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
+import itertools
+from collections.abc import Iterator
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import JSONResponse, Response
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.settings import Settings
+from archive_sink.hashing import stream_digests
 from sso.oidc import Identity, InvalidToken, IssuerUnreachable, TokenVerifier
 
 READERS = frozenset({"archivist", "auditor"})
 MAX_LIMIT = 500
+IN_MEMORY = 32 << 20  # files up to this size are sent from memory; larger ones streamed from the open file
+CHUNK = 1 << 20
+Purpose = Annotated[str | None, Query(max_length=500, description="why (利用登记)")]
 
 
 class Problem(HTTPException):
@@ -126,8 +131,20 @@ def create_app(settings: Settings, verifier: TokenVerifier, catalog: Catalog | N
             rows = search(session, query)
         return [hit_summary(rec) for rec, _pkg in rows]
 
+    @app.get("/api/usage")
+    def usage(
+        who: Reader,
+        code: str | None = None,
+        since: Annotated[str | None, Query(description="from this day on, YYYY-MM-DD")] = None,
+    ) -> list[dict[str, Any]]:
+        """利用登记簿 (as `archive-hub usage --json`): every 查阅, 复制, 借阅 and 归还 with who, why and when."""
+        from archive_hub.catalog.usage import usage_entries
+
+        with catalog.reading() as session:
+            return usage_entries(session, code, _date(since, "since"))
+
     @app.get("/api/records/{code}")
-    def record(code: str, who: Reader, purpose: str | None = None) -> dict[str, Any]:
+    def record(code: str, who: Reader, purpose: Purpose = None) -> dict[str, Any]:
         """One record with every version, its files and events: a 查阅, registered."""
         from archive_hub.catalog.history import record_history
 
@@ -142,7 +159,7 @@ def create_app(settings: Settings, verifier: TokenVerifier, catalog: Catalog | N
 
     @app.get("/api/records/{code}/files/{path:path}")
     def download(
-        code: str, path: str, who: Reader, version: int | None = None, purpose: str | None = None
+        code: str, path: str, who: Reader, version: int | None = None, purpose: Purpose = None
     ) -> Response:
         """One file of one version (the current one by default), re-hashed before it is sent: a 复制, registered."""
         from archive_hub.catalog.history import record_history
@@ -160,27 +177,38 @@ def create_app(settings: Settings, verifier: TokenVerifier, catalog: Catalog | N
         row = next((f for f in chosen.files if f.path == path), None)
         if row is None:
             raise Problem(404, f"{code} v{wanted} holds no file {path!r}")
+        file = settings.archive_root / chosen.package.path / row.path
         try:
-            data = (settings.archive_root / chosen.package.path / row.path).read_bytes()
+            handle = file.open("rb")
         except OSError:
             raise Problem(409, f"{code} v{wanted}: {path} is missing from the archive; not served") from None
-        if (
-            len(data) != row.size
-            or hashlib.sha256(data).hexdigest() != row.sha256
-            or hashlib.new("sm3", data).hexdigest() != row.sm3
-        ):
+        # Hashed in full before a byte is sent, from the same open file that is then sent (a file renamed or
+        # replaced meanwhile does not change what this handle reads); small files are sent from memory.
+        data = handle.read(IN_MEMORY + 1)
+        digests = stream_digests(itertools.chain([data], iter(lambda: handle.read(CHUNK), b"")))
+        if digests != (row.sha256, row.sm3, row.size):
+            handle.close()
             raise Problem(409, f"{code} v{wanted}: {path} differs from the catalog (SHA-256/SM3); not served")
         _register(catalog, "copied", code, who, purpose, {"version": wanted, "file": path, "via": "http"})
-        name = path.rsplit("/", 1)[-1]
-        return Response(
-            data,
-            media_type=row.media_type or "application/octet-stream",
-            headers={
-                "Content-Disposition": f"attachment; filename*=UTF-8''{quote(name)}",
-                "X-Archive-SHA256": row.sha256,
-                "X-Archive-SM3": row.sm3,
-                "X-Archive-Code": quote(code),
-            },
+        headers = {
+            "Content-Disposition": f"attachment; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
+            "X-Archive-SHA256": row.sha256,
+            "X-Archive-SM3": row.sm3,
+            "X-Archive-Code": quote(code),
+        }
+        media_type = row.media_type or "application/octet-stream"
+        if len(data) <= IN_MEMORY:
+            handle.close()
+            return Response(data, media_type=media_type, headers=headers)
+        handle.seek(0)
+
+        def chunks() -> Iterator[bytes]:
+            with handle:
+                while block := handle.read(CHUNK):
+                    yield block
+
+        return StreamingResponse(
+            chunks(), media_type=media_type, headers={**headers, "Content-Length": str(row.size)}
         )
 
     @app.exception_handler(Problem)

@@ -25,7 +25,7 @@ import requests
 from sqlalchemy import select
 
 from archive_hub.catalog import Catalog
-from archive_hub.catalog.models import ArchiveRecordRow, EventRow
+from archive_hub.catalog.models import ArchiveRecordRow, EventRow, FileRow, PackageRow
 from archive_hub.pipeline import run_sync
 from archive_sink.filesystem import published_packages
 from tests.conftest import Hub, seed
@@ -57,8 +57,8 @@ def _free_port() -> int:
 
 
 @pytest.fixture
-def api(hub: Hub, keycloak_issuer: str) -> Iterator[Api]:
-    seed(hub, vouchers=40, bad_records=False)
+def api(hub: Hub, keycloak_issuer: str, request: pytest.FixtureRequest) -> Iterator[Api]:
+    seed(hub, vouchers=40, bad_records=False, **getattr(request, "param", {}))
     run_sync("erp_sample", "run-1")
     port = _free_port()
     log = hub.home / "serve.log"
@@ -176,6 +176,15 @@ def test_an_archivist_searches_opens_and_downloads_and_each_use_is_registered_un
     }
     register = cli("usage", "--json")
     assert [json.loads(line)["by"] for line in register.stdout.splitlines()] == ["zhang.archivist"] * 2
+    over_http = requests.get(f"{api.url}/api/usage", headers=bearer(kc_token("auditor")), timeout=10).json()
+    assert over_http == [json.loads(line) for line in register.stdout.splitlines()]
+    too_long = requests.get(
+        f"{api.url}/api/records/{quote(code)}",
+        params={"purpose": "x" * 501},
+        headers=bearer(token),
+        timeout=10,
+    )
+    assert too_long.status_code == 422
     assert cli("verify", "--chain-only").returncode == 0
     assert token not in api.log.read_text()  # the token is never logged
 
@@ -233,3 +242,33 @@ def test_serve_refuses_to_start_without_an_issuer_or_when_the_issuer_does_not_an
     )
     assert dead.returncode == 2 and "cannot fetch the signing keys of http://127.0.0.1:" in dead.stderr
     assert "Traceback" not in missing.stderr + dead.stderr
+
+
+@pytest.mark.parametrize("api", [{"attachment_every": 20, "attachment_size": 34_000_000}], indirect=True)
+def test_a_file_larger_than_memory_allows_is_hashed_first_then_streamed(
+    api: Api, kc_token: Callable[[str], str]
+) -> None:
+    catalog = Catalog(api.hub.settings.catalog_url)
+    with catalog.reading() as s:
+        big = s.execute(
+            select(
+                ArchiveRecordRow.archival_code, FileRow.path, FileRow.sha256, FileRow.size, PackageRow.path
+            )
+            .join(PackageRow, PackageRow.record_id == ArchiveRecordRow.id)
+            .join(FileRow, FileRow.package_id == PackageRow.id)
+            .where(FileRow.size > 32 << 20)
+        ).first()
+    catalog.dispose()
+    assert big is not None
+    code, path, sha256, size, package = big
+    got = requests.get(
+        f"{api.url}/api/records/{quote(code)}/files/{path}", headers=bearer(kc_token("archivist")), timeout=60
+    )
+    assert got.status_code == 200 and int(got.headers["Content-Length"]) == size == len(got.content)
+    assert hashlib.sha256(got.content).hexdigest() == sha256 == got.headers["X-Archive-SHA256"]
+    original = api.hub.settings.archive_root / package / path
+    original.write_bytes(original.read_bytes()[:-1] + b"!")  # the last byte: found only by reading to the end
+    altered = requests.get(
+        f"{api.url}/api/records/{quote(code)}/files/{path}", headers=bearer(kc_token("archivist")), timeout=60
+    )
+    assert altered.status_code == 409
