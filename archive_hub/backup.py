@@ -26,13 +26,22 @@ from pathlib import Path
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from archive_hub.backup_stores import FOLDER_BATCH, BackupStore, FolderStore, S3Store, open_store
+from archive_hub.backup_stores import (
+    FOLDER_BATCH,
+    BackupStore,
+    FolderStore,
+    S3Store,
+    UnsafeName,
+    open_store,
+    safe_relative,
+)
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
 from archive_hub.catalog.packages import PackageEntry, count_packages, package_batches
 from archive_sink.durability import fsync_dir, syncfs
 from archive_sink.filesystem import PackageProblem, verify_package_dir
+from archive_sink.object_store import ObjectStoreError
 
 
 class BackupRefused(ValueError):
@@ -83,7 +92,8 @@ def backup(
         with _listing(catalog, snapshot) as session:
             held = ArchiveRecordRow.status != "destroyed"
             total = count_packages(session, held)
-            report.removed = store.remove(_destroyed(session))
+            report.removed, not_removed = store.remove(_destroyed(session))
+            report.problems.extend(not_removed)
             queued: dict[str, PackageEntry] = {}
             for batch in package_batches(session, held):
                 for entry in batch:
@@ -260,6 +270,11 @@ def restore(
                     for batch in package_batches(session, held):
                         wanted = []
                         for entry in batch:
+                            try:  # the catalog copy came from the store too: its paths are checked
+                                safe_relative(entry.package.path)
+                            except UnsafeName as exc:
+                                report.problems.append(f"{entry.record.archival_code}: not restored: {exc}")
+                                continue
                             if (packages_root / entry.package.path).is_dir():
                                 report.present += 1
                             elif not store.holds(entry.package.path):
@@ -322,10 +337,17 @@ def _restored_catalog(
 
 
 def _fetch_checked(store: BackupStore, entry: PackageEntry, partial_root: Path) -> list[PackageProblem]:
+    """One package fetched and checked; whatever is wrong with it (a missing or unreadable object, a marker
+    that does not fit, a name that would leave the folder) is this package's problem, not the restore's."""
     partial = partial_root / str(entry.package.id)
     shutil.rmtree(partial, ignore_errors=True)
-    store.fetch(entry.package.path, partial)
-    problems = verify_package_dir(partial, entry.expected, entry.record.archival_code)
+    try:
+        for name in entry.expected:
+            safe_relative(name)
+        store.fetch(entry.package.path, partial, entry.expected)
+        problems = verify_package_dir(partial, entry.expected, entry.record.archival_code)
+    except (ObjectStoreError, ValueError, OSError) as exc:
+        problems = [PackageProblem(entry.package.path, str(exc))]
     if problems:
         shutil.rmtree(partial, ignore_errors=True)
     return problems

@@ -21,10 +21,11 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 from archive_sink.durability import fsync_dir, syncfs
 from archive_sink.filesystem import PackageProblem, copy_checked, remove_packages, verify_package_dir
@@ -48,6 +49,19 @@ class Refusal:
     rel: str
     problems: list[PackageProblem]
     in_original: bool = True
+
+
+class UnsafeName(ValueError):
+    """A path from the catalog or the store that would leave the folder it is written under."""
+
+
+def safe_relative(name: str) -> str:
+    """`name` if it is a relative path that stays inside the folder it is joined to, else UnsafeName: names
+    in a backup come from a store (and a catalog copy) anyone with write access to it could have changed."""
+    parts = name.split("/")
+    if not name or name.startswith("/") or "\\" in name or any(p in ("", ".", "..") for p in parts):
+        raise UnsafeName(f"{name!r} is not a path inside a package")
+    return name
 
 
 class BackupStore(Protocol):
@@ -82,8 +96,8 @@ class BackupStore(Protocol):
     def check(self, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
         """The held copy re-read and checked exactly as `verify` checks an original."""
 
-    def remove(self, packages: list[tuple[str, str]]) -> int:
-        """Held copies of destroyed packages (name, path) removed; how many there were."""
+    def remove(self, packages: list[tuple[str, str]]) -> tuple[int, list[str]]:
+        """Held copies of destroyed packages (name, path) removed: how many there were, and what could not be."""
 
     def catalog_partial(self, name: str) -> Path:
         """A local path to write the catalog snapshot to before it is stored."""
@@ -94,8 +108,9 @@ class BackupStore(Protocol):
     def latest_catalog(self, into: Path) -> Path | None:
         """The newest catalog copy, copied into the folder `into`."""
 
-    def fetch(self, rel: str, into: Path) -> None:
-        """A held package's files copied into the (new) folder `into`."""
+    def fetch(self, rel: str, into: Path, expected: Expected) -> None:
+        """A held package's files, exactly those the catalog lists in `expected`, copied into the (new)
+        folder `into`; raises ValueError/ObjectStoreError naming what does not fit."""
 
 
 class FolderStore:
@@ -164,8 +179,8 @@ class FolderStore:
     def check(self, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
         return verify_package_dir(self.packages_root / rel, expected, code)
 
-    def remove(self, packages: list[tuple[str, str]]) -> int:
-        return remove_packages(self.packages_root, packages, self.partial_root / "destroyed")
+    def remove(self, packages: list[tuple[str, str]]) -> tuple[int, list[str]]:
+        return remove_packages(self.packages_root, packages, self.partial_root / "destroyed"), []
 
     def catalog_partial(self, name: str) -> Path:
         folder = self.destination / "catalog"
@@ -187,8 +202,8 @@ class FolderStore:
         shutil.copyfile(copies[-1], into / copies[-1].name)
         return into / copies[-1].name
 
-    def fetch(self, rel: str, into: Path) -> None:
-        shutil.copytree(self.packages_root / rel, into)
+    def fetch(self, rel: str, into: Path, expected: Expected) -> None:
+        shutil.copytree(self.packages_root / safe_relative(rel), into)
 
 
 class S3Store:
@@ -204,6 +219,7 @@ class S3Store:
         self._futures: list[tuple[Future[Refusal | None], str]] = []
         self._scratch: tempfile.TemporaryDirectory[str] | None = None
         self.lock_mode: str | None = None
+        self.lock_by_default = False  # the bucket puts its default retention on objects sent without one
         self.versioned = False
 
     @property
@@ -217,7 +233,8 @@ class S3Store:
 
     def open(self, writing: bool = True) -> None:
         self.store.check_access()
-        self.lock_mode = self.store.lock_default()
+        lock = self.store.lock_default()
+        self.lock_mode, self.lock_by_default = lock if lock else (None, False)
         self.versioned = self.lock_mode is not None or self.store.versioned()
         marker_root = self.location.key("committed") + "/"
         self._held = {
@@ -247,12 +264,16 @@ class S3Store:
         self._futures.append((self._pool.submit(self._upload, source, rel, expected, code, lock), rel))
 
     def _lock(self, retain_until: dt.date | None) -> Lock | None:
-        """Retention to the due date; a legal hold with no end; nothing for a record already due."""
+        """Retention to the due date; a legal hold with no end; none for a record already due. In a bucket
+        with a default retention, a record already due is kept one day, set explicitly: left to the default
+        it could outlive its destruction by years."""
         if self.lock_mode is None:
             return None
         if retain_until is None:
             return Lock(self.lock_mode, None)
-        return Lock(self.lock_mode, retain_until) if retain_until > dt.date.today() else None
+        if retain_until > dt.date.today():
+            return Lock(self.lock_mode, retain_until)
+        return Lock(self.lock_mode, dt.date.today() + dt.timedelta(days=1)) if self.lock_by_default else None
 
     @property
     def pending(self) -> int:
@@ -276,7 +297,12 @@ class S3Store:
                 version = self.store.put_file(key, path, lock, part_size=PART_SIZE)
             if version:
                 versions[name] = version
-            if stream_digests(self.store.stream(key, version)) != (sha, sm3, size):
+            try:
+                same = stream_digests(self.store.stream(key, version)) == (sha, sm3, size)
+            except ObjectStoreError as exc:  # e.g. the store's own checksum of what it kept does not match
+                problems.append(PackageProblem(name, f"cannot be read back: {exc}"))
+                continue
+            if not same:
                 problems.append(PackageProblem(name, "read back with another SHA-256, SM3 or size"))
         if problems:
             return Refusal(code, rel, problems, in_original=False)
@@ -299,9 +325,16 @@ class S3Store:
         return self.location.key("committed", rel) + ".json"
 
     def _pinned(self, rel: str) -> tuple[list[str], dict[str, str]]:
-        """The files a held package's marker lists, and the version of each it pins (versioned buckets)."""
-        marker = json.loads(self.store.get(self._marker(rel)))
-        return sorted(marker["files"]), marker.get("versions", {})
+        """The files a held package's marker lists, and the version of each it pins. In a versioned bucket
+        the marker's first version is read: a marker written over later cannot redirect a restore."""
+        key = self._marker(rel)
+        version = self.store.oldest_version(key) if self.versioned else None
+        try:
+            marker = json.loads(self.store.get(key, version))
+            files, versions = sorted(marker["files"]), marker.get("versions", {})
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{key} is not a marker this hub wrote") from None
+        return [safe_relative(n) for n in files], versions
 
     def publish(self) -> tuple[list[str], list[Refusal]]:
         done: list[str] = []
@@ -320,46 +353,60 @@ class S3Store:
         folder = Path(self._scratch.name) / "check"
         shutil.rmtree(folder, ignore_errors=True)
         try:
-            self.fetch(rel, folder)
+            self.fetch(rel, folder, expected)
             problems = verify_package_dir(folder, expected, code)
-        finally:
-            shutil.rmtree(folder, ignore_errors=True)
-        names, versions = self._pinned(rel)
-        for name in names:
-            if name in versions:
+            names, versions = self._pinned(rel)
+            for name in (n for n in names if n in versions):
                 key = self.location.key("archive", rel, name)
-                if self.store.current_version(key) != versions[name]:
+                try:
+                    current = self.store.current_version(key)
+                except ObjectStoreError:
+                    current = None  # deleted (a delete marker on top): the pinned version is still there
+                if current != versions[name]:
                     problems.append(
                         PackageProblem(
                             name,
-                            f"written over in {self.label} after it was backed up; the version backed up "
-                            f"({versions[name]}) is intact and is the one a restore reads",
+                            f"written over or deleted in {self.label} after it was backed up; the version "
+                            f"backed up ({versions[name]}) is intact and is the one a restore reads",
                         )
                     )
+            if self.versioned and self.store.version_count(self._marker(rel)) > 1:
+                problems.append(
+                    PackageProblem(self._marker(rel), "the marker was written over after the backup")
+                )
+        except (ObjectStoreError, ValueError) as exc:
+            problems = [PackageProblem(rel, str(exc))]
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
         return problems
 
-    def remove(self, packages: list[tuple[str, str]]) -> int:
+    def remove(self, packages: list[tuple[str, str]]) -> tuple[int, list[str]]:
         """The marker goes first, so a package half deleted is never taken for a held one. In a versioned
-        bucket every version goes (a plain delete would only hide them): a destroyed record leaves nothing."""
-        removed = 0
+        bucket every version goes (a plain delete would only hide them): a destroyed record leaves nothing.
+        A package the store will not delete (still under retention) is named and the run goes on."""
+        removed, problems = 0, []
         for _name, rel in packages:
             marker = self._marker(rel)
             root = self.location.key("archive", rel) + "/"
-            if self.versioned:
-                marker_versions = [v for v in self.store.versions(marker) if v[0] == marker]
-                objects: list[str | tuple[str, str]] = list(self.store.versions(root))
-                if marker_versions or objects:
-                    self.store.delete(list(marker_versions))
-                    self.store.delete(objects)
-                    removed += 1
-            else:
-                keys = list(self.store.keys(root))
-                if rel in self._held or keys:
-                    self.store.delete([marker])
-                    self.store.delete(list(keys))
-                    removed += 1
+            try:
+                if self.versioned:
+                    marker_versions = [v for v in self.store.versions(marker) if v[0] == marker]
+                    objects: list[str | tuple[str, str]] = list(self.store.versions(root))
+                    if marker_versions or objects:
+                        self.store.delete(list(marker_versions))
+                        self.store.delete(objects)
+                        removed += 1
+                else:
+                    keys = list(self.store.keys(root))
+                    if rel in self._held or keys:
+                        self.store.delete([marker])
+                        self.store.delete(list(keys))
+                        removed += 1
+            except ObjectStoreError as exc:
+                problems.append(f"destroyed package {rel} is still in the backup: {exc}")
+                continue
             self._held.discard(rel)
-        return removed
+        return removed, problems
 
     def catalog_partial(self, name: str) -> Path:
         assert self._scratch is not None, "open() first"
@@ -374,29 +421,50 @@ class S3Store:
             raise ObjectStoreError(
                 f"{self.label}: the catalog copy {key} read back differs from what was sent"
             )
+        # like a package, a catalog copy counts only behind its marker, written once it was read back whole
+        self.store.put(
+            key + ".json", json.dumps({"sha256": sent[0], "sm3": sent[1], "size": sent[2]}).encode()
+        )
         return f"s3://{self.location.bucket}/{key}"
 
     def latest_catalog(self, into: Path) -> Path | None:
-        names = sorted(
-            key for key in self.store.keys(self.location.key("catalog") + "/") if key.endswith(".sqlite")
-        )
+        """The newest catalog copy that has its marker, re-hashed against it (raises ValueError if it differs)."""
+        keys = set(self.store.keys(self.location.key("catalog") + "/"))
+        names = sorted(k for k in keys if k.endswith(".sqlite") and k + ".json" in keys)
         if not names:
             return None
-        target = into / names[-1].rsplit("/", 1)[-1]
+        key = names[-1]
+        try:
+            want = json.loads(self.store.get(key + ".json"))
+            want = (want["sha256"], want["sm3"], want["size"])
+        except (ValueError, KeyError, TypeError):
+            raise ValueError(f"{key}.json is not a catalog marker this hub wrote") from None
+        target = into / key.rsplit("/", 1)[-1]
         with target.open("wb") as fh:
-            for chunk in self.store.stream(names[-1]):
-                fh.write(chunk)
+            got = stream_digests(_written(fh, self.store.stream(key)))
+        if got != want:
+            target.unlink()
+            raise ValueError(f"the catalog copy {key} differs from its marker: not restored")
         return target
 
-    def fetch(self, rel: str, into: Path) -> None:
-        """Exactly the files the marker lists, each in the version it pins."""
+    def fetch(self, rel: str, into: Path, expected: Expected) -> None:
+        """Exactly the files the catalog lists, each in the version the marker pins; a marker that lists
+        other files than the catalog is refused before anything is written."""
         names, versions = self._pinned(rel)
-        for name in names:
+        if set(names) != set(expected):
+            raise ValueError(f"{self._marker(rel)} lists other files than the catalog holds for this package")
+        for name in sorted(expected):
             target = into / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("wb") as fh:
                 for chunk in self.store.stream(self.location.key("archive", rel, name), versions.get(name)):
                     fh.write(chunk)
+
+
+def _written(fh: Any, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    for chunk in chunks:
+        fh.write(chunk)
+        yield chunk
 
 
 def open_store(destination: str | Path) -> FolderStore | S3Store:

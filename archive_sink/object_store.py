@@ -104,6 +104,8 @@ class ObjectStore:
                 # A store that is not AWS (MinIO, moto, a loopback address) is addressed by path, not by a
                 # bucket sub-domain its DNS does not have.
                 s3={"addressing_style": "path" if custom_endpoint else "auto"},
+                # the backup's upload workers plus each managed transfer's own threads share one client
+                max_pool_connections=32,
             )
             region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
             self._client = boto3.session.Session().client("s3", region_name=region, config=config)
@@ -113,9 +115,9 @@ class ObjectStore:
         """Fail at once, naming the bucket, when it cannot be reached or written: before any work is done."""
         self._call("reach the bucket", self.client.head_bucket, Bucket=self.location.bucket)
 
-    def lock_default(self) -> str | None:
-        """The bucket's Object Lock mode when Object Lock is on (its default retention mode, else COMPLIANCE),
-        None when the bucket has none."""
+    def lock_default(self) -> tuple[str, bool] | None:
+        """When the bucket has Object Lock: the mode to use (its default retention's, else COMPLIANCE) and
+        whether a default retention applies to objects put without one. None when it has no Object Lock."""
         from botocore.exceptions import ClientError
 
         try:
@@ -129,7 +131,8 @@ class ObjectStore:
         config = response.get("ObjectLockConfiguration", {})
         if config.get("ObjectLockEnabled") != "Enabled":
             return None
-        return config.get("Rule", {}).get("DefaultRetention", {}).get("Mode") or "COMPLIANCE"
+        default = config.get("Rule", {}).get("DefaultRetention", {})
+        return default.get("Mode") or "COMPLIANCE", bool(default)
 
     def versioned(self) -> bool:
         response = self._call(
@@ -183,7 +186,13 @@ class ObjectStore:
         )
         body = response["Body"]
         try:
-            while chunk := body.read(READ_CHUNK):
+            while True:
+                try:
+                    chunk = body.read(READ_CHUNK)
+                except Exception as exc:  # a checksum that does not match, a connection cut mid-object
+                    raise self._error(f"read {key}", exc) from None
+                if not chunk:
+                    return
                 yield chunk
         finally:
             body.close()
@@ -233,17 +242,38 @@ class ObjectStore:
         except Exception as exc:
             raise self._error(what, exc) from None
 
+    def oldest_version(self, key: str) -> str | None:
+        """The first version written of `key` in a versioned bucket: what a later write cannot replace."""
+        versions = [v for v in self._versions_of(key) if v[0] == key]
+        return min(versions, key=lambda v: v[2])[1] if versions else None
+
+    def version_count(self, key: str) -> int:
+        return sum(1 for v in self._versions_of(key) if v[0] == key)
+
+    def _versions_of(self, key: str) -> list[tuple[str, str, Any]]:
+        response = self._call(
+            f"list the versions of {key}",
+            self.client.list_object_versions,
+            Bucket=self.location.bucket,
+            Prefix=key,
+        )
+        return [(v["Key"], v["VersionId"], v["LastModified"]) for v in response.get("Versions", [])]
+
     def _error(self, what: str, exc: Exception) -> ObjectStoreError:
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
+        if isinstance(exc, Boto3Error) and isinstance(exc.__context__, ClientError | BotoCoreError):
+            exc = exc.__context__  # upload_file wraps the store's answer in S3UploadFailedError
         if isinstance(exc, NoCredentialsError):
             reason = "no credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or AWS_PROFILE)"
         elif isinstance(exc, ClientError):
             error = exc.response.get("Error", {})
             code = error.get("Code", "")
             reason = {
-                "404": "no such bucket",
+                "404": "no such bucket" if what == "reach the bucket" else "not found",
                 "NoSuchBucket": "no such bucket",
+                "NoSuchKey": "not found",
                 "403": "access denied",
                 "AccessDenied": "access denied",
                 "InvalidAccessKeyId": "the access key is not known to the store",
@@ -251,6 +281,8 @@ class ObjectStore:
             }.get(code, f"{code} {error.get('Message', '')}".strip())
         elif isinstance(exc, BotoCoreError):
             reason = str(exc)  # endpoint unreachable, read timeout: botocore names the endpoint, not secrets
+        elif isinstance(exc, Boto3Error):
+            reason = type(exc).__name__
         else:
             raise exc
         return ObjectStoreError(f"{self.location}: cannot {what}: {reason}")

@@ -83,7 +83,10 @@ def test_an_s3_backup_holds_every_package_byte_for_byte_and_restores_to_a_folder
             for path, data in originals.items()
             if path.startswith(rel + "/")
         }
-    (catalog_name,) = bucket_files(s3_endpoint, location, "catalog")
+    catalog_objects = bucket_files(s3_endpoint, location, "catalog")
+    (catalog_name,) = [n for n in catalog_objects if n.endswith(".sqlite")]
+    marker = json.loads(catalog_objects[catalog_name + ".json"])  # the catalog copy's own marker
+    assert marker["sha256"] == hashlib.sha256(catalog_objects[catalog_name]).hexdigest()
     assert f"catalog copy: {s3_backup}/catalog/{catalog_name}" in first.stdout
 
     again = cli("backup", s3_backup)
@@ -234,7 +237,10 @@ def test_in_an_object_lock_bucket_a_copy_is_kept_until_its_retention_ends_and_a_
     client.put_object(Bucket=location.bucket, Key=key, Body=b"<forged/>")  # a write over the copy
     checked = cli("backup", s3_locked_backup, "--check")
     assert checked.returncode == 2
-    assert f"backup copy of {code} v1: data/voucher.xml: written over in {s3_locked_backup}" in checked.stderr
+    assert (
+        f"backup copy of {code} v1: data/voucher.xml: written over or deleted in {s3_locked_backup}"
+        in checked.stderr
+    )
     assert checked.stderr.count("problem:") == 1  # the pinned version itself is whole
     target = hub.home / "restored"
     back = cli("restore", s3_locked_backup, str(target))
@@ -357,3 +363,50 @@ def test_a_file_larger_than_one_request_goes_in_parts_and_is_read_back_whole(
     target = hub.home / "restored"
     assert cli("restore", s3_backup, str(target)).returncode == 0
     assert package_files(target / "archive") == package_files(hub.settings.archive_root)
+
+
+def test_restore_trusts_nothing_in_the_bucket_it_cannot_check(
+    hub: Hub, s3_backup: str, s3_endpoint: str
+) -> None:
+    """Whoever can write to the bucket can plant a marker naming files outside the target, delete an object or
+    drop a newer catalog copy: each is named, nothing is written outside the target, the rest is restored."""
+    seed(hub, vouchers=12, bad_records=False)
+    run_sync("erp_sample", "run-1")
+    assert cli("backup", s3_backup).returncode == 0
+    location = S3Location.parse(s3_backup)
+    client = s3_client(s3_endpoint)
+    packages = published_packages(hub.settings.archive_root)
+    planted, emptied = (
+        p.relative_to(hub.settings.archive_root).as_posix() for p in (packages[2], packages[5])
+    )
+    marker_key = location.key("committed", planted) + ".json"
+    marker = json.loads(client.get_object(Bucket=location.bucket, Key=marker_key)["Body"].read())
+    marker["files"]["../../../../../escaped.txt"] = ["0" * 64, "0" * 64, 1]
+    client.put_object(Bucket=location.bucket, Key=marker_key, Body=json.dumps(marker).encode())
+    client.delete_object(Bucket=location.bucket, Key=location.key("archive", emptied, "data/voucher.xml"))
+    client.put_object(  # a newer "catalog copy" without the marker a finished backup writes
+        Bucket=location.bucket,
+        Key=location.key("catalog", "catalog-99991231T000000.sqlite"),
+        Body=b"not sqlite",
+    )
+
+    target = hub.home / "restore" / "here"
+    back = cli("restore", s3_backup, str(target))
+    assert back.returncode == 2 and "Traceback" not in back.stderr
+    assert (
+        f"{packages[2].parent.name} v1: not restored" in back.stderr
+        and "is not a path inside a package" in back.stderr
+    )
+    assert f"{packages[5].parent.name} v1: not restored" in back.stderr and "not found" in back.stderr
+    assert "10 package(s) restored" in back.stdout
+    assert not list(hub.home.rglob("escaped.txt"))
+    (copy,) = (target / "catalog").glob("catalog-*.sqlite")
+    assert "99991231" not in copy.name  # the planted copy was passed over
+
+    client.put_object(  # now a newer copy with a marker that does not fit its bytes
+        Bucket=location.bucket,
+        Key=location.key("catalog", "catalog-99991231T000000.sqlite.json"),
+        Body=json.dumps({"sha256": "0" * 64, "sm3": "0" * 64, "size": 10}).encode(),
+    )
+    refused = cli("restore", s3_backup, str(hub.home / "other"))
+    assert refused.returncode == 2 and "differs from its marker: not restored" in refused.stderr
