@@ -307,13 +307,11 @@ def show(
     from archive_hub.copies import requester
     from archive_hub.verification import verify_record
 
+    by = requester()  # before the transaction: with SSO it may ask the identity provider
     catalog = _catalog()
     history = _history_or_fail(catalog, code)
     with catalog.transaction() as session:
-        append(
-            session,
-            [Event("consulted", code, {"by": requester(), "purpose": (purpose or "").strip() or None})],
-        )
+        append(session, [Event("consulted", code, {"by": by, "purpose": (purpose or "").strip() or None})])
     settings = Settings.from_env()
     report = verify_record(catalog, settings.archive_root, history, settings.staging_root) if check else None
     history = _history_or_fail(catalog, code)  # again, so the consultation and check just logged are listed
@@ -346,7 +344,9 @@ def copy(
     ] = False,
 ) -> None:
     """Hand out a verified copy of a record's package; the copy, who asked and why are logged (复制, 利用登记)."""
-    from archive_hub.copies import CopyRefused, copy_record
+    from archive_hub.copies import CopyRefused, copy_record, requester
+
+    requester()  # who copies is known (with SSO: signed in) before anything is copied
 
     if not purpose.strip():
         raise typer.BadParameter("say why the copy is made", param_hint="--purpose")

@@ -45,7 +45,9 @@ def _refused(exc: Exception) -> typer.Exit:
 
 
 def _step(work: Callable[[Session], T]) -> T:
-    """One step in one catalog transaction; a refusal rolls it back and is printed, one line per reason."""
+    """One step in one catalog transaction; a refusal rolls it back and is printed, one line per reason. Who
+    acts is known before the transaction opens (with SSO that may ask the identity provider)."""
+    _who()
     try:
         with _catalog().transaction() as session:
             return work(session)

@@ -42,6 +42,9 @@ def loan_out(
     purpose: Annotated[str, typer.Option(help="why it is borrowed (利用目的)")],
 ) -> None:
     """Lend the current version: a copy verified against the catalog, registered with borrower and due date."""
+    from archive_hub.copies import requester
+
+    requester()  # who lends or takes back is known (with SSO: signed in) before the catalog is locked
     from archive_hub.catalog.history import record_history
     from archive_hub.loans import LoanRefused, lend
 
@@ -78,6 +81,9 @@ def loan_out(
 @loan_app.command("return")
 def loan_return(loan_id: Annotated[int, typer.Argument(help="the loan's number")]) -> None:
     """Close a loan: the copy is re-hashed; intact, it is removed; changed or gone, that is registered (exit 3)."""
+    from archive_hub.copies import requester
+
+    requester()  # who lends or takes back is known (with SSO: signed in) before the catalog is locked
     from archive_hub.loans import LoanRefused, return_loan
 
     try:

@@ -9,6 +9,7 @@ that does not match the catalog is never handed out: the original is then report
 
 from __future__ import annotations
 
+import functools
 import getpass
 import os
 import shutil
@@ -39,7 +40,20 @@ class CopyMade:
 
 def requester() -> str:
     """Who asked: with SSO configured (ARCHIVE_HUB_OIDC_ISSUER), the user signed in with `archive-hub login`,
-    and nothing else (sso/login.py raises NotSignedIn); without it, ARCHIVE_HUB_USER or the login name."""
+    and nothing else (sso/login.py raises NotSignedIn); without it, ARCHIVE_HUB_USER or the login name.
+    Resolved once per process and configuration: commands ask before they open a transaction, so the
+    identity provider is never waited for while the catalog is locked."""
+    names = (
+        "ARCHIVE_HUB_OIDC_ISSUER",
+        "ARCHIVE_HUB_OIDC_AUDIENCE",
+        "ARCHIVE_HUB_TOKEN_FILE",
+        "ARCHIVE_HUB_USER",
+    )
+    return _requester(tuple(os.environ.get(n) for n in names))
+
+
+@functools.cache
+def _requester(_configuration: tuple[str | None, ...]) -> str:
     from sso.login import LoginSettings, signed_in
 
     if (settings := LoginSettings.from_env()) is not None:

@@ -189,7 +189,11 @@ def create_app(settings: Settings, verifier: TokenVerifier, catalog: Catalog | N
         if digests != (row.sha256, row.sm3, row.size):
             handle.close()
             raise Problem(409, f"{code} v{wanted}: {path} differs from the catalog (SHA-256/SM3); not served")
-        _register(catalog, "copied", code, who, purpose, {"version": wanted, "file": path, "via": "http"})
+        try:
+            _register(catalog, "copied", code, who, purpose, {"version": wanted, "file": path, "via": "http"})
+        except BaseException:
+            handle.close()
+            raise
         headers = {
             "Content-Disposition": f"attachment; filename*=UTF-8''{quote(path.rsplit('/', 1)[-1])}",
             "X-Archive-SHA256": row.sha256,

@@ -33,7 +33,7 @@ class RescanReport:
     unreadable: list[str] = field(default_factory=list)
 
 
-CHUNK = 64  # files read ahead of the scanner
+CHUNK = 2 * IN_FLIGHT  # files read ahead of the scanner (whole files in memory: keep it small)
 
 
 def _verdict(scanner: ClamdScanner, data: bytes) -> tuple[str | None, str | None]:

@@ -15,8 +15,9 @@ import contextlib
 import hashlib
 import json
 import os
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,12 @@ class LoginSettings:
         if not issuer:
             return None
         audience = os.environ.get("ARCHIVE_HUB_OIDC_AUDIENCE") or "archive-hub-api"
-        return cls(
-            OidcSettings(issuer, audience), os.environ.get("ARCHIVE_HUB_OIDC_CLI_CLIENT") or CLI_CLIENT
-        )
+        oidc = OidcSettings(issuer, audience)
+        try:
+            oidc.realm  # noqa: B018  (validates the URL's shape now, not at the first request)
+        except ValueError as exc:
+            raise NotSignedIn(f"ARCHIVE_HUB_OIDC_ISSUER: {exc}") from None
+        return cls(oidc, os.environ.get("ARCHIVE_HUB_OIDC_CLI_CLIENT") or CLI_CLIENT)
 
     @property
     def token_file(self) -> Path:
@@ -62,6 +66,22 @@ class LoginSettings:
         )
 
 
+@contextlib.contextmanager
+def _locked(settings: LoginSettings) -> Iterator[None]:
+    """One process at a time reads, renews and writes the login (parallel commands renew at the same moment;
+    with refresh-token rotation only one renewal may win)."""
+    import fcntl
+
+    path = settings.token_file
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
+
+
 def _save(settings: LoginSettings, tokens: dict[str, Any]) -> None:
     now = time.time()
     stored = {
@@ -73,11 +93,16 @@ def _save(settings: LoginSettings, tokens: dict[str, Any]) -> None:
     }
     path = settings.token_file
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    partial = path.with_name(path.name + ".partial")
-    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        json.dump(stored, fh)
-    os.replace(partial, path)
+    fd, partial = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")  # mode 600, a name of its own
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(stored, fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        Path(partial).unlink(missing_ok=True)
+        raise
 
 
 def _error(exc: Exception) -> tuple[str, str]:
@@ -95,6 +120,17 @@ def _failure(exc: Exception) -> str:
     return _error(exc)[1]
 
 
+def _accepted(settings: LoginSettings, tokens: dict[str, Any]) -> Identity:
+    """The tokens kept only once the access token passes the same checks every later use makes."""
+    try:
+        who = TokenVerifier(settings.oidc).verify(tokens["access_token"])
+    except (InvalidToken, IssuerUnreachable) as exc:
+        raise NotSignedIn(f"the token from {settings.oidc.issuer} is not accepted: {exc}") from None
+    with _locked(settings):
+        _save(settings, tokens)
+    return who
+
+
 def password_login(settings: LoginSettings, username: str, password: str) -> Identity:
     try:
         tokens = settings.client().token(username, password)
@@ -102,8 +138,7 @@ def password_login(settings: LoginSettings, username: str, password: str) -> Ide
         raise NotSignedIn(
             f"{settings.oidc.issuer} refused the sign-in of {username}: {_failure(exc)}"
         ) from None
-    _save(settings, tokens)
-    return TokenVerifier(settings.oidc).verify(tokens["access_token"])
+    return _accepted(settings, tokens)
 
 
 def device_login(
@@ -132,8 +167,7 @@ def device_login(
                 interval += 5
                 continue
             raise NotSignedIn(f"device sign-in at {settings.oidc.issuer} ended: {reason}") from None
-        _save(settings, tokens)
-        return TokenVerifier(settings.oidc).verify(tokens["access_token"])
+        return _accepted(settings, tokens)
     raise NotSignedIn("device sign-in timed out: nobody confirmed the code")
 
 
@@ -141,26 +175,26 @@ def signed_in(settings: LoginSettings, verifier: TokenVerifier | None = None) ->
     """The identity of the stored login, renewed when its access token is (nearly) expired."""
     path = settings.token_file
     how = "sign in with `archive-hub login`"
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise NotSignedIn(f"not signed in to {settings.oidc.issuer}: {how}") from None
-    except ValueError:
-        raise NotSignedIn(f"{path} is not a login this tool wrote: {how}") from None
-    if stored.get("issuer") != settings.oidc.issuer:
-        raise NotSignedIn(f"signed in to {stored.get('issuer')}, not {settings.oidc.issuer}: {how}")
-    verifier = verifier or TokenVerifier(settings.oidc)
-    if stored["expires_at"] - EARLY_S < time.time():
-        if not stored.get("refresh_token") or stored["refresh_expires_at"] < time.time():
-            raise NotSignedIn(f"the login to {settings.oidc.issuer} has expired: {how}")
+    with _locked(settings):
         try:
-            tokens = settings.client().refresh_token(stored["refresh_token"])
-        except Exception as exc:
-            raise NotSignedIn(f"the login could not be renewed ({_failure(exc)}): {how}") from None
-        _save(settings, tokens)
-        stored = {"access_token": tokens["access_token"]}
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise NotSignedIn(f"not signed in to {settings.oidc.issuer}: {how}") from None
+        except ValueError:
+            raise NotSignedIn(f"{path} is not a login this tool wrote: {how}") from None
+        if stored.get("issuer") != settings.oidc.issuer:
+            raise NotSignedIn(f"signed in to {stored.get('issuer')}, not {settings.oidc.issuer}: {how}")
+        if stored["expires_at"] - EARLY_S < time.time():
+            if not stored.get("refresh_token") or stored["refresh_expires_at"] < time.time():
+                raise NotSignedIn(f"the login to {settings.oidc.issuer} has expired: {how}")
+            try:
+                tokens = settings.client().refresh_token(stored["refresh_token"])
+            except Exception as exc:
+                raise NotSignedIn(f"the login could not be renewed ({_failure(exc)}): {how}") from None
+            _save(settings, tokens)
+            stored = {"access_token": tokens["access_token"]}
     try:
-        return verifier.verify(stored["access_token"])
+        return (verifier or TokenVerifier(settings.oidc)).verify(stored["access_token"])
     except (InvalidToken, IssuerUnreachable) as exc:
         raise NotSignedIn(f"the stored login is not accepted ({exc}): {how}") from None
 
@@ -168,13 +202,14 @@ def signed_in(settings: LoginSettings, verifier: TokenVerifier | None = None) ->
 def logout(settings: LoginSettings) -> bool:
     """Ends the Keycloak session (best effort) and deletes the stored tokens; False if there were none."""
     path = settings.token_file
-    try:
-        stored = json.loads(path.read_text(encoding="utf-8"))
-    except (FileNotFoundError, ValueError):
-        return False
+    with _locked(settings):
+        try:
+            stored = json.loads(path.read_text(encoding="utf-8"))
+        except (FileNotFoundError, ValueError):
+            return False
+        path.unlink(missing_ok=True)
     if stored.get("refresh_token"):
         # the file goes anyway: a session Keycloak cannot end now expires on its own
         with contextlib.suppress(Exception):
             settings.client().logout(stored["refresh_token"])
-    path.unlink(missing_ok=True)
     return True

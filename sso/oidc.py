@@ -123,6 +123,11 @@ class TokenVerifier:
             except (ValueError, TypeError, KeyError):
                 raise InvalidToken("not a JSON Web Token") from None
         assert claims is not None
+        nbf = claims.get(
+            "nbf"
+        )  # jwcrypto checks nbf only with its default claims, which check_claims replaces
+        if isinstance(nbf, int | float) and nbf > time.time() + 30:
+            raise InvalidToken("not valid yet")
         if claims.get("typ", "Bearer") != "Bearer":
             raise InvalidToken(f"a {claims.get('typ')} token, not an access token")
         roles = set(claims.get("realm_access", {}).get("roles", []))
