@@ -97,3 +97,56 @@ def s3_backup(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
 def s3_locked_backup(s3_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> str:
     """A bucket created with S3 Object Lock (WORM; versioned)."""
     return _bucket(s3_endpoint, monkeypatch, object_lock=True)
+
+
+class CorruptingProxy:
+    """A store that keeps other bytes than it was sent and does not check the checksum it got: an HTTP proxy in
+    front of moto that flips one byte of every PUT body whose path contains `needle`. Nothing else changes."""
+
+    def __init__(self, endpoint: str, needle: str) -> None:
+        import http.server
+        import threading
+        import urllib.parse
+
+        import requests
+
+        target = endpoint.rstrip("/")
+        encoded = urllib.parse.quote(needle)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+            def _forward(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                if self.command == "PUT" and body and (needle in self.path or encoded in self.path):
+                    body = bytes([body[0] ^ 0xFF]) + body[1:]
+                headers = {
+                    k: v for k, v in self.headers.items() if k.lower() not in ("host", "content-length")
+                }
+                answer = requests.request(
+                    self.command, target + self.path, headers=headers, data=body, timeout=60, stream=True
+                )
+                content = answer.raw.read(decode_content=False)
+                self.send_response(answer.status_code)
+                for key, value in answer.headers.items():
+                    if key.lower() not in ("content-length", "transfer-encoding", "connection"):
+                        self.send_header(key, value)
+                self.send_header("Content-Length", str(len(content)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(content)
+
+            do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = _forward
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
