@@ -39,7 +39,7 @@ from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
 from archive_hub.catalog.models import ArchiveRecordRow, PackageRow
 from archive_hub.catalog.packages import PackageEntry, count_packages, package_batches
-from archive_sink.durability import fsync_dir, syncfs
+from archive_sink.durability import fsync_dir, move_into_view
 from archive_sink.filesystem import PackageProblem, verify_package_dir
 from archive_sink.object_store import ObjectStoreError
 
@@ -356,17 +356,9 @@ def _fetch_checked(store: BackupStore, entry: PackageEntry, partial_root: Path) 
 def _publish_restored(
     ready: list[PackageEntry], partial_root: Path, packages_root: Path, report: RestoreReport
 ) -> None:
-    if not ready:
-        return
-    syncfs(partial_root)
-    parents = set()
+    moves = [(partial_root / str(e.package.id), packages_root / e.package.path) for e in ready]
+    move_into_view(moves, partial_root)
     for entry in ready:
-        target = packages_root / entry.package.path
-        target.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(partial_root / str(entry.package.id), target)
-        parents.add(target.parent)
         report.restored += 1
         report.files += len(entry.files)
         report.bytes += entry.package.byte_size
-    for parent in parents:
-        fsync_dir(parent)

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from archive_sink.durability import fsync_dir, syncfs
+from archive_sink.durability import fsync_dir, move_into_view
 from archive_sink.filesystem import PackageProblem, copy_checked, remove_packages, verify_package_dir
 from archive_sink.hashing import stream_digests
 from archive_sink.object_store import Lock, ObjectStore, ObjectStoreError, S3Location
@@ -49,6 +49,16 @@ class Refusal:
     rel: str
     problems: list[PackageProblem]
     in_original: bool = True
+
+
+@dataclass(frozen=True)
+class Pinned:
+    """A package marker as read back: its files, the version it pins for each (versioned buckets), and how
+    many versions the marker itself has (more than one: it was written over)."""
+
+    names: list[str]
+    versions: dict[str, str]
+    marker_versions: int
 
 
 class UnsafeName(ValueError):
@@ -155,26 +165,13 @@ class FolderStore:
         return len(self._pending)
 
     def publish(self) -> tuple[list[str], list[Refusal]]:
-        """The verified copies made durable by one syncfs, renamed into view, the renames made durable by
-        another (the sink's own protocol)."""
-        done: list[str] = []
-        refused: list[Refusal] = []
-        ready: list[tuple[Path, str]] = []
-        for problems, partial, rel, code in self._pending:
-            if problems:  # copy_checked compares the copy with the catalog: the original does not match it
-                refused.append(Refusal(code, rel, problems))
-            else:
-                ready.append((partial, rel))
+        """The verified copies moved into view with the sink's group-commit protocol (move_into_view)."""
+        refused = [Refusal(code, rel, problems) for problems, _, rel, code in self._pending if problems]
+        # (copy_checked compares the copy with the catalog: a refusal means the original does not match it)
+        ready = [(partial, rel) for problems, partial, rel, _ in self._pending if not problems]
         self._pending.clear()
-        if ready:
-            syncfs(self.destination)
-            for partial, rel in ready:
-                target = self.packages_root / rel
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.rename(partial, target)
-                done.append(rel)
-            syncfs(self.destination)
-        return done, refused
+        move_into_view([(partial, self.packages_root / rel) for partial, rel in ready], self.destination)
+        return [rel for _, rel in ready], refused
 
     def check(self, rel: str, expected: Expected, code: str) -> list[PackageProblem]:
         return verify_package_dir(self.packages_root / rel, expected, code)
@@ -324,17 +321,17 @@ class S3Store:
     def _marker(self, rel: str) -> str:
         return self.location.key("committed", rel) + ".json"
 
-    def _pinned(self, rel: str) -> tuple[list[str], dict[str, str]]:
-        """The files a held package's marker lists, and the version of each it pins. In a versioned bucket
-        the marker's first version is read: a marker written over later cannot redirect a restore."""
+    def _pinned(self, rel: str) -> Pinned:
+        """What a held package's marker says. In a versioned bucket the marker's first version is read: a
+        marker written over later cannot redirect a restore."""
         key = self._marker(rel)
-        version = self.store.oldest_version(key) if self.versioned else None
+        written = self.store.versions_of(key) if self.versioned else []
         try:
-            marker = json.loads(self.store.get(key, version))
+            marker = json.loads(self.store.get(key, written[0].version_id if written else None))
             files, versions = sorted(marker["files"]), marker.get("versions", {})
         except (ValueError, KeyError, TypeError):
             raise ValueError(f"{key} is not a marker this hub wrote") from None
-        return [safe_relative(n) for n in files], versions
+        return Pinned([safe_relative(n) for n in files], versions, len(written))
 
     def publish(self) -> tuple[list[str], list[Refusal]]:
         done: list[str] = []
@@ -353,10 +350,11 @@ class S3Store:
         folder = Path(self._scratch.name) / "check"
         shutil.rmtree(folder, ignore_errors=True)
         try:
-            self.fetch(rel, folder, expected)
+            pinned = self._pinned(rel)
+            self._fetch(rel, folder, expected, pinned)
             problems = verify_package_dir(folder, expected, code)
-            names, versions = self._pinned(rel)
-            for name in (n for n in names if n in versions):
+            versions = pinned.versions
+            for name in (n for n in pinned.names if n in versions):
                 key = self.location.key("archive", rel, name)
                 try:
                     current = self.store.current_version(key)
@@ -370,7 +368,7 @@ class S3Store:
                             f"backed up ({versions[name]}) is intact and is the one a restore reads",
                         )
                     )
-            if self.versioned and self.store.version_count(self._marker(rel)) > 1:
+            if pinned.marker_versions > 1:
                 problems.append(
                     PackageProblem(self._marker(rel), "the marker was written over after the backup")
                 )
@@ -390,8 +388,12 @@ class S3Store:
             root = self.location.key("archive", rel) + "/"
             try:
                 if self.versioned:
-                    marker_versions = [v for v in self.store.versions(marker) if v[0] == marker]
-                    objects: list[str | tuple[str, str]] = list(self.store.versions(root))
+                    marker_versions = [
+                        (v.key, v.version_id) for v in self.store.versions(marker) if v.key == marker
+                    ]
+                    objects: list[str | tuple[str, str]] = [
+                        (v.key, v.version_id) for v in self.store.versions(root)
+                    ]
                     if marker_versions or objects:
                         self.store.delete(list(marker_versions))
                         self.store.delete(objects)
@@ -450,14 +452,17 @@ class S3Store:
     def fetch(self, rel: str, into: Path, expected: Expected) -> None:
         """Exactly the files the catalog lists, each in the version the marker pins; a marker that lists
         other files than the catalog is refused before anything is written."""
-        names, versions = self._pinned(rel)
-        if set(names) != set(expected):
+        self._fetch(rel, into, expected, self._pinned(rel))
+
+    def _fetch(self, rel: str, into: Path, expected: Expected, pinned: Pinned) -> None:
+        if set(pinned.names) != set(expected):
             raise ValueError(f"{self._marker(rel)} lists other files than the catalog holds for this package")
         for name in sorted(expected):
             target = into / name
             target.parent.mkdir(parents=True, exist_ok=True)
             with target.open("wb") as fh:
-                for chunk in self.store.stream(self.location.key("archive", rel, name), versions.get(name)):
+                key = self.location.key("archive", rel, name)
+                for chunk in self.store.stream(key, pinned.versions.get(name)):
                     fh.write(chunk)
 
 

@@ -28,6 +28,19 @@ def syncfs(path: Path) -> None:
         os.close(fd)
 
 
+def move_into_view(moves: list[tuple[Path, Path]], filesystem: Path) -> None:
+    """Finished copies (partial, target) made durable by one syncfs, renamed into view, and the renames made
+    durable by another: the group-commit protocol of the sink, for backups and restores. `filesystem` is any
+    path on the filesystem that holds them."""
+    if not moves:
+        return
+    syncfs(filesystem)
+    for partial, target in moves:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(partial, target)
+    syncfs(filesystem)
+
+
 def fsync_dir(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:

@@ -23,7 +23,7 @@ import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 READ_CHUNK = 1 << 20
 
@@ -73,6 +73,13 @@ class Lock:
             "ObjectLockMode": self.mode,
             "ObjectLockRetainUntilDate": dt.datetime.combine(self.until, dt.time(), dt.UTC),
         }
+
+
+class ObjectVersion(NamedTuple):
+    key: str
+    version_id: str
+    modified: Any  # datetime, as the store reports it
+    deleted: bool  # a delete marker, not bytes
 
 
 def is_s3_url(text: str) -> bool:
@@ -197,15 +204,21 @@ class ObjectStore:
         finally:
             body.close()
 
-    def versions(self, prefix: str) -> Iterator[tuple[str, str]]:
-        """(key, version id) of every version and delete marker under `prefix`: what deleting for good takes."""
+    def versions(self, prefix: str) -> Iterator[ObjectVersion]:
+        """Every version and delete marker under `prefix` (what deleting for good takes), in the store's order."""
         paginator = self.client.get_paginator("list_object_versions")
         try:
             for page in paginator.paginate(Bucket=self.location.bucket, Prefix=prefix):
-                for item in (*page.get("Versions", []), *page.get("DeleteMarkers", [])):
-                    yield item["Key"], item["VersionId"]
+                for deleted, field in ((False, "Versions"), (True, "DeleteMarkers")):
+                    for item in page.get(field, []):
+                        yield ObjectVersion(item["Key"], item["VersionId"], item["LastModified"], deleted)
         except Exception as exc:
             raise self._error(f"list the versions under {prefix}", exc) from None
+
+    def versions_of(self, key: str) -> list[ObjectVersion]:
+        """The versions of exactly `key` (no delete markers), the first written first."""
+        found = [v for v in self.versions(key) if v.key == key and not v.deleted]
+        return sorted(found, key=lambda v: v.modified)
 
     def keys(self, prefix: str) -> Iterator[str]:
         """Every key under `prefix` (a folder: give it a trailing '/'), in the store's order (UTF-8 binary)."""
@@ -241,23 +254,6 @@ class ObjectStore:
             return method(*args, **kwargs)
         except Exception as exc:
             raise self._error(what, exc) from None
-
-    def oldest_version(self, key: str) -> str | None:
-        """The first version written of `key` in a versioned bucket: what a later write cannot replace."""
-        versions = [v for v in self._versions_of(key) if v[0] == key]
-        return min(versions, key=lambda v: v[2])[1] if versions else None
-
-    def version_count(self, key: str) -> int:
-        return sum(1 for v in self._versions_of(key) if v[0] == key)
-
-    def _versions_of(self, key: str) -> list[tuple[str, str, Any]]:
-        response = self._call(
-            f"list the versions of {key}",
-            self.client.list_object_versions,
-            Bucket=self.location.bucket,
-            Prefix=key,
-        )
-        return [(v["Key"], v["VersionId"], v["LastModified"]) for v in response.get("Versions", [])]
 
     def _error(self, what: str, exc: Exception) -> ObjectStoreError:
         from boto3.exceptions import Boto3Error

@@ -406,6 +406,20 @@ def timed(label: str, fn: Callable[[], Any]) -> Any:
     return out
 
 
+def seed_bench_erp(home: Path, vouchers: int) -> None:
+    """The benchmarks' workload: a sample ERP under `home` whose every voucher has one ~50 KB attachment."""
+    from connectors.erp.sample_erp.seed import seed_sample_erp
+
+    seed_sample_erp(
+        f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}",
+        home / "sample_erp" / "attachments",
+        vouchers=vouchers,
+        attachment_every=1,
+        attachment_size=50_000,
+        bad_records=False,
+    )
+
+
 def main() -> int:
     n = int(os.environ.get("BENCH_VOUCHERS", "10000"))
     keep = os.environ.get("BENCH_KEEP") == "1"
@@ -417,17 +431,8 @@ def main() -> int:
     facts = machine_facts()
     print(f"archive benchmark: {n} vouchers, ~50 KB attachment each, home {home}", flush=True)
 
-    from connectors.erp.sample_erp.seed import seed_sample_erp
-
     started = time.perf_counter()
-    seed_sample_erp(
-        f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}",
-        home / "sample_erp" / "attachments",
-        vouchers=n,
-        attachment_every=1,
-        attachment_size=50_000,
-        bad_records=False,
-    )
+    seed_bench_erp(home, n)
     seed_s = time.perf_counter() - started
     print(f"  seeded in {seed_s:.1f}s (not measured)", flush=True)
     timed("warm-up imports (great_expectations, pipeline)", warm_up_imports)

@@ -17,8 +17,6 @@ from __future__ import annotations
 import datetime as dt
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -27,27 +25,6 @@ from pathlib import Path
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 BENCH_ROOT = PROJECT_ROOT / "var" / "bench"
 MB = 1_000_000
-
-
-def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-            stdout=sink,
-            stderr=subprocess.STDOUT,
-        )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            return process, f"http://127.0.0.1:{port}"
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"moto's S3 server did not start: see {log}") from None
-            time.sleep(0.1)
 
 
 def raw_folder_copy(archive: Path, packages: list[Path], target: Path) -> None:
@@ -100,22 +77,17 @@ def main() -> int:
     from archive_hub.settings import Settings
     from archive_sink.durability import syncfs
     from archive_sink.filesystem import published_packages
-    from connectors.erp.sample_erp.seed import seed_sample_erp
+    from bench.bench_archive import seed_bench_erp
 
-    seed_sample_erp(
-        f"sqlite:///{home / 'sample_erp' / 'erp.sqlite'}",
-        home / "sample_erp" / "attachments",
-        vouchers=n,
-        attachment_every=1,
-        attachment_size=50_000,
-        bad_records=False,
-    )
+    seed_bench_erp(home, n)
     summary = run_sync("erp_sample", "bench-backup")
     settings = Settings.from_env()
     packages = published_packages(settings.archive_root)
     size = sum(f.stat().st_size for p in packages for f in p.rglob("*") if f.is_file())
     print(f"  archived {summary['archived']} packages, {size / MB:.1f} MB (not measured)", flush=True)
     syncfs(home)
+
+    from tests.s3_server import start_moto
 
     process, endpoint = start_moto(home / "moto.log")
     os.environ.update(

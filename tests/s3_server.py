@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -26,16 +27,21 @@ S3_ACCESS_KEY = "AKIAARCHIVEHUBTEST"
 S3_SECRET = "archive-hub-s3-secret-7Qx9vL2pW"  # a value a test can search logs and the catalog for
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
 
 
-@pytest.fixture(scope="session")
-def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = _free_port()
-    log = tmp_path_factory.mktemp("moto") / "moto.log"  # a file, not a pipe: moto logs every request
+class MotoUnavailable(RuntimeError):
+    """moto's S3 server exited or did not answer; the message carries the end of its log."""
+
+
+def start_moto(log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """moto's S3 server on a free loopback port, logging into `log` (a file, not a pipe: moto logs every
+    request and a full pipe would stop it). Returns the process and its URL once it answers. Used by the
+    fixture below and by bench/bench_backup.py."""
+    port = free_port()
     with log.open("wb") as sink:
         process = subprocess.Popen(
             [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
@@ -46,15 +52,23 @@ def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     while True:
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
-            break
+            return process, f"http://127.0.0.1:{port}"
         except OSError:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                message = log.read_text(errors="replace")
-                pytest.fail(f"moto's S3 server did not start on port {port}:\n{message[-2000:]}")
+                message = log.read_text(errors="replace")[-2000:]
+                raise MotoUnavailable(f"moto's S3 server did not start on port {port}:\n{message}") from None
             time.sleep(0.1)
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     try:
-        yield f"http://127.0.0.1:{port}"
+        process, url = start_moto(tmp_path_factory.mktemp("moto") / "moto.log")
+    except MotoUnavailable as exc:
+        pytest.fail(str(exc))
+    try:
+        yield url
     finally:
         process.terminate()
         try:

@@ -11,7 +11,6 @@ import base64
 import hashlib
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -30,6 +29,7 @@ from archive_hub.pipeline import run_sync
 from archive_sink.filesystem import published_packages
 from tests.conftest import Hub, seed
 from tests.keycloak_server import password
+from tests.s3_server import free_port
 from tests.test_cli import ROOT, cli
 
 
@@ -50,17 +50,11 @@ def master_realm_token(issuer: str) -> str:
     return client.token("admin", password("admin"))["access_token"]
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @pytest.fixture
 def api(hub: Hub, keycloak_issuer: str, request: pytest.FixtureRequest) -> Iterator[Api]:
     seed(hub, vouchers=40, bad_records=False, **getattr(request, "param", {}))
     run_sync("erp_sample", "run-1")
-    port = _free_port()
+    port = free_port()
     log = hub.home / "serve.log"
     with log.open("wb") as sink:
         process = subprocess.Popen(
@@ -237,9 +231,7 @@ def test_no_token_an_altered_token_or_no_archive_role_is_refused_and_an_altered_
 def test_serve_refuses_to_start_without_an_issuer_or_when_the_issuer_does_not_answer(hub: Hub) -> None:
     missing = cli("serve")
     assert missing.returncode == 2 and "ARCHIVE_HUB_OIDC_ISSUER is not set" in missing.stderr
-    dead = cli(
-        "serve", env={"ARCHIVE_HUB_OIDC_ISSUER": f"http://127.0.0.1:{_free_port()}/realms/archive-hub"}
-    )
+    dead = cli("serve", env={"ARCHIVE_HUB_OIDC_ISSUER": f"http://127.0.0.1:{free_port()}/realms/archive-hub"})
     assert dead.returncode == 2 and "cannot fetch the signing keys of http://127.0.0.1:" in dead.stderr
     assert "Traceback" not in missing.stderr + dead.stderr
 
