@@ -18,6 +18,7 @@ from archive_hub.cli_common import console, err, with_progress
 from archive_hub.cli_common import new_progress as _progress
 from archive_hub.cli_common import open_catalog as _catalog
 from archive_hub.cli_destruction import destruction_app
+from archive_hub.cli_oa import oa_app
 from archive_hub.cli_transfer import transfer_app
 from archive_hub.cli_usage import loan_app, usage
 from archive_hub.settings import Settings
@@ -37,6 +38,7 @@ app.add_typer(bank_app, name="bank")
 app.add_typer(destruction_app, name="destruction")
 app.add_typer(loan_app, name="loan")
 app.add_typer(transfer_app, name="transfer")
+app.add_typer(oa_app, name="oa")
 app.command()(usage)
 
 
@@ -432,6 +434,8 @@ def _print_history(history: RecordHistory, settings: Settings, all_files: bool) 
             p.run_id,
         )
     console.print(versions)
+    for link in history.links:
+        console.print(f"{link.relation}: {link.other}  ({link.basis})", soft_wrap=True, highlight=False)
     if history.invoices:
         console.print(
             "e-invoices it booked (发票, booked once: `search --invoice` finds this 件 by any of them)"
@@ -1258,10 +1262,7 @@ def demo(
     """Seed the sample ERP and bank inbox (first time), run the archiving DAGs and reconcile_bank for real, verify, say where results are."""
     from sqlalchemy import select
 
-    from archive_hub.airflow_runner import run_airflow_dag
-    from archive_hub.catalog.models import InvoiceClaimRow, SyncRunRow
-    from archive_hub.catalog.quarantine import open_items
-    from archive_hub.pipeline.context import run_dir_name
+    from archive_hub.catalog.models import InvoiceClaimRow
     from archive_hub.verification import verify_archive
     from archive_sink.filesystem import published_packages
     from connectors.bank.sample_statements import write_sample_inbox
@@ -1291,40 +1292,8 @@ def demo(
         )
     catalog = _catalog()
     for source_id in ("erp_sample", "bank_inbox"):
-        log = settings.home / "airflow" / f"dags-test-{source_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        with console.status(
-            f"running DAG archive_{source_id} with Airflow (extract → map → validate → archive → finalize)"
-        ):
-            rc = run_airflow_dag(f"archive_{source_id}", settings, log)
-        if rc != 0:
-            _fail(f"the Airflow DAG run archive_{source_id} failed (exit {rc}); its log: {log}")
-        with catalog.reading() as session:
-            run = session.execute(
-                select(SyncRunRow)
-                .where(SyncRunRow.source_id == source_id)
-                .order_by(SyncRunRow.started_at.desc())
-                .limit(1)
-            ).scalar_one()
-            items = open_items(session, source_id)
-        _print_summary(run.summary)
-        if items:  # lines, not a table: a reason quotes a path, and a path cut by the table no longer pastes
-            console.print(
-                f"  quarantined (fix the source or the mapping, then "
-                f"`archive-hub quarantine retry --source {source_id}`):",
-                soft_wrap=True,
-                highlight=False,
-            )
-            for i in items:
-                console.print(
-                    f"    {i.business_id[:16]}  {i.stage}: {i.reason}", soft_wrap=True, highlight=False
-                )
-        console.print(
-            f"  run summary: {settings.runs_root / source_id / run_dir_name(run.run_id) / 'summary.json'}",
-            soft_wrap=True,
-            highlight=False,
-        )
-        console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
+        _demo_dag(settings, catalog, source_id)
+    _demo_oa(settings, catalog, erp)
     _demo_reconcile_bank(settings, catalog)
     with console.status("verifying every package (SHA-256 + SM3) and the event chain"):
         report = verify_archive(catalog, settings.archive_root, staging_root=settings.staging_root)
@@ -1377,6 +1346,92 @@ def demo(
     console.print("\n[bold]Try[/bold]")
     for command in tries:
         console.print(f"  {command}", soft_wrap=True, highlight=False)
+
+
+def _demo_dag(settings: Settings, catalog: Catalog, source_id: str) -> None:
+    """One archiving DAG run by Airflow, then what it did: the run summary and each quarantined record."""
+    from sqlalchemy import select
+
+    from archive_hub.airflow_runner import run_airflow_dag
+    from archive_hub.catalog.models import SyncRunRow
+    from archive_hub.catalog.quarantine import open_items
+    from archive_hub.pipeline.context import run_dir_name
+
+    log = settings.home / "airflow" / f"dags-test-{source_id}-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+    log.parent.mkdir(parents=True, exist_ok=True)
+    with console.status(
+        f"running DAG archive_{source_id} with Airflow (extract → map → validate → archive → finalize)"
+    ):
+        rc = run_airflow_dag(f"archive_{source_id}", settings, log)
+    if rc != 0:
+        _fail(f"the Airflow DAG run archive_{source_id} failed (exit {rc}); its log: {log}")
+    with catalog.reading() as session:
+        run = session.execute(
+            select(SyncRunRow)
+            .where(SyncRunRow.source_id == source_id)
+            .order_by(SyncRunRow.started_at.desc())
+            .limit(1)
+        ).scalar_one()
+        items = open_items(session, source_id)
+    _print_summary(run.summary)
+    if items:  # lines, not a table: a reason quotes a path, and a path cut by the table no longer pastes
+        console.print(
+            f"  quarantined (fix the source or the mapping, then "
+            f"`archive-hub quarantine retry --source {source_id}`):",
+            soft_wrap=True,
+            highlight=False,
+        )
+        for i in items:
+            console.print(f"    {i.business_id[:16]}  {i.stage}: {i.reason}", soft_wrap=True, highlight=False)
+    console.print(
+        f"  run summary: {settings.runs_root / source_id / run_dir_name(run.run_id) / 'summary.json'}",
+        soft_wrap=True,
+        highlight=False,
+    )
+    console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
+
+
+def _demo_oa(settings: Settings, catalog: Catalog, erp: Path) -> None:
+    """WeCom's side played locally: approvals finish, callbacks arrive, the DAG archives them, and
+    `oa reconcile` pairs them with the vouchers that booked them (审批单 ↔ 记账凭证)."""
+    from archive_hub.approvals import load_scopes, reconcile_approvals, report_dir
+    from archive_hub.demo_oa import deliver_callbacks, running_wecom, sample_dir, wecom_env
+    from connectors.oa.sample_wecom import write_sample_wecom
+
+    folder = sample_dir(settings)
+    wecom_env(settings)
+    if not (folder / "callbacks.json").exists():
+        made = write_sample_wecom(f"sqlite:///{erp}", folder)
+        console.print(f"[bold]sample WeCom[/bold]: {made.one_line()}", soft_wrap=True, highlight=False)
+    with running_wecom(settings) as (peer_url, receiver_url):
+        with console.status(f"WeCom sends its approval callbacks to the receiver at {receiver_url}"):
+            delivered = deliver_callbacks(settings, receiver_url, "wecom_approvals")
+        if delivered.already:
+            console.print("[bold]WeCom callbacks[/bold]: delivered by an earlier run (the inbox keeps them)")
+        else:
+            forged = (
+                "refused (403), kept in quarantine" if delivered.refused_forgery else "[red]ACCEPTED[/red]"
+            )
+            console.print(
+                f"[bold]WeCom callbacks[/bold]: {delivered.kept} of {delivered.sent} kept in the approval inbox "
+                f"(signature checked); a forged one: {forged}",
+                highlight=False,
+            )
+        _demo_dag(settings, catalog, "wecom_approvals")
+    for scope in load_scopes(settings):
+        with catalog.transaction() as session:
+            r = reconcile_approvals(session, scope, settings)
+        out = report_dir(settings)
+        out.mkdir(parents=True, exist_ok=True)
+        path = out / f"{scope.source}-{r.on.isoformat()}.json"
+        path.write_text(json.dumps(r.as_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        console.print(
+            f"  oa reconcile: {len(r.approvals)} approvals, {len(r.matched)} paired with their voucher "
+            f"({sum(a.new for a in r.approvals)} new); 已审批未入账 {len(r.unbooked)}, "
+            f"无审批的报销凭证 {len(r.unapproved)}; report: {path}",
+            soft_wrap=True,
+            highlight=False,
+        )
 
 
 def _demo_reconcile_bank(settings: Settings, catalog: Catalog) -> None:

@@ -27,6 +27,8 @@ class Settings:
     verapdf: str | None = None  # PDF/A validation: veraPDF's lib folder (scripts/verapdf.sh) or its launcher
     oidc_issuer: str | None = None  # SSO for `serve`: the Keycloak realm URL tokens carry as iss
     oidc_audience: str = "archive-hub-api"  # the client id tokens must be issued for (aud)
+    # which OA approvals `oa reconcile` pairs with which books' vouchers (审批单 ↔ 记账凭证)
+    approvals_file: Path = PROJECT_ROOT / "config" / "approval_reconciliation.yaml"
 
     @classmethod
     def from_env(cls) -> Settings:
@@ -47,6 +49,11 @@ class Settings:
             verapdf=os.environ.get("ARCHIVE_HUB_VERAPDF") or None,
             oidc_issuer=os.environ.get("ARCHIVE_HUB_OIDC_ISSUER") or None,
             oidc_audience=os.environ.get("ARCHIVE_HUB_OIDC_AUDIENCE") or "archive-hub-api",
+            approvals_file=Path(
+                os.environ.get(
+                    "ARCHIVE_HUB_APPROVALS", PROJECT_ROOT / "config" / "approval_reconciliation.yaml"
+                )
+            ),
         )
 
 

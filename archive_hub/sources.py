@@ -118,6 +118,7 @@ def register(kind: str) -> Callable[[StreamFactory], StreamFactory]:
 LAZY_FACTORIES = {
     "bank.inbox": "connectors.bank.inbox:stream_from_config",
     "hub.registers": "connectors.registers.hub_registers:stream_from_config",
+    "oa.wecom": "connectors.oa.wecom:stream_from_config",
 }
 
 

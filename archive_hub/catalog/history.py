@@ -15,6 +15,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog.models import (
+    ApprovalLinkRow,
     ArchiveRecordRow,
     EventRow,
     FileRow,
@@ -39,6 +40,7 @@ class RecordHistory:
     events: list[EventRow] = field(default_factory=list)
     quarantine: list[QuarantineRow] = field(default_factory=list)
     invoices: list[InvoiceClaimRow] = field(default_factory=list)  # e-invoices it booked (booked once)
+    links: list[RecordLink] = field(default_factory=list)  # related 件: 审批单 ↔ 记账凭证 (oa reconcile)
 
     @property
     def current(self) -> PackageVersion | None:
@@ -99,6 +101,9 @@ class RecordHistory:
                     "hash": e.hash,
                 }
                 for e in self.events
+            ],
+            "links": [
+                {"relation": k.relation, "archival_code": k.other, "basis": k.basis} for k in self.links
             ],
             "invoices": [
                 {
@@ -178,4 +183,29 @@ def record_history(session: Session, archival_code: str) -> RecordHistory | None
             .order_by(InvoiceClaimRow.invoice_key)
         ).scalars()
     )
+    history.links = links_of(session, archival_code)
     return history
+
+
+@dataclass(frozen=True)
+class RecordLink:
+    relation: str  # what the other 件 is to this one: 入账凭证 (of an approval) or 审批单 (of a voucher)
+    other: str  # its 档号
+    basis: str  # why they belong together
+
+
+def links_of(session: Session, archival_code: str) -> list[RecordLink]:
+    """The vouchers that booked an approval, or the approvals a voucher booked."""
+    rows = session.scalars(
+        select(ApprovalLinkRow)
+        .where(
+            (ApprovalLinkRow.approval_code == archival_code) | (ApprovalLinkRow.voucher_code == archival_code)
+        )
+        .order_by(ApprovalLinkRow.id)
+    ).all()
+    return [
+        RecordLink("入账凭证", r.voucher_code, r.basis)
+        if r.approval_code == archival_code
+        else RecordLink("审批单", r.approval_code, r.basis)
+        for r in rows
+    ]

@@ -431,3 +431,44 @@ class BankStatementEntryRow(Base):
     source_id: Mapped[str] = mapped_column(String(100))
     file_sha256: Mapped[str] = mapped_column(String(64))
     position: Mapped[str] = mapped_column(String(200))  # where in the original file
+
+
+class ApprovalRow(Base):
+    """An OA approval (审批单) archived as 原始凭证: the facts `oa reconcile` pairs with the vouchers.
+
+    One row per archived package version, so a changed approval (a comment added later) keeps its history.
+    """
+
+    __tablename__ = "oa_approval"
+    __table_args__ = (
+        UniqueConstraint("package_id", name="uq_oa_approval_package"),
+        Index("ix_oa_approval_no", "source_id", "approval_no"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    source_id: Mapped[str] = mapped_column(String(100))
+    approval_no: Mapped[str] = mapped_column(String(100))  # 审批单号 (WeCom sp_no)
+    approval_name: Mapped[str] = mapped_column(String(200))  # 审批名称: 报销, 付款 ...
+    applicant: Mapped[str] = mapped_column(String(100))  # 申请人 (经办)
+    amount: Mapped[Decimal | None] = mapped_column(Numeric(18, 2), nullable=True)
+    currency: Mapped[str] = mapped_column(String(3))
+    finished_on: Mapped[dt.date] = mapped_column(Date)  # 审批通过日
+    archival_code: Mapped[str] = mapped_column(String(100), index=True)  # 档号 of the package
+    package_id: Mapped[int] = mapped_column(ForeignKey("archive_package.id"))
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)
+
+
+class ApprovalLinkRow(Base):
+    """审批单 ↔ 记账凭证: the voucher that booked an approval, found by `oa reconcile`, and on what basis.
+
+    Archive packages are never rewritten, so the relation between the two 件 lives here (and in the event
+    chain): an approval is booked by one voucher; a voucher may book several approvals.
+    """
+
+    __tablename__ = "oa_approval_link"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    approval_code: Mapped[str] = mapped_column(String(100), unique=True)  # 档号 of the 审批单
+    voucher_code: Mapped[str] = mapped_column(String(100), index=True)  # 档号 of the 记账凭证
+    basis: Mapped[str] = mapped_column(Text)
+    linked_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow)

@@ -1,0 +1,323 @@
+"""Approvals vs vouchers (审批单 ↔ 记账凭证): which voucher booked each archived OA approval.
+
+An OA approval (报销, 付款 ...) is the 原始凭证 behind a voucher. Most ERPs do not carry the approval
+number, so the pairing is the one an auditor makes by hand: the applicant (申请人) is the 职员 in the
+voucher's 辅助核算 on an expense account, the approved amount equals that voucher's debits to those
+accounts for that person, and the voucher is dated within `match_days` of the approval. Equal pairs
+nearest in date win, one voucher per approval. Both sides are read from the archive: the approvals
+from `oa_approval` (filled when they were archived), the vouchers from their archived XML, re-hashed
+against the catalog before use.
+
+Pairs found are kept (`oa_approval_link`) with one hash-chained event each, so `show` names the
+related 件 and later runs do not pair them again. What is left is the auditor's list:
+已审批未入账 (approved, no voucher yet, with its age) and 无审批的报销凭证 (an expense booked for a
+person without an approval) from the day approvals moved to the OA system.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import yaml
+from lxml import etree
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import and_, or_, select
+from sqlalchemy.orm import Session
+
+from archive_hub.catalog import events
+from archive_hub.catalog.models import ApprovalLinkRow, ApprovalRow, ArchiveRecordRow
+from archive_hub.catalog.packages import package_batches
+from archive_hub.settings import Settings
+from canonical_model.record import AgentRole, ArchiveRecord
+from connectors.errors import ConfigError
+
+VOUCHER_NS = "urn:archive-hub:voucher:1"
+_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
+EMPLOYEE = "职员"
+
+
+class ApprovalScope(BaseModel):
+    """One OA source reconciled against one set of books (config/approval_reconciliation.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    source: str  # the OA source id
+    books: str  # the ERP source whose archived vouchers are the books
+    expense_accounts: list[str] = Field(min_length=1)  # 科目编码 prefixes an approval is booked to
+    match_days: int = Field(default=15, ge=0, le=366)
+    since: dt.date  # approvals moved to the OA system on this day: earlier vouchers need none
+
+
+def load_scopes(settings: Settings) -> list[ApprovalScope]:
+    path = settings.approvals_file
+    if not path.is_file():
+        return []
+    try:
+        doc = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        return [ApprovalScope.model_validate(s) for s in doc.get("approvals") or []]
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError("approvals", str(path), f"cannot read: {exc}") from None
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(p) for p in err["loc"])
+        raise ConfigError("approvals", f"approvals.{where}", f"{err['msg']} (in {path})") from None
+
+
+# -- at archiving -----------------------------------------------------------------------------------
+def record_archived(session: Session, source_id: str, items: list[tuple[ArchiveRecord, str, int]]) -> None:
+    """The facts of each archived approval, inside the archive transaction."""
+    for record, code, package_id in items:
+        applicant = record.agent(AgentRole.HANDLER)
+        session.add(
+            ApprovalRow(
+                source_id=source_id,
+                approval_no=record.source.business_id,
+                approval_name=(record.title.split(" ", 1)[0] or "审批")[:200],
+                applicant=applicant.name if applicant else "",
+                amount=record.amount_total,
+                currency=record.currency,
+                finished_on=record.date,
+                archival_code=code,
+                package_id=package_id,
+            )
+        )
+
+
+# -- reconciliation ---------------------------------------------------------------------------------
+@dataclass
+class Approval:
+    code: str
+    number: str
+    name: str
+    applicant: str
+    amount: Decimal | None
+    finished_on: dt.date
+    voucher: str | None = None  # 档号 of the voucher that booked it
+    voucher_no: str = ""
+    basis: str = ""
+    new: bool = False  # paired by this run
+
+
+@dataclass
+class Expense:
+    """One person's expense debits in one voucher: what an approval pairs with."""
+
+    code: str  # 档号 of the voucher
+    voucher_no: str
+    date: dt.date
+    employee: str
+    amount: Decimal
+    summary: str
+    approvals: list[str] = field(default_factory=list)
+
+
+@dataclass
+class ApprovalReconciliation:
+    scope: ApprovalScope
+    on: dt.date
+    approvals: list[Approval]
+    expenses: list[Expense]
+    vouchers_read: int
+    problems: list[str]
+
+    @property
+    def unbooked(self) -> list[Approval]:
+        return [a for a in self.approvals if a.voucher is None]
+
+    @property
+    def unapproved(self) -> list[Expense]:
+        return [e for e in self.expenses if not e.approvals and e.date >= self.scope.since]
+
+    @property
+    def matched(self) -> list[Approval]:
+        return [a for a in self.approvals if a.voucher is not None]
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "source": self.scope.source,
+            "books": self.scope.books,
+            "on": self.on.isoformat(),
+            "approvals": len(self.approvals),
+            "matched": len(self.matched),
+            "linked_now": sum(a.new for a in self.approvals),
+            "vouchers_read": self.vouchers_read,
+            "unbooked": [
+                {
+                    "档号": a.code,
+                    "审批单号": a.number,
+                    "applicant": a.applicant,
+                    "amount": str(a.amount) if a.amount is not None else None,
+                    "finished_on": a.finished_on.isoformat(),
+                    "age_days": (self.on - a.finished_on).days,
+                }
+                for a in self.unbooked
+            ],
+            "unapproved": [
+                {
+                    "档号": e.code,
+                    "voucher_no": e.voucher_no,
+                    "date": e.date.isoformat(),
+                    "employee": e.employee,
+                    "amount": str(e.amount),
+                    "summary": e.summary,
+                }
+                for e in self.unapproved
+            ],
+            "problems": self.problems,
+        }
+
+
+def reconcile_approvals(
+    session: Session,
+    scope: ApprovalScope,
+    settings: Settings,
+    on: dt.date | None = None,
+    *,
+    link: bool = True,
+) -> ApprovalReconciliation:
+    """Pair the scope's archived approvals with its archived vouchers; keep new pairs when `link`."""
+    on = on or dt.date.today()
+    problems: list[str] = []
+    approvals = _approvals(session, scope)
+    if not approvals:
+        return ApprovalReconciliation(scope, on, [], [], 0, problems)
+    start = min(scope.since, min(a.finished_on for a in approvals)) - dt.timedelta(days=scope.match_days)
+    expenses, read = _expenses(session, settings, scope, start, on, problems)
+    by_code = {e.code: e for e in expenses}
+    for a in approvals:  # pairs kept by earlier runs
+        if a.voucher and a.voucher in by_code:
+            by_code[a.voucher].approvals.append(a.code)
+    _pair(approvals, expenses, scope.match_days)
+    if link:
+        new = [a for a in approvals if a.new]
+        for a in new:
+            session.add(ApprovalLinkRow(approval_code=a.code, voucher_code=a.voucher, basis=a.basis))
+        events.append(
+            session,
+            [
+                events.Event(
+                    "approval-linked",
+                    a.code,
+                    {"voucher": a.voucher, "审批单号": a.number, "basis": a.basis},
+                )
+                for a in new
+            ],
+        )
+    return ApprovalReconciliation(scope, on, approvals, expenses, read, problems)
+
+
+def _approvals(session: Session, scope: ApprovalScope) -> list[Approval]:
+    """The current version of each archived approval of the source, with its kept pair if any."""
+    rows = session.execute(
+        select(ApprovalRow, ArchiveRecordRow.current_version, ApprovalLinkRow)
+        .join(ArchiveRecordRow, ArchiveRecordRow.archival_code == ApprovalRow.archival_code)
+        .outerjoin(ApprovalLinkRow, ApprovalLinkRow.approval_code == ApprovalRow.archival_code)
+        .where(ApprovalRow.source_id == scope.source, ArchiveRecordRow.status == "archived")
+        .order_by(ApprovalRow.finished_on, ApprovalRow.approval_no, ApprovalRow.id)
+    ).all()
+    latest: dict[str, Approval] = {}
+    for row, _version, link in rows:  # later package versions come later and win
+        latest[row.archival_code] = Approval(
+            row.archival_code,
+            row.approval_no,
+            row.approval_name,
+            row.applicant,
+            row.amount,
+            row.finished_on,
+            voucher=link.voucher_code if link else None,
+            basis=link.basis if link else "",
+        )
+    return sorted(latest.values(), key=lambda a: (a.finished_on, a.number))
+
+
+def _expenses(
+    session: Session,
+    settings: Settings,
+    scope: ApprovalScope,
+    start: dt.date,
+    until: dt.date,
+    problems: list[str],
+) -> tuple[list[Expense], int]:
+    prefixes = tuple(scope.expense_accounts)
+    where = and_(
+        ArchiveRecordRow.source_id == scope.books,
+        ArchiveRecordRow.status == "archived",
+        ArchiveRecordRow.record_date >= start,
+        ArchiveRecordRow.record_date <= until,
+        or_(*(ArchiveRecordRow.search_text.contains(p, autoescape=True) for p in prefixes)),
+    )
+    out: list[Expense] = []
+    read = 0
+    ns = {"v": VOUCHER_NS}
+    for batch in package_batches(session, where, current_only=True):
+        for entry in batch:
+            code = entry.record.archival_code
+            expected = entry.expected.get("data/voucher.xml")
+            path = settings.archive_root / entry.package.path / "data" / "voucher.xml"
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                problems.append(f"{code}: cannot read {path}: {exc.strerror or exc}")
+                continue
+            if expected is None or hashlib.sha256(data).hexdigest() != expected[0]:
+                problems.append(f"{code}: data/voucher.xml differs from the catalog's hash; run verify")
+                continue
+            read += 1
+            root = etree.fromstring(data, _PARSER)
+            number = f"{root.findtext('v:凭证字', '', ns)}-{int(root.findtext('v:凭证号', '0', ns)):04d}"
+            day = dt.date.fromisoformat(root.findtext("v:凭证日期", "", ns))
+            people: dict[str, Expense] = {}
+            for line in root.iterfind("v:分录列表/v:分录", ns):
+                if not line.findtext("v:科目编码", "", ns).startswith(prefixes):
+                    continue
+                employee = next(
+                    (i.text or "" for i in line.iterfind("v:辅助核算/v:项", ns) if i.get("名称") == EMPLOYEE),
+                    "",
+                )
+                debit = Decimal(line.findtext("v:借方金额", "0", ns))
+                if not employee or debit <= 0:
+                    continue
+                e = people.setdefault(
+                    employee,
+                    Expense(code, number, day, employee, Decimal("0.00"), line.findtext("v:摘要", "", ns)),
+                )
+                e.amount += debit
+            out.extend(people.values())
+    out.sort(key=lambda e: (e.date, e.code, e.employee))
+    return out, read
+
+
+def _pair(approvals: Sequence[Approval], expenses: Sequence[Expense], days: int) -> None:
+    """Equal (person, amount) pairs nearest in date, at most `days` apart; approvals in date order."""
+    free: dict[tuple[str, Decimal], list[Expense]] = {}
+    for e in expenses:
+        if not e.approvals:
+            free.setdefault((e.employee, e.amount), []).append(e)
+    for a in approvals:
+        if a.voucher is not None or a.amount is None:
+            continue
+        candidates = [
+            e
+            for e in free.get((a.applicant, a.amount), [])
+            if not e.approvals and abs((e.date - a.finished_on).days) <= days
+        ]
+        if not candidates:
+            continue
+        best = min(candidates, key=lambda e: (abs((e.date - a.finished_on).days), e.date, e.code))
+        best.approvals.append(a.code)
+        gap = (best.date - a.finished_on).days
+        a.voucher, a.voucher_no, a.new = best.code, best.voucher_no, True
+        a.basis = (
+            f"申请人 {a.applicant} = 职员 {best.employee}; 金额 {a.amount} = 借方 {best.amount}; "
+            f"凭证日期 {best.date} ({gap:+d} 天)"
+        )
+
+
+def report_dir(settings: Settings) -> Path:
+    return settings.home / "reports" / "approvals"

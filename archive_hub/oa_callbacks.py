@@ -1,0 +1,98 @@
+"""The OA callback receiver (接收事件服务器): `archive-hub oa serve`.
+
+WeCom calls `GET /callbacks/<source>` once to verify the URL (it must answer the decrypted echostr) and
+`POST /callbacks/<source>` for every event, retrying when the answer is slow or not "success". The
+receiver does only what must happen before it answers: it checks the signature and decrypts the body
+(so a forged or garbled message is refused at the door with 403), then keeps the request as received
+in the source's approval inbox, durable before "success" goes back. Fetching the form and the files
+is the archiving run's job, never the receiver's: nothing here waits on the catalog.
+
+A refused request is kept too, byte for byte, with its reason, under quarantine/<source>/callbacks/,
+so an operator can see who sent what. No SSO here: the caller is the OA system and its proof is the
+signature made with the shared Token and EncodingAESKey.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from fastapi import FastAPI, Request
+from fastapi.responses import PlainTextResponse
+
+from archive_hub.settings import Settings
+from archive_hub.sources import SourceConfig, find_source
+from connectors.errors import ConfigError
+from connectors.oa.approval_inbox import ApprovalInbox
+from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope_encrypt
+from connectors.oa.wecom import approval_inbox_dir, callback_crypt
+
+log = logging.getLogger(__name__)
+
+MAX_BODY = 1 << 20  # a WeCom event is a few KB; anything near a megabyte is not one
+SIGNATURE_PARAMS = ("msg_signature", "timestamp", "nonce")
+
+
+class Receiver:
+    def __init__(self, config: SourceConfig, settings: Settings) -> None:
+        self.source_id = config.id
+        self.crypt: CallbackCrypt = callback_crypt(config)
+        self.inbox = ApprovalInbox(approval_inbox_dir(settings.home, config.id))
+        self.refused = ApprovalInbox(settings.home / "quarantine" / config.id / "callbacks")
+
+    def refuse(self, params: dict[str, str], body: bytes, reason: str) -> PlainTextResponse:
+        kept = self.refused.put_refused(params, body, reason)
+        log.warning("%s: refused a callback: %s (kept at %s)", self.source_id, reason, kept)
+        return PlainTextResponse(f"refused: {reason}", status_code=403)
+
+
+def make_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or Settings.from_env()
+    app = FastAPI(title="archive-hub OA callbacks", docs_url=None, redoc_url=None, openapi_url=None)
+
+    def receiver(source_id: str) -> Receiver | PlainTextResponse:
+        try:
+            config = find_source(source_id, settings)
+            if not config.kind.startswith("oa."):
+                return PlainTextResponse(f"{source_id} is not an OA source", status_code=404)
+            return Receiver(config, settings)
+        except ConfigError as exc:
+            # The setting's name, never its value; an unknown source is the caller's mistake.
+            status = 404 if exc.setting == "source" else 503
+            return PlainTextResponse(f"{source_id}: not receiving ({exc.setting})", status_code=status)
+
+    @app.get("/callbacks/{source_id}", response_class=PlainTextResponse)
+    def verify_url(source_id: str, request: Request) -> PlainTextResponse:
+        """URL verification: answer the decrypted echostr, and only to a correct signature."""
+        r = receiver(source_id)
+        if isinstance(r, PlainTextResponse):
+            return r
+        params = dict(request.query_params)
+        try:
+            plain = r.crypt.verify_and_decrypt(
+                *(params.get(k, "") for k in SIGNATURE_PARAMS), params.get("echostr", "")
+            )
+        except CallbackError as exc:
+            return r.refuse(params, b"", f"URL verification: {exc.reason}")
+        return PlainTextResponse(plain)
+
+    @app.post("/callbacks/{source_id}", response_class=PlainTextResponse)
+    async def receive(source_id: str, request: Request) -> PlainTextResponse:
+        r = receiver(source_id)
+        if isinstance(r, PlainTextResponse):
+            return r
+        params = {k: request.query_params.get(k, "") for k in SIGNATURE_PARAMS}
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_BODY:
+                return r.refuse(params, body[:MAX_BODY], f"body larger than {MAX_BODY} bytes")
+        try:
+            encrypt = wecom_envelope_encrypt(body)
+            r.crypt.verify_and_decrypt(*(params[k] for k in SIGNATURE_PARAMS), encrypt)
+        except CallbackError as exc:
+            return r.refuse(params, body, exc.reason)
+        kept = r.inbox.put_callback(params, body)
+        log.info("%s: callback kept as %s", source_id, kept.name)
+        return PlainTextResponse("success")
+
+    return app

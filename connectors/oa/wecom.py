@@ -1,0 +1,431 @@
+"""WeCom (企业微信) approvals: a finished 审批单 becomes one 件 of 原始凭证, form, trail and files.
+
+The OA user does nothing. WeCom calls the hub's callback receiver when an approval changes state; the
+receiver checks the signature and keeps the message in the approval inbox (approval_inbox.py). This
+stream reads the inbox from its cursor, decrypts each message again (the inbox is evidence, the
+signature is checked on every read), and for every approval that is now 已通过 (or 已支付) fetches the
+detail and every file of the form (发票, 附件) from the WeCom API. The package holds the detail answer
+byte for byte as WeCom sent it and each file as downloaded; names come from `user/get`.
+
+A message that cannot be decrypted, an approval WeCom no longer knows, or a file that cannot be
+downloaded whole is refused: its bytes are kept under quarantine/<source>/ and the map step quarantines
+it with the reason; the other approvals go on. Approvals still running, rejected or withdrawn are not
+accounting records and are passed over (counted in the log). A transient failure (rate limit, 5xx,
+timeout) that outlasts the retries fails the run, so the cursor stays and the next run fetches again.
+
+`on_archived` records each approval's facts (`oa_approval`) for `archive-hub oa reconcile`, which pairs
+approvals with the vouchers that booked them (审批单 ↔ 记账凭证).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from defusedxml import ElementTree as SafeET
+
+from archive_sink.durability import replace_file
+from connectors.errors import ConfigError, SourceError, TransientSourceError
+from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry
+from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope_encrypt
+from connectors.oa.wecom_api import ApprovalNotFound, WeComApi
+from connectors.stream import Cursor, SourceRecord
+
+if TYPE_CHECKING:
+    from sqlalchemy.orm import Session
+
+    from archive_hub.sources import SourceConfig
+    from canonical_model.record import ArchiveRecord
+
+log = logging.getLogger(__name__)
+
+STATUS = {1: "审批中", 2: "已通过", 3: "已驳回", 4: "已撤销", 6: "通过后撤销", 7: "已删除", 10: "已支付"}
+FINISHED = {2, 10}  # an approval that has run its course: the form is a 原始凭证 now
+DETAIL_NAME = "审批单.json"
+CONNECTION_KEYS = {"base_url", "corp_id", "secret", "callback", "templates", "timezone", "timeout"}
+
+
+class WeComApprovalStream:
+    name = "approvals"
+    primary_key = ("sp_no",)
+
+    def __init__(
+        self,
+        source_id: str,
+        api: WeComApi,
+        crypt: CallbackCrypt,
+        inbox: ApprovalInbox,
+        *,
+        work_dir: Path,
+        quarantine_dir: Path,
+        system: str = "wecom",
+        templates: Sequence[str] = (),
+        timezone: str = "Asia/Shanghai",
+    ) -> None:
+        self.source_id = source_id
+        self.api = api
+        self.crypt = crypt
+        self.inbox = inbox
+        self.work_dir = Path(work_dir)
+        self.quarantine_dir = Path(quarantine_dir)
+        self.system = system
+        self.templates = set(templates)
+        self.tz = ZoneInfo(timezone)
+        self.passed_over: dict[str, str] = {}  # sp_no → why, by the last read
+
+    def __repr__(self) -> str:
+        return f"WeComApprovalStream({self.source_id})"
+
+    # -- Stream protocol -------------------------------------------------------------------------
+    def check(self) -> None:
+        for folder in (self.inbox.folder, self.work_dir, self.quarantine_dir):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigError(
+                    self.source_id, "ARCHIVE_HUB_HOME", f"cannot create {folder}: {exc}"
+                ) from None
+        self.api.token(renew=True)  # a wrong corp id or secret is a ConfigError naming the setting
+
+    def read(
+        self, cursor: Cursor | None, *, lookback: dt.timedelta, batch_size: int
+    ) -> Iterator[list[SourceRecord]]:
+        since = cursor.changed_at - lookback if cursor else None
+        self.passed_over = {}
+        latest: dict[str, tuple[dt.datetime, InboxEntry | None, str | None]] = {}
+        for entry in self.inbox.entries(since):
+            sp_no, refusal = self._announced(entry)
+            if sp_no is None and refusal is None:
+                continue  # not a finished approval: nothing to archive
+            key = sp_no or f"inbox:{entry.path.name}"
+            latest[key] = (entry.received_at, entry, refusal)  # entries come oldest first
+        keys = sorted(latest, key=lambda k: (latest[k][0], k))
+        for offset in range(0, len(keys), batch_size):
+            batch = []
+            for key in keys[offset : offset + batch_size]:
+                received, entry, refusal = latest[key]
+                if refusal is not None:
+                    batch.append(
+                        self._refused(key, received, refusal, entry.path.read_bytes() if entry else b"")
+                    )
+                    continue
+                record = self._record(key, received)
+                if record is not None:
+                    batch.append(record)
+            if batch:
+                yield batch
+        if self.passed_over:
+            log.info(
+                "%s: %d approvals passed over (not finished): %s",
+                self.source_id,
+                len(self.passed_over),
+                ", ".join(f"{k} {v}" for k, v in list(self.passed_over.items())[:20]),
+            )
+
+    def read_keys(self, keys: Sequence[str]) -> list[SourceRecord]:
+        """The approvals as WeCom has them now (quarantine retry), stamped with their last inbox time."""
+        received = {}
+        for entry in self.inbox.entries():
+            sp_no, _ = self._announced(entry)
+            if sp_no:
+                received[sp_no] = entry.received_at
+        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
+        out = []
+        for key in keys:
+            if key.startswith("inbox:"):
+                continue  # an unreadable message stays what it was; the receiver refuses its like now
+            record = self._record(key, received.get(key, now))
+            if record is not None:
+                out.append(record)
+        return out
+
+    def on_archived(self, session: Session, items: list[tuple[ArchiveRecord, str, int]]) -> None:
+        """The approvals' facts for reconciliation, committed with the packages."""
+        from archive_hub.approvals import record_archived
+
+        record_archived(session, self.source_id, items)
+
+    # -- inbox messages --------------------------------------------------------------------------
+    def _announced(self, entry: InboxEntry) -> tuple[str | None, str | None]:
+        """(审批单号, None) of a message about a finished approval; (None, reason) of an unusable one;
+        (None, None) when the message is not one to archive (still running, rejected, another event)."""
+        where = f"inbox message {entry.path.name}"
+        if entry.kind == "poll":
+            sp_no = str(entry.content.get("sp_no") or "")
+            return (sp_no, None) if sp_no else (None, f"{where}: no 审批单号")
+        if entry.kind != "callback":
+            return None, f"{where}: {entry.content.get('error') or 'unknown kind ' + repr(entry.kind)}"
+        c = entry.content
+        try:
+            encrypt = wecom_envelope_encrypt(entry.body)
+            plain = self.crypt.verify_and_decrypt(c["msg_signature"], c["timestamp"], c["nonce"], encrypt)
+            event = SafeET.fromstring(plain.encode("utf-8"))
+        except (CallbackError, KeyError, SafeET.ParseError, ValueError) as exc:
+            return None, f"{where}: {getattr(exc, 'reason', None) or type(exc).__name__ + ': ' + str(exc)}"
+        if event.findtext("Event") != "sys_approval_change":
+            return None, None
+        sp_no = (event.findtext("ApprovalInfo/SpNo") or "").strip()
+        status = (event.findtext("ApprovalInfo/SpStatus") or "").strip()
+        if not sp_no:
+            return None, f"{where}: sys_approval_change without SpNo"
+        if not status.isdigit() or int(status) not in FINISHED:
+            self.passed_over[sp_no] = STATUS.get(int(status), status) if status.isdigit() else status
+            return None, None
+        template = (event.findtext("ApprovalInfo/TemplateId") or "").strip()
+        if self.templates and template not in self.templates:
+            self.passed_over[sp_no] = f"template {template} not configured"
+            return None, None
+        return sp_no, None
+
+    # -- one approval ----------------------------------------------------------------------------
+    def _record(self, sp_no: str, received: dt.datetime) -> SourceRecord | None:
+        try:
+            info, raw = self.api.approval_detail(sp_no)
+        except TransientSourceError:
+            raise  # the run fails and keeps its cursor; the next run asks again
+        except ApprovalNotFound as exc:
+            return self._refused(sp_no, received, f"审批单 {sp_no}: WeCom does not know it: {exc}", b"")
+        except SourceError as exc:
+            return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", b"")
+        status = info.get("sp_status")
+        if status not in FINISHED:
+            self.passed_over[sp_no] = f"now {STATUS.get(status, status)}"  # withdrawn after the message
+            return None
+        if self.templates and str(info.get("template_id")) not in self.templates:
+            self.passed_over[sp_no] = f"template {info.get('template_id')} not configured"
+            return None
+        folder = self.work_dir / sp_no
+        try:
+            data = approval_data(info, self.api.user_name, self.tz)
+            files = []
+            for n, f in enumerate(data.pop("files"), 1):
+                try:
+                    content, name, kind = self.api.media(f["file_id"])
+                except SourceError as exc:
+                    raise SourceError(f"{f['control']}: file {n} ({f['file_id'][:24]}): {exc}") from None
+                sha = hashlib.sha256(content).hexdigest()
+                path = folder / sha
+                replace_file(path, content)
+                files.append({"name": name, "media_type": kind, "uri": str(path), "size": len(content)})
+        except SourceError as exc:
+            return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", raw)
+        except (KeyError, TypeError, ValueError) as exc:
+            return self._refused(
+                sp_no,
+                received,
+                f"审批单 {sp_no}: detail not in WeCom's shape: {type(exc).__name__}: {exc}",
+                raw,
+            )
+        detail_path = folder / DETAIL_NAME
+        replace_file(detail_path, raw)
+        data["attachments"] = [
+            {
+                "name": f"{DETAIL_NAME}",
+                "media_type": "application/json",
+                "uri": str(detail_path),
+                "size": len(raw),
+            },
+            *files,
+        ]
+        data["changed_at"] = received.isoformat()
+        return SourceRecord(self.name, sp_no, received, data)
+
+    def _refused(self, key: str, received: dt.datetime, reason: str, original: bytes) -> SourceRecord:
+        """Keep what was received and hand the map step one line saying why."""
+        safe = key.replace("/", "_").replace(":", "_")
+        kept = self.quarantine_dir / f"{safe}-{hashlib.sha256(original).hexdigest()[:16]}"
+        replace_file(kept, original)
+        reason = " ".join(reason.split())[:1000]
+        log.warning("%s: refused %s: %s", self.source_id, key, reason)
+        return SourceRecord(
+            self.name,
+            key,
+            received,
+            {"sp_no": key, "error": reason, "_refused": f"{reason} (original kept at {kept})"},
+        )
+
+
+# -- the detail as the mapping reads it ---------------------------------------------------------------
+def approval_data(info: dict[str, Any], name_of: Callable[[str], str], tz: dt.tzinfo) -> dict[str, Any]:
+    """Flatten a getapprovaldetail `info`: applicant, trail, form fields by title, amount, files."""
+
+    def when(seconds: Any) -> dt.datetime:
+        return dt.datetime.fromtimestamp(int(seconds), tz)
+
+    applicant_id = str(info["applyer"]["userid"])
+    applicant = name_of(applicant_id)
+    trail = []
+    for step_no, step in enumerate(info.get("sp_record") or [], 1):
+        for d in step.get("details") or []:
+            uid = str(d["approver"]["userid"])
+            at = when(d["sptime"]) if d.get("sptime") else None
+            trail.append(
+                {
+                    "step": step_no,
+                    "userid": uid,
+                    "name": name_of(uid),
+                    "status": STATUS.get(d.get("sp_status"), str(d.get("sp_status"))),
+                    "time": at.isoformat() if at else None,
+                    "speech": d.get("speech") or "",
+                }
+            )
+    approved = [dt.datetime.fromisoformat(t["time"]) for t in trail if t["status"] == "已通过" and t["time"]]
+    finished = max(approved) if approved else when(info["apply_time"])
+    form: dict[str, str] = {}
+    files: list[dict[str, str]] = []
+    amounts: list[str] = []
+    _walk(info.get("apply_data", {}).get("contents") or [], "", form, files, amounts, tz)
+    reason = next((v for k, v in form.items() if "事由" in k or "说明" in k), "")
+    approvers = "; ".join(
+        f"{t['name']} {t['status']} {t['time'][:16].replace('T', ' ') if t['time'] else ''}"
+        + (f" ({t['speech']})" if t["speech"] else "")
+        for t in trail
+    )
+    agents = [{"role": "经办", "name": applicant, "code": applicant_id}] + [
+        {"role": "审批", "name": t["name"], "code": t["userid"]} for t in trail if t["status"] == "已通过"
+    ]
+    return {
+        "sp_no": str(info["sp_no"]),
+        "sp_name": str(info.get("sp_name") or "审批"),
+        "template_id": str(info.get("template_id") or ""),
+        "status": STATUS.get(info.get("sp_status"), str(info.get("sp_status"))),
+        "applicant": applicant,
+        "applicant_userid": applicant_id,
+        "applicant_party": str(info["applyer"].get("partyid") or ""),
+        "apply_time": when(info["apply_time"]).isoformat(),
+        "finished_at": finished.isoformat(),
+        "finished_date": finished.date().isoformat(),
+        "fiscal_year": finished.year,
+        "period": finished.month,
+        "amount": amounts[0] if amounts else None,
+        "currency": "CNY",  # WeCom's Money control carries yuan
+        "reason": reason,
+        "summary": "; ".join(
+            p
+            for p in (
+                f"事由: {reason}" if reason else "",
+                *(f"{k}: {v}" for k, v in form.items() if v and k not in ("事由",) and "事由" not in k),
+                f"审批流程: {approvers}" if approvers else "",
+            )
+            if p
+        )[:2000],
+        "form": form,
+        "trail": trail,
+        "agents": agents,
+        "files": files,
+    }
+
+
+def _walk(
+    contents: list[dict[str, Any]],
+    prefix: str,
+    form: dict[str, str],
+    files: list[dict[str, str]],
+    amounts: list[str],
+    tz: dt.tzinfo,
+) -> None:
+    for control in contents:
+        kind = control.get("control", "")
+        title = next((t.get("text", "") for t in control.get("title") or [] if t.get("lang") == "zh_CN"), "")
+        title = prefix + (title or control.get("id", kind))
+        value = control.get("value") or {}
+        if kind == "Table":
+            for row_no, row in enumerate(value.get("children") or [], 1):
+                _walk(row.get("list") or [], f"{title}[{row_no}].", form, files, amounts, tz)
+            continue
+        if kind == "File":
+            ids = [str(f["file_id"]) for f in value.get("files") or []]
+            files.extend({"file_id": i, "control": title} for i in ids)
+            form[title] = f"{len(ids)}个文件"
+            continue
+        if kind == "Money":
+            amounts.append(str(value.get("new_money", "")))
+        form[title] = _text(kind, value, tz)
+
+
+def _text(kind: str, value: dict[str, Any], tz: dt.tzinfo) -> str:
+    if kind in ("Text", "Textarea"):
+        return str(value.get("text", ""))
+    if kind == "Number":
+        return str(value.get("new_number", ""))
+    if kind == "Money":
+        return str(value.get("new_money", ""))
+    if kind == "Date":
+        d = value.get("date") or {}
+        stamp = d.get("s_timestamp")
+        if not stamp:
+            return ""
+        moment = dt.datetime.fromtimestamp(int(stamp), tz)
+        return moment.date().isoformat() if d.get("type") == "day" else moment.isoformat(timespec="minutes")
+    if kind == "Selector":
+        options = (value.get("selector") or {}).get("options") or []
+        return "、".join(v.get("text", "") for o in options for v in o.get("value") or [])
+    if kind == "Contact":
+        return "、".join(str(m.get("name") or m.get("userid", "")) for m in value.get("members") or [])
+    return json.dumps(value, ensure_ascii=False, sort_keys=True)[:500]
+
+
+def stream_from_config(config: SourceConfig) -> WeComApprovalStream:
+    """`kind: oa.wecom` (see config/sources/wecom_approvals.yaml)."""
+    from archive_hub.settings import Settings
+
+    conn = config.connection
+    unknown = sorted(set(conn) - CONNECTION_KEYS)
+    if unknown:
+        raise ConfigError(
+            config.id,
+            f"connection.{unknown[0]}",
+            f"unknown setting (known: {', '.join(sorted(CONNECTION_KEYS))})",
+        )
+    for key in ("base_url", "corp_id", "secret"):
+        if not conn.get(key):
+            raise ConfigError(config.id, f"connection.{key}", "is required")
+    crypt = callback_crypt(config)
+    from connectors.http import HttpClient
+
+    settings = Settings.from_env()
+    http = HttpClient(config.id, str(conn["base_url"]), timeout=float(conn.get("timeout", 20)))
+    api = WeComApi(config.id, str(conn["base_url"]), str(conn["corp_id"]), str(conn["secret"]), http=http)
+    try:
+        tz = str(conn.get("timezone", "Asia/Shanghai"))
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(config.id, "connection.timezone", f"unknown time zone {tz!r}") from None
+    return WeComApprovalStream(
+        config.id,
+        api,
+        crypt,
+        ApprovalInbox(approval_inbox_dir(settings.home, config.id)),
+        work_dir=settings.home / "oa" / config.id,
+        quarantine_dir=settings.home / "quarantine" / config.id,
+        system=config.system,
+        templates=[str(t) for t in conn.get("templates") or []],
+        timezone=tz,
+    )
+
+
+def callback_crypt(config: SourceConfig) -> CallbackCrypt:
+    """The callback crypto of a source: Token, EncodingAESKey and the corp id as receive id."""
+    conn = config.connection
+    callback = conn.get("callback") or {}
+    if not conn.get("corp_id"):
+        raise ConfigError(config.id, "connection.corp_id", "is required")
+    for key in ("token", "aes_key"):
+        if not callback.get(key):
+            raise ConfigError(config.id, f"connection.callback.{key}", "is required (the receiver checks it)")
+    try:
+        return CallbackCrypt(str(callback["token"]), str(callback["aes_key"]), str(conn["corp_id"]))
+    except ValueError:
+        raise ConfigError(
+            config.id, "connection.callback.aes_key", "must be WeCom's 43-character EncodingAESKey"
+        ) from None
+
+
+def approval_inbox_dir(home: Path, source_id: str) -> Path:
+    return home / "oa_inbox" / source_id
