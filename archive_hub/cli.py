@@ -1315,6 +1315,8 @@ def demo(
         ("quarantined bytes", settings.home / "quarantine"),
         ("run summaries", f"{settings.runs_root}/<source>/<run>/summary.json"),
         ("bank tables", settings.home / "reports" / "bank"),
+        ("approvals report", settings.home / "reports" / "approvals"),
+        ("approval inbox", settings.home / "oa_inbox" / "wecom_approvals"),
     ]
     console.print("\n[bold]Results[/bold]")
     for label, value in lines:
@@ -1335,6 +1337,8 @@ def demo(
         *([f"uv run archive-hub show '{voucher.parent.name}' --verify"] if voucher else []),
         "uv run archive-hub reconcile erp_sample",
         "uv run archive-hub bank reconcile         # 银行存款余额调节表: the archived statements against the books",
+        "uv run archive-hub oa reconcile           # 审批单 ↔ 记账凭证: 已审批未入账, 无审批的报销凭证",
+        "uv run archive-hub search --text 审批单号   # the WeCom approvals (原始凭证); show one to see its voucher",
         "uv run archive-hub verify",
         "uv run archive-hub inventory --xlsx var/目录.xlsx",
         "uv run archive-hub quarantine list",
