@@ -321,3 +321,14 @@ def _pair(approvals: Sequence[Approval], expenses: Sequence[Expense], days: int)
 
 def report_dir(settings: Settings) -> Path:
     return settings.home / "reports" / "approvals"
+
+
+def write_report(r: ApprovalReconciliation, settings: Settings) -> Path:
+    """The report as JSON under reports/approvals/, one file per source and day (replaced whole)."""
+    import json
+
+    from archive_sink.durability import replace_file
+
+    path = report_dir(settings) / f"{r.scope.source}-{r.on.isoformat()}.json"
+    replace_file(path, json.dumps(r.as_dict(), ensure_ascii=False, indent=1).encode())
+    return path

@@ -1398,7 +1398,8 @@ def _demo_dag(settings: Settings, catalog: Catalog, source_id: str) -> None:
 def _demo_oa(settings: Settings, catalog: Catalog, erp: Path) -> None:
     """WeCom's side played locally: approvals finish, callbacks arrive, the DAG archives them, and
     `oa reconcile` pairs them with the vouchers that booked them (审批单 ↔ 记账凭证)."""
-    from archive_hub.approvals import load_scopes, reconcile_approvals, report_dir
+    from archive_hub.airflow_runner import run_airflow_dag
+    from archive_hub.approvals import load_scopes, report_dir
     from archive_hub.demo_oa import deliver_callbacks, running_wecom, sample_dir, wecom_env
     from connectors.oa.sample_wecom import write_sample_wecom
 
@@ -1422,20 +1423,26 @@ def _demo_oa(settings: Settings, catalog: Catalog, erp: Path) -> None:
                 highlight=False,
             )
         _demo_dag(settings, catalog, "wecom_approvals")
+    log = (
+        settings.home
+        / "airflow"
+        / f"dags-test-reconcile_approvals-{dt.datetime.now(dt.UTC):%Y%m%dT%H%M%S}.log"
+    )
+    with console.status("running DAG reconcile_approvals with Airflow (审批单 ↔ 记账凭证 from the archive)"):
+        rc = run_airflow_dag("reconcile_approvals", settings, log)
+    if rc != 0:
+        _fail(f"the Airflow DAG run reconcile_approvals failed (exit {rc}); its log: {log}")
     for scope in load_scopes(settings):
-        with catalog.transaction() as session:
-            r = reconcile_approvals(session, scope, settings)
-        out = report_dir(settings)
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{scope.source}-{r.on.isoformat()}.json"
-        path.write_text(json.dumps(r.as_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
+        path = report_dir(settings) / f"{scope.source}-{dt.date.today().isoformat()}.json"
+        r = json.loads(path.read_text(encoding="utf-8"))
         console.print(
-            f"  oa reconcile: {len(r.approvals)} approvals, {len(r.matched)} paired with their voucher "
-            f"({sum(a.new for a in r.approvals)} new); 已审批未入账 {len(r.unbooked)}, "
-            f"无审批的报销凭证 {len(r.unapproved)}; report: {path}",
+            f"  reconcile_approvals: {r['approvals']} approvals, {r['matched']} paired with their voucher "
+            f"({r['linked_now']} new); 已审批未入账 {len(r['unbooked'])}, 无审批的报销凭证 {len(r['unapproved'])}; "
+            f"report: {path}",
             soft_wrap=True,
             highlight=False,
         )
+    console.print(f"  Airflow log: {log}", soft_wrap=True, highlight=False)
 
 
 def _demo_reconcile_bank(settings: Settings, catalog: Catalog) -> None:

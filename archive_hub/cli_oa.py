@@ -124,7 +124,7 @@ def reconcile_cmd(
     ] = False,
 ) -> None:
     """Approvals vs vouchers (审批单 ↔ 记账凭证): pair them, keep the pairs, list 已审批未入账 and 无审批的报销凭证."""
-    from archive_hub.approvals import load_scopes, reconcile_approvals, report_dir
+    from archive_hub.approvals import load_scopes, reconcile_approvals, write_report
     from archive_hub.cli_common import console, open_catalog
     from archive_hub.settings import Settings
     from connectors.errors import ConfigError
@@ -142,13 +142,7 @@ def reconcile_cmd(
     for scope in scopes:
         with catalog.transaction() as session:
             reports.append(reconcile_approvals(session, scope, settings, day, link=not dry_run))
-    out = report_dir(settings)
-    written: list[Path] = []
-    for r in reports:
-        out.mkdir(parents=True, exist_ok=True)
-        path = out / f"{r.scope.source}-{r.on.isoformat()}.json"
-        path.write_text(json.dumps(r.as_dict(), ensure_ascii=False, indent=1), encoding="utf-8")
-        written.append(path)
+    written = [write_report(r, settings) for r in reports]
     if as_json:
         print(json.dumps([r.as_dict() for r in reports], ensure_ascii=False, indent=1))
         return

@@ -281,5 +281,53 @@ def build_reconcile_bank_dag(schedule: str | None = None) -> Any:
     )
 
 
+def reconcile_approvals_summary() -> dict[str, Any]:
+    """审批单 ↔ 记账凭证 for every scope in config/approval_reconciliation.yaml: pair archived approvals with
+    archived vouchers, keep the new pairs, write the report under reports/approvals/. The findings
+    (已审批未入账, 无审批的报销凭证) are the report's business, not a failure; a voucher that cannot be read or
+    no longer matches its hash is, and is named."""
+    from archive_hub.approvals import load_scopes, reconcile_approvals, write_report
+    from archive_hub.catalog import Catalog
+
+    settings = Settings.from_env()
+    catalog = Catalog(settings.catalog_url)
+    out: dict[str, Any] = {}
+    problems: list[str] = []
+    try:
+        catalog.create_schema()
+        for scope in load_scopes(settings):
+            with catalog.transaction() as session:
+                r = reconcile_approvals(session, scope, settings)
+            out[scope.source] = {
+                "approvals": len(r.approvals),
+                "matched": len(r.matched),
+                "linked_now": sum(a.new for a in r.approvals),
+                "unbooked": len(r.unbooked),
+                "unapproved": len(r.unapproved),
+                "report": str(write_report(r, settings)),
+            }
+            problems += [f"{scope.source}: {p}" for p in r.problems]
+    finally:
+        catalog.dispose()
+    if problems:
+        _fail_naming("approval reconciliation", problems)
+    return out
+
+
+def build_reconcile_approvals_dag(schedule: str | None = None) -> Any:
+    """The daily 审批单 ↔ 记账凭证 reconciliation; no DAG while config/approval_reconciliation.yaml is absent."""
+    if not Settings.from_env().approvals_file.exists():
+        return None
+    return _maintenance_dag(
+        "reconcile_approvals",
+        "reconcile",
+        reconcile_approvals_summary,
+        schedule or os.environ.get("ARCHIVE_HUB_APPROVALS_RECONCILE_SCHEDULE", "@daily"),
+        "审批单 ↔ 记账凭证: archived OA approvals against the archived vouchers that booked them",
+        "Pairs each approval with its voucher (applicant = 职员, same amount, within match_days), keeps the pairs, "
+        "writes the report (已审批未入账, 无审批的报销凭证) under reports/approvals/; fails naming unreadable vouchers.",
+    )
+
+
 def dags_from_config() -> dict[str, Any]:
     return {f"archive_{path.stem}": build_dag(load_source(path)) for path in source_files()}
