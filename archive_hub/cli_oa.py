@@ -49,9 +49,14 @@ def serve_cmd(
     port: Annotated[int, typer.Option(help="port to listen on")] = 8070,
 ) -> None:
     """The callback receiver: WeCom's 接收事件服务器 URL is http(s)://<host>/callbacks/<source id>."""
+    import logging
+
     import uvicorn
 
     from archive_hub.oa_callbacks import make_app
+
+    # uvicorn configures only its own loggers: the receiver's "kept"/"refused" lines need a handler too.
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # No access log: it would repeat every query string; the receiver logs what it kept or refused.
     uvicorn.run(make_app(), host=host, port=port, access_log=False, log_level="info")

@@ -105,6 +105,8 @@ class WeComApprovalStream:
                 continue  # not a finished approval: nothing to archive
             key = sp_no or f"inbox:{entry.path.name}"
             latest[key] = (entry.received_at, entry, refusal)  # entries come oldest first
+        for key in latest:  # an earlier 审批中 message does not make a finished approval "passed over"
+            self.passed_over.pop(key, None)
         keys = sorted(latest, key=lambda k: (latest[k][0], k))
         for offset in range(0, len(keys), batch_size):
             batch = []
@@ -115,7 +117,7 @@ class WeComApprovalStream:
                         self._refused(key, received, refusal, entry.path.read_bytes() if entry else b"")
                     )
                     continue
-                record = self._record(key, received)
+                record = self._record(key, received, entry.path.read_bytes() if entry else b"")
                 if record is not None:
                     batch.append(record)
             if batch:
@@ -184,15 +186,16 @@ class WeComApprovalStream:
         return sp_no, None
 
     # -- one approval ----------------------------------------------------------------------------
-    def _record(self, sp_no: str, received: dt.datetime) -> SourceRecord | None:
+    def _record(self, sp_no: str, received: dt.datetime, announced: bytes = b"") -> SourceRecord | None:
+        """`announced`: the inbox message that named the approval, kept if WeCom cannot give it."""
         try:
             info, raw = self.api.approval_detail(sp_no)
         except TransientSourceError:
             raise  # the run fails and keeps its cursor; the next run asks again
         except ApprovalNotFound as exc:
-            return self._refused(sp_no, received, f"审批单 {sp_no}: WeCom does not know it: {exc}", b"")
+            return self._refused(sp_no, received, f"审批单 {sp_no}: WeCom does not know it: {exc}", announced)
         except SourceError as exc:
-            return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", b"")
+            return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", announced)
         status = info.get("sp_status")
         if status not in FINISHED:
             self.passed_over[sp_no] = f"now {STATUS.get(status, status)}"  # withdrawn after the message

@@ -134,6 +134,18 @@ def test_approval_dag_runs_under_airflow_and_keeps_secrets_out(
     catalog = Catalog(hub.settings.catalog_url)
     assert final["archived"] == len(_codes(catalog, "wecom_approvals")) > 10
     catalog.dispose()
+
+    # The daily reconcile_approvals DAG pairs them with the books (archived here by a plain sync).
+    assert run_sync("erp_sample", "erp-1")["status"] == "success"
+    rc = run_airflow_dag("reconcile_approvals", hub.settings, hub.home / "reconcile.log", timeout=240)
+    assert rc == 0, (hub.home / "reconcile.log").read_text()[-3000:]
+    with sqlite3.connect(hub.home / "airflow" / "airflow.db") as db:
+        (value,) = db.execute("select value from xcom where dag_id='reconcile_approvals'").fetchone()
+    summary = json.loads(value)
+    summary = (json.loads(summary) if isinstance(summary, str) else summary)["wecom_approvals"]
+    assert summary["approvals"] == final["archived"] and summary["linked_now"] == summary["matched"] > 10
+    report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
+    assert len(report["unbooked"]) == summary["unbooked"] == summary["approvals"] - summary["matched"]
     secrets = [env["WECOM_SECRET"], env["WECOM_CALLBACK_TOKEN"], env["WECOM_CALLBACK_AES_KEY"]]
     places: list[tuple[str, bytes]] = [("airflow log", text.encode()), ("xcom", repr(xcoms).encode())]
     places.append(("catalog", (hub.home / "catalog.sqlite").read_bytes()))
