@@ -23,15 +23,16 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import yaml
 from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
-from sqlalchemy import and_, or_, select
+from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
 from archive_hub.catalog import events
-from archive_hub.catalog.models import ApprovalLinkRow, ApprovalRow, ArchiveRecordRow
+from archive_hub.catalog.models import ApprovalLinkRow, ApprovalRow, ArchiveRecordRow, PackageRow
 from archive_hub.catalog.packages import package_batches
 from archive_hub.settings import Settings
 from canonical_model.record import AgentRole, ArchiveRecord
@@ -40,6 +41,10 @@ from connectors.errors import ConfigError
 VOUCHER_NS = "urn:archive-hub:voucher:1"
 _PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 EMPLOYEE = "职员"
+BOOKS_TZ = ZoneInfo("Asia/Shanghai")  # the day of a report is the books' day, not the server's
+_LOCK_KEY = int.from_bytes(
+    hashlib.sha256(b"archive-hub:reconcile_approvals").digest()[:8], "big", signed=True
+)
 
 
 class ApprovalScope(BaseModel):
@@ -102,6 +107,7 @@ class Approval:
     voucher_no: str = ""
     basis: str = ""
     new: bool = False  # paired by this run
+    broken: bool = False  # a kept pair the current versions no longer bear out (a problem, not re-paired)
 
 
 @dataclass
@@ -131,12 +137,12 @@ class ApprovalReconciliation:
         return [a for a in self.approvals if a.voucher is None]
 
     @property
-    def unapproved(self) -> list[Expense]:
-        return [e for e in self.expenses if not e.approvals and e.date >= self.scope.since]
+    def matched(self) -> list[Approval]:
+        return [a for a in self.approvals if a.voucher is not None and not a.broken]
 
     @property
-    def matched(self) -> list[Approval]:
-        return [a for a in self.approvals if a.voucher is not None]
+    def unapproved(self) -> list[Expense]:
+        return [e for e in self.expenses if not e.approvals and e.date >= self.scope.since]
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -182,17 +188,30 @@ def reconcile_approvals(
     link: bool = True,
 ) -> ApprovalReconciliation:
     """Pair the scope's archived approvals with its archived vouchers; keep new pairs when `link`."""
-    on = on or dt.date.today()
+    on = on or dt.datetime.now(BOOKS_TZ).date()
     problems: list[str] = []
+    if link and session.get_bind().dialect.name == "postgresql":
+        # Two reconciliations at once (the DAG and a person) would both pair the same approval.
+        session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _LOCK_KEY})
     approvals = _approvals(session, scope)
     if not approvals:
         return ApprovalReconciliation(scope, on, [], [], 0, problems)
     start = min(scope.since, min(a.finished_on for a in approvals)) - dt.timedelta(days=scope.match_days)
     expenses, read = _expenses(session, settings, scope, start, on, problems)
-    by_code = {e.code: e for e in expenses}
-    for a in approvals:  # pairs kept by earlier runs
-        if a.voucher and a.voucher in by_code:
-            by_code[a.voucher].approvals.append(a.code)
+    by_person = {(e.code, e.employee): e for e in expenses}
+    for a in approvals:  # pairs kept by earlier runs: each must still hold on the current versions
+        if a.voucher is None:
+            continue
+        e = by_person.get((a.voucher, a.applicant))
+        if e is None or e.amount != a.amount:
+            problems.append(
+                f"{a.code} (审批单号 {a.number}): the kept pair with {a.voucher} no longer holds: "
+                + ("that voucher is no longer archived with an expense of " + a.applicant
+                   if e is None else f"its expense for {a.applicant} is now {e.amount}, the approval {a.amount}")
+            )  # fmt: skip
+            a.broken = True
+            continue
+        e.approvals.append(a.code)
     _pair(approvals, expenses, scope.match_days)
     if link:
         new = [a for a in approvals if a.new]
@@ -213,17 +232,23 @@ def reconcile_approvals(
 
 
 def _approvals(session: Session, scope: ApprovalScope) -> list[Approval]:
-    """The current version of each archived approval of the source, with its kept pair if any."""
+    """Each archived approval of the source as its current package version has it, with its kept pair."""
     rows = session.execute(
-        select(ApprovalRow, ArchiveRecordRow.current_version, ApprovalLinkRow)
+        select(ApprovalRow, ApprovalLinkRow)
         .join(ArchiveRecordRow, ArchiveRecordRow.archival_code == ApprovalRow.archival_code)
+        .join(
+            PackageRow,
+            and_(
+                PackageRow.id == ApprovalRow.package_id,
+                PackageRow.record_id == ArchiveRecordRow.id,
+                PackageRow.version == ArchiveRecordRow.current_version,
+            ),
+        )
         .outerjoin(ApprovalLinkRow, ApprovalLinkRow.approval_code == ApprovalRow.archival_code)
         .where(ApprovalRow.source_id == scope.source, ArchiveRecordRow.status == "archived")
-        .order_by(ApprovalRow.finished_on, ApprovalRow.approval_no, ApprovalRow.id)
     ).all()
-    latest: dict[str, Approval] = {}
-    for row, _version, link in rows:  # later package versions come later and win
-        latest[row.archival_code] = Approval(
+    out = [
+        Approval(
             row.archival_code,
             row.approval_no,
             row.approval_name,
@@ -233,7 +258,9 @@ def _approvals(session: Session, scope: ApprovalScope) -> list[Approval]:
             voucher=link.voucher_code if link else None,
             basis=link.basis if link else "",
         )
-    return sorted(latest.values(), key=lambda a: (a.finished_on, a.number))
+        for row, link in rows
+    ]
+    return sorted(out, key=lambda a: (a.finished_on, a.number))
 
 
 def _expenses(
@@ -329,6 +356,6 @@ def write_report(r: ApprovalReconciliation, settings: Settings) -> Path:
 
     from archive_sink.durability import replace_file
 
-    path = report_dir(settings) / f"{r.scope.source}-{r.on.isoformat()}.json"
+    path = report_dir(settings) / f"{r.scope.source}-{r.scope.books}-{r.on.isoformat()}.json"
     replace_file(path, json.dumps(r.as_dict(), ensure_ascii=False, indent=1).encode())
     return path

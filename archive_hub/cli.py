@@ -1433,7 +1433,10 @@ def _demo_oa(settings: Settings, catalog: Catalog, erp: Path) -> None:
     if rc != 0:
         _fail(f"the Airflow DAG run reconcile_approvals failed (exit {rc}); its log: {log}")
     for scope in load_scopes(settings):
-        path = report_dir(settings) / f"{scope.source}-{dt.date.today().isoformat()}.json"
+        # The newest report of the scope: the DAG names it by the books' day, which may not be ours.
+        path = max(
+            report_dir(settings).glob(f"{scope.source}-{scope.books}-*.json"), key=lambda p: p.stat().st_mtime
+        )
         r = json.loads(path.read_text(encoding="utf-8"))
         console.print(
             f"  reconcile_approvals: {r['approvals']} approvals, {r['matched']} paired with their voucher "

@@ -76,7 +76,7 @@ def backfill_cmd(
     from archive_hub.cli_common import console, open_catalog
     from archive_hub.sources import build_stream, find_source
     from connectors.errors import ConnectorError
-    from connectors.oa.wecom import WeComApprovalStream
+    from connectors.oa.wecom import FINISHED, WeComApprovalStream
 
     start = _date(since, "--since")
     end = _date(until, "--until") or dt.date.today()
@@ -87,16 +87,16 @@ def backfill_cmd(
         raise _refuse(str(exc)) from None
     if not isinstance(stream, WeComApprovalStream):
         raise _refuse(f"{source} is not a WeCom approval source")
-    filters = [{"key": "sp_status", "value": "2"}]
     try:
         numbers: list[str] = []
-        for template in sorted(stream.templates) or [None]:
-            extra = [{"key": "template_id", "value": template}] if template else []
-            numbers += stream.api.approval_numbers(
-                dt.datetime.combine(start, dt.time(0), stream.tz),
-                dt.datetime.combine(end, dt.time(23, 59, 59), stream.tz),
-                filters + extra,
-            )
+        for status in sorted(FINISHED):  # 已通过 and 已支付: WeCom filters on one status a call
+            for template in sorted(stream.templates) or [None]:
+                extra = [{"key": "template_id", "value": template}] if template else []
+                numbers += stream.api.approval_numbers(
+                    dt.datetime.combine(start, dt.time(0), stream.tz),
+                    dt.datetime.combine(end, dt.time(23, 59, 59), stream.tz),
+                    [{"key": "sp_status", "value": str(status)}, *extra],
+                )
     except ConnectorError as exc:
         raise _refuse(str(exc)) from None
     with open_catalog().reading() as session:

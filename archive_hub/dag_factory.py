@@ -298,7 +298,7 @@ def reconcile_approvals_summary() -> dict[str, Any]:
         for scope in load_scopes(settings):
             with catalog.transaction() as session:
                 r = reconcile_approvals(session, scope, settings)
-            out[scope.source] = {
+            out[f"{scope.source}:{scope.books}"] = {
                 "approvals": len(r.approvals),
                 "matched": len(r.matched),
                 "linked_now": sum(a.new for a in r.approvals),

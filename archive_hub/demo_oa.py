@@ -61,10 +61,16 @@ def wecom_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+def _free_ports(n: int) -> list[int]:
+    """n distinct free loopback ports (all held open while choosing, so no two are the same)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def _wait(url: str, process: subprocess.Popen[bytes], log: Path, what: str, timeout: float = 60) -> None:
@@ -86,7 +92,7 @@ def running_wecom(settings: Settings) -> Iterator[tuple[str, str]]:
     env = {**os.environ, **wecom_env(settings), "ARCHIVE_HUB_HOME": str(settings.home)}
     logs = settings.home / "logs"
     logs.mkdir(parents=True, exist_ok=True)
-    peer_port, receiver_port = _free_port(), _free_port()
+    peer_port, receiver_port = _free_ports(2)
     peer_log, receiver_log = logs / "wecom-peer.log", logs / "oa-receiver.log"
     started: list[subprocess.Popen[bytes]] = []
     try:
@@ -106,8 +112,15 @@ def running_wecom(settings: Settings) -> Iterator[tuple[str, str]]:
         peer_url, receiver_url = f"http://127.0.0.1:{peer_port}", f"http://127.0.0.1:{receiver_port}"
         _wait(peer_url + "/_peer/stats", peer, peer_log, "the WeCom peer")
         _wait(receiver_url + "/callbacks/none", receiver, receiver_log, "the callback receiver")
-        os.environ["WECOM_API_URL"] = peer_url
-        yield peer_url, receiver_url
+        before = os.environ.get("WECOM_API_URL")
+        os.environ["WECOM_API_URL"] = peer_url  # for the DAG run inside the block, and only there
+        try:
+            yield peer_url, receiver_url
+        finally:
+            if before is None:
+                os.environ.pop("WECOM_API_URL", None)
+            else:
+                os.environ["WECOM_API_URL"] = before
     finally:
         for p in started:
             p.terminate()
@@ -147,5 +160,6 @@ def deliver_callbacks(settings: Settings, receiver_url: str, source_id: str) -> 
         url, forger, corp_id=env["WECOM_CORP_ID"], agent_id=AGENT_ID, sp_no="209912310001", sp_status=2,
         sp_name="报销", template_id=e["template_id"], apply_time=e["apply_time"], applyer_userid="Mallory",
     )  # fmt: skip
-    marker.write_text(f"{kept} of {len(events)} callbacks kept\n")
+    if kept == len(events):  # otherwise the next demo sends them again (the inbox takes repeats)
+        marker.write_text(f"{kept} of {len(events)} callbacks kept\n")
     return Delivered(len(events), kept, forged.status_code == 403, False)

@@ -14,7 +14,9 @@ signature made with the shared Token and EncodingAESKey.
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 
 from fastapi import FastAPI, Request
 from fastapi.responses import PlainTextResponse
@@ -29,6 +31,7 @@ from connectors.oa.wecom import approval_inbox_dir, callback_crypt
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # a WeCom event is a few KB; anything near a megabyte is not one
+MAX_KEPT_REFUSED = 1000  # refused requests kept byte for byte (an operator clears them after reading)
 SIGNATURE_PARAMS = ("msg_signature", "timestamp", "nonce")
 
 
@@ -40,9 +43,21 @@ class Receiver:
         self.refused = ApprovalInbox(settings.home / "quarantine" / config.id / "callbacks")
 
     def refuse(self, params: dict[str, str], body: bytes, reason: str) -> PlainTextResponse:
-        kept = self.refused.put_refused(params, body, reason)
-        log.warning("%s: refused a callback: %s (kept at %s)", self.source_id, reason, kept)
+        """Keep what was refused, up to MAX_KEPT_REFUSED requests: past that, a flood of forgeries would fill
+        the disk the genuine callbacks need, so only its hash and size are logged."""
+        if self._kept_refusals() < MAX_KEPT_REFUSED:
+            kept = str(self.refused.put_refused(params, body, reason))
+        else:
+            kept = f"not kept, {MAX_KEPT_REFUSED} refused requests are; sha256 {hashlib.sha256(body).hexdigest()}"
+        log.warning("%s: refused a callback of %d bytes: %s (%s)", self.source_id, len(body), reason, kept)
         return PlainTextResponse(f"refused: {reason}", status_code=403)
+
+    def _kept_refusals(self) -> int:
+        try:
+            with os.scandir(self.refused.folder) as it:
+                return sum(1 for _ in it)
+        except FileNotFoundError:
+            return 0
 
 
 def make_app(settings: Settings | None = None) -> FastAPI:

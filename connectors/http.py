@@ -93,6 +93,10 @@ class HttpClient:
             # The exception text quotes the URL with its query: name the kind of failure only.
             reason = type(exc.__cause__ or exc).__name__
             raise TransientSourceError(f"{where}: cannot connect to {self.base_url} ({reason})") from None
+        except (
+            requests.RequestException
+        ) as exc:  # InvalidSchema, InvalidURL ...: their text quotes the URL too
+            raise SourceError(f"{where}: {type(exc).__name__}: {self.base_url} cannot be called") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientSourceError(
                 f"{where}: HTTP {response.status_code}", retry_after(response.headers.get("Retry-After"))

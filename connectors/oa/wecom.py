@@ -47,6 +47,21 @@ log = logging.getLogger(__name__)
 
 STATUS = {1: "审批中", 2: "已通过", 3: "已驳回", 4: "已撤销", 6: "通过后撤销", 7: "已删除", 10: "已支付"}
 FINISHED = {2, 10}  # an approval that has run its course: the form is a 原始凭证 now
+WITHDRAWN = {3, 4, 6, 7}  # 驳回, 撤销, 通过后撤销, 删除: not an accounting record
+# A step's decision (sp_record.details.sp_status) has its own codes, not the approval's.
+STEP_STATUS = {
+    1: "审批中",
+    2: "已同意",
+    3: "已驳回",
+    4: "已转审",
+    11: "已退回",
+    12: "已加签",
+    13: "已同意并加签",
+}
+AGREED = {2, 13}
+# An inbox entry is named by its receive time before its rename makes it visible: with receivers on several
+# hosts (or a clock step) an older name can appear after a newer one was read, so the look-back must cover it.
+MIN_LOOKBACK_SECONDS = 60
 DETAIL_NAME = "审批单.json"
 CONNECTION_KEYS = {"base_url", "corp_id", "secret", "callback", "templates", "timezone", "timeout"}
 
@@ -197,9 +212,18 @@ class WeComApprovalStream:
         except SourceError as exc:
             return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", announced)
         status = info.get("sp_status")
-        if status not in FINISHED:
+        if status in WITHDRAWN:
             self.passed_over[sp_no] = f"now {STATUS.get(status, status)}"  # withdrawn after the message
             return None
+        if status not in FINISHED:
+            # The message said finished, the detail does not (yet): kept in quarantine, so a retry asks again
+            # rather than the cursor moving past an approval that will be finished.
+            return self._refused(
+                sp_no,
+                received,
+                f"审批单 {sp_no}: the callback said it is finished, WeCom's detail says {STATUS.get(status, status)}",
+                raw,
+            )
         if self.templates and str(info.get("template_id")) not in self.templates:
             self.passed_over[sp_no] = f"template {info.get('template_id')} not configured"
             return None
@@ -273,16 +297,17 @@ def approval_data(info: dict[str, Any], name_of: Callable[[str], str], tz: dt.tz
                     "step": step_no,
                     "userid": uid,
                     "name": name_of(uid),
-                    "status": STATUS.get(d.get("sp_status"), str(d.get("sp_status"))),
+                    "status": STEP_STATUS.get(d.get("sp_status"), str(d.get("sp_status"))),
+                    "agreed": d.get("sp_status") in AGREED,
                     "time": at.isoformat() if at else None,
                     "speech": d.get("speech") or "",
                 }
             )
-    approved = [dt.datetime.fromisoformat(t["time"]) for t in trail if t["status"] == "已通过" and t["time"]]
+    approved = [dt.datetime.fromisoformat(t["time"]) for t in trail if t["agreed"] and t["time"]]
     finished = max(approved) if approved else when(info["apply_time"])
     form: dict[str, str] = {}
     files: list[dict[str, str]] = []
-    amounts: list[str] = []
+    amounts: list[tuple[bool, str]] = []  # (inside a table, value): the form's own total wins over a row's
     _walk(info.get("apply_data", {}).get("contents") or [], "", form, files, amounts, tz)
     reason = next((v for k, v in form.items() if "事由" in k or "说明" in k), "")
     approvers = "; ".join(
@@ -291,7 +316,7 @@ def approval_data(info: dict[str, Any], name_of: Callable[[str], str], tz: dt.tz
         for t in trail
     )
     agents = [{"role": "经办", "name": applicant, "code": applicant_id}] + [
-        {"role": "审批", "name": t["name"], "code": t["userid"]} for t in trail if t["status"] == "已通过"
+        {"role": "审批", "name": t["name"], "code": t["userid"]} for t in trail if t["agreed"]
     ]
     return {
         "sp_no": str(info["sp_no"]),
@@ -306,7 +331,7 @@ def approval_data(info: dict[str, Any], name_of: Callable[[str], str], tz: dt.tz
         "finished_date": finished.date().isoformat(),
         "fiscal_year": finished.year,
         "period": finished.month,
-        "amount": amounts[0] if amounts else None,
+        "amount": min(amounts, key=lambda a: a[0])[1] if amounts else None,
         "currency": "CNY",  # WeCom's Money control carries yuan
         "reason": reason,
         "summary": "; ".join(
@@ -330,7 +355,7 @@ def _walk(
     prefix: str,
     form: dict[str, str],
     files: list[dict[str, str]],
-    amounts: list[str],
+    amounts: list[tuple[bool, str]],
     tz: dt.tzinfo,
 ) -> None:
     for control in contents:
@@ -348,7 +373,7 @@ def _walk(
             form[title] = f"{len(ids)}个文件"
             continue
         if kind == "Money":
-            amounts.append(str(value.get("new_money", "")))
+            amounts.append((bool(prefix), str(value.get("new_money", ""))))
         form[title] = _text(kind, value, tz)
 
 
@@ -389,6 +414,12 @@ def stream_from_config(config: SourceConfig) -> WeComApprovalStream:
     for key in ("base_url", "corp_id", "secret"):
         if not conn.get(key):
             raise ConfigError(config.id, f"connection.{key}", "is required")
+    if not str(conn["base_url"]).startswith(("https://", "http://")):
+        raise ConfigError(config.id, "connection.base_url", "must be an http(s):// URL")
+    if config.lookback_seconds < MIN_LOOKBACK_SECONDS:
+        raise ConfigError(
+            config.id, "lookback_seconds", f"must be at least {MIN_LOOKBACK_SECONDS} for an approval inbox"
+        )
     crypt = callback_crypt(config)
     from connectors.http import HttpClient
 

@@ -135,7 +135,10 @@ class WeComApi:
         if kind in ("application/json", "text/plain") and response.content[:1] == b"{":
             self._answer(response, f"{path} (file {media_id[:24]})")  # an error answer, not the file
         length = response.headers.get("Content-Length")
-        if length is not None and length.isdigit() and int(length) != len(response.content):
+        encoded = (
+            response.headers.get("Content-Encoding", "identity") != "identity"
+        )  # length of the gzip, not the file
+        if length is not None and length.isdigit() and not encoded and int(length) != len(response.content):
             raise SourceError(
                 f"{self.source_id}: {path}: file {media_id[:24]} came short: "
                 f"{len(response.content)} of {length} bytes"

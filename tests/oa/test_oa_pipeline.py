@@ -19,6 +19,7 @@ from archive_hub.catalog.events import verify_chain
 from archive_hub.catalog.models import ArchiveRecordRow, EventRow, QuarantineRow
 from archive_hub.demo_oa import deliver_callbacks, running_wecom, sample_dir, wecom_env
 from archive_hub.pipeline.runner import run_sync
+from connectors.erp.sample_erp.seed import touch_voucher
 from connectors.oa.sample_wecom import write_sample_wecom
 from tests.conftest import Hub, seed
 from tests.test_cli import cli
@@ -142,7 +143,7 @@ def test_approval_dag_runs_under_airflow_and_keeps_secrets_out(
     with sqlite3.connect(hub.home / "airflow" / "airflow.db") as db:
         (value,) = db.execute("select value from xcom where dag_id='reconcile_approvals'").fetchone()
     summary = json.loads(value)
-    summary = (json.loads(summary) if isinstance(summary, str) else summary)["wecom_approvals"]
+    summary = (json.loads(summary) if isinstance(summary, str) else summary)["wecom_approvals:erp_sample"]
     assert summary["approvals"] == final["archived"] and summary["linked_now"] == summary["matched"] > 10
     report = json.loads(Path(summary["report"]).read_text(encoding="utf-8"))
     assert len(report["unbooked"]) == summary["unbooked"] == summary["approvals"] - summary["matched"]
@@ -155,3 +156,83 @@ def test_approval_dag_runs_under_airflow_and_keeps_secrets_out(
         for where, data in places:
             assert secret.encode() not in data, f"a secret is in {where}"
     assert Path(hub.home / "sample_wecom" / "secrets.env").stat().st_mode & 0o077 == 0
+
+
+def _book_two_person_voucher(erp_url: str, day: str, amounts: dict[str, str]) -> int:
+    """A 差旅费 voucher reimbursing two people at once (one 分录 each, one cash credit)."""
+    import datetime as dt
+    from decimal import Decimal
+
+    path = erp_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as erp:
+        vid = erp.execute("select max(id) + 1 from erp_voucher").fetchone()[0]
+        number = erp.execute("select max(voucher_no) + 1 from erp_voucher").fetchone()[0]
+        now = dt.datetime(2025, 6, 30, 18, 0)
+        erp.execute(
+            "insert into erp_voucher (id, company_id, book_code, fiscal_year, period, voucher_word, voucher_no,"
+            " voucher_date, summary, currency, preparer, reviewer, poster, chief_accountant, attachment_count,"
+            " status, created_at, updated_at) values (?, 1, '01', 2025, 6, '付', ?, ?, '报销差旅费', 'CNY',"
+            " '李娜', '孙丽华', '赵敏', '孙丽华', 0, 'posted', ?, ?)",
+            (vid, number, day, now, now),
+        )
+        total = sum(Decimal(a) for a in amounts.values())
+        lines = [(f"{p}报销差旅费", "6602.02", a, "0", p) for p, a in amounts.items()]
+        lines.append(("报销差旅费", "1001", "0", str(total), None))
+        for n, (summary, account, debit, credit, person) in enumerate(lines, 1):
+            erp.execute(
+                "insert into erp_voucher_line (id, voucher_id, line_no, summary, account_code, debit, credit,"
+                " currency, exchange_rate, aux_employee) values (?, ?, ?, ?, ?, ?, ?, 'CNY', 1, ?)",
+                (vid * 100 + n, vid, n, summary, account, debit, credit, person),
+            )
+    return int(vid)
+
+
+def test_a_voucher_for_two_people_pairs_each_and_a_changed_voucher_breaks_the_kept_pair(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(hub, vouchers=200)
+    vid = _book_two_person_voucher(hub.erp_url, "2025-06-30", {"张伟": "500.00", "李娜": "300.00"})
+    write_sample_wecom(hub.erp_url, sample_dir(hub.settings))
+    for name, value in wecom_env(hub.settings).items():
+        monkeypatch.setenv(name, value)
+    assert run_sync("erp_sample", "erp-1")["status"] == "success"
+    with running_wecom(hub.settings) as (peer_url, receiver_url):
+        monkeypatch.setenv("WECOM_API_URL", peer_url)
+        deliver_callbacks(hub.settings, receiver_url, "wecom_approvals")
+        run_sync("wecom_approvals", "oa-1")
+    catalog = Catalog(hub.settings.catalog_url)
+    voucher = _codes(catalog, "erp_sample")[str(vid)]
+
+    def reconcile() -> dict:  # type: ignore[type-arg]
+        out = cli("oa", "reconcile", "--json")
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout)[0]
+
+    def approvals_of(code: str) -> list[dict]:  # type: ignore[type-arg]
+        return [
+            k for k in json.loads(cli("show", code, "--json").stdout)["links"] if k["relation"] == "审批单"
+        ]
+
+    first = reconcile()
+    assert {"张伟", "李娜"} == {k["basis"].split()[1] for k in approvals_of(voucher)}
+    assert voucher not in {u["档号"] for u in first["unapproved"]}
+    again = reconcile()  # the kept pairs stay with their own person; nothing is paired twice
+    assert again["linked_now"] == 0 and again["matched"] == first["matched"] and not again["problems"]
+    assert again["unapproved"] == first["unapproved"] and len(approvals_of(voucher)) == 2
+
+    # The books change 张伟's line after the pair was kept: a new voucher version no longer bears it out.
+    with sqlite3.connect(hub.erp_url.removeprefix("sqlite:///")) as erp:
+        erp.execute(
+            "update erp_voucher_line set debit = '520.00' where voucher_id = ? and line_no = 1", (vid,)
+        )
+        erp.execute(
+            "update erp_voucher_line set credit = '820.00' where voucher_id = ? and line_no = 3", (vid,)
+        )
+    touch_voucher(hub.erp_url, vid, new_summary="张伟报销差旅费 (更正)")
+    assert run_sync("erp_sample", "erp-2")["new_versions"] == 1
+    after = reconcile()
+    (problem,) = after["problems"]
+    assert voucher in problem and "张伟" in problem and "520.00" in problem and "no longer holds" in problem
+    assert after["matched"] == first["matched"] - 1 and after["linked_now"] == 0
+    assert not cli("oa", "reconcile", "--dry-run").returncode
+    catalog.dispose()

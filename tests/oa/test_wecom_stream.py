@@ -365,8 +365,8 @@ def test_record_holds_the_form_the_trail_and_the_exact_bytes(
         "备注": "",
     }
     assert [(t["step"], t["name"], t["status"], t["speech"]) for t in data["trail"]] == [
-        (1, "周杰", "已通过", "同意"),
-        (2, "孙丽华", "已通过", "同意"),
+        (1, "周杰", "已同意", "同意"),  # a step's own status codes, not the approval's
+        (2, "孙丽华", "已同意", "同意"),
     ]
     finished = applied + dt.timedelta(hours=6)
     assert data["trail"][1]["time"] == finished.isoformat()
