@@ -26,20 +26,17 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import yaml
-from lxml import etree
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from sqlalchemy import and_, or_, select, text
 from sqlalchemy.orm import Session
 
+from archive_hub.archived_vouchers import NS, archived_vouchers
 from archive_hub.catalog import events
 from archive_hub.catalog.models import ApprovalLinkRow, ApprovalRow, ArchiveRecordRow, PackageRow
-from archive_hub.catalog.packages import package_batches
 from archive_hub.settings import Settings
 from canonical_model.record import AgentRole, ArchiveRecord
 from connectors.errors import ConfigError
 
-VOUCHER_NS = "urn:archive-hub:voucher:1"
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 EMPLOYEE = "职员"
 BOOKS_TZ = ZoneInfo("Asia/Shanghai")  # the day of a report is the books' day, not the server's
 _LOCK_KEY = int.from_bytes(
@@ -281,41 +278,24 @@ def _expenses(
     )
     out: list[Expense] = []
     read = 0
-    ns = {"v": VOUCHER_NS}
-    for batch in package_batches(session, where, current_only=True):
-        for entry in batch:
-            code = entry.record.archival_code
-            expected = entry.expected.get("data/voucher.xml")
-            path = settings.archive_root / entry.package.path / "data" / "voucher.xml"
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                problems.append(f"{code}: cannot read {path}: {exc.strerror or exc}")
+    for v in archived_vouchers(session, settings, where, problems):
+        read += 1
+        people: dict[str, Expense] = {}
+        for line in v.lines():
+            if not line.findtext("v:科目编码", "", NS).startswith(prefixes):
                 continue
-            if expected is None or hashlib.sha256(data).hexdigest() != expected[0]:
-                problems.append(f"{code}: data/voucher.xml differs from the catalog's hash; run verify")
+            employee = next(
+                (i.text or "" for i in line.iterfind("v:辅助核算/v:项", NS) if i.get("名称") == EMPLOYEE), ""
+            )
+            debit = Decimal(line.findtext("v:借方金额", "0", NS))
+            if not employee or debit <= 0:
                 continue
-            read += 1
-            root = etree.fromstring(data, _PARSER)
-            number = f"{root.findtext('v:凭证字', '', ns)}-{int(root.findtext('v:凭证号', '0', ns)):04d}"
-            day = dt.date.fromisoformat(root.findtext("v:凭证日期", "", ns))
-            people: dict[str, Expense] = {}
-            for line in root.iterfind("v:分录列表/v:分录", ns):
-                if not line.findtext("v:科目编码", "", ns).startswith(prefixes):
-                    continue
-                employee = next(
-                    (i.text or "" for i in line.iterfind("v:辅助核算/v:项", ns) if i.get("名称") == EMPLOYEE),
-                    "",
-                )
-                debit = Decimal(line.findtext("v:借方金额", "0", ns))
-                if not employee or debit <= 0:
-                    continue
-                e = people.setdefault(
-                    employee,
-                    Expense(code, number, day, employee, Decimal("0.00"), line.findtext("v:摘要", "", ns)),
-                )
-                e.amount += debit
-            out.extend(people.values())
+            e = people.setdefault(
+                employee,
+                Expense(v.code, v.number, v.date, employee, Decimal("0.00"), line.findtext("v:摘要", "", NS)),
+            )
+            e.amount += debit
+        out.extend(people.values())
     out.sort(key=lambda e: (e.date, e.code, e.employee))
     return out, read
 

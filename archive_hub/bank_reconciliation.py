@@ -21,25 +21,21 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
-import hashlib
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from lxml import etree
 from sqlalchemy import and_, select
 from sqlalchemy.orm import Session
 
+from archive_hub.archived_vouchers import NS, archived_vouchers
 from archive_hub.bank_accounts import BankAccount
 from archive_hub.catalog.models import ArchiveRecordRow, BankStatementEntryRow, BankStatementRow
-from archive_hub.catalog.packages import package_batches
 from archive_hub.settings import Settings
 
 CENT = Decimal("0.01")
-VOUCHER_NS = "urn:archive-hub:voucher:1"
 # statements only: intraday reports (MT942, camt.052) and notifications (camt.054) carry no day-end balance
 _NOT_STATEMENTS = ("mt942", "camt.052", "camt.054")
-_PARSER = etree.XMLParser(resolve_entities=False, no_network=True, load_dtd=False, huge_tree=False)
 
 KINDS = {
     "bank_in": "银行已收、企业未收",
@@ -249,32 +245,15 @@ def _book_lines(
     )
     out: list[BookLine] = []
     vouchers = 0
-    for batch in package_batches(session, where, current_only=True):
-        for entry in batch:
-            code = entry.record.archival_code
-            expected = entry.expected.get("data/voucher.xml")
-            path = settings.archive_root / entry.package.path / "data" / "voucher.xml"
-            try:
-                data = path.read_bytes()
-            except OSError as exc:
-                problems.append(f"{code}: cannot read {path}: {exc.strerror or exc}")
+    for v in archived_vouchers(session, settings, where, problems):
+        vouchers += 1
+        for line in v.lines():
+            if line.findtext("v:科目编码", "", NS) != acct.ledger_account:
                 continue
-            if expected is None or hashlib.sha256(data).hexdigest() != expected[0]:
-                problems.append(f"{code}: data/voucher.xml differs from the catalog's hash; run verify")
-                continue
-            vouchers += 1
-            root = etree.fromstring(data, _PARSER)
-            ns = {"v": VOUCHER_NS}
-            word = root.findtext("v:凭证字", "", ns)
-            number = f"{word}-{int(root.findtext('v:凭证号', '0', ns)):04d}"
-            day = dt.date.fromisoformat(root.findtext("v:凭证日期", "", ns))
-            for line in root.iterfind("v:分录列表/v:分录", ns):
-                if line.findtext("v:科目编码", "", ns) != acct.ledger_account:
-                    continue
-                amount = Decimal(line.findtext("v:借方金额", "0", ns)) - Decimal(
-                    line.findtext("v:贷方金额", "0", ns)
-                )
-                out.append(BookLine(day, amount, code, number, line.findtext("v:摘要", "", ns)))
+            amount = Decimal(line.findtext("v:借方金额", "0", NS)) - Decimal(
+                line.findtext("v:贷方金额", "0", NS)
+            )
+            out.append(BookLine(v.date, amount, v.code, v.number, line.findtext("v:摘要", "", NS)))
     out.sort(key=lambda b: (b.date, b.archival_code))
     return out, vouchers
 
