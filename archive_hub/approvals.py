@@ -32,12 +32,13 @@ from sqlalchemy.orm import Session
 
 from archive_hub.archived_vouchers import NS, archived_vouchers
 from archive_hub.catalog import events
-from archive_hub.catalog.models import ApprovalLinkRow, ApprovalRow, ArchiveRecordRow, PackageRow
+from archive_hub.catalog.models import ApprovalLinkRow, ApprovalRow, ArchiveRecordRow, EventRow, PackageRow
 from archive_hub.settings import Settings
 from canonical_model.record import AgentRole, ArchiveRecord
 from connectors.errors import ConfigError
 
 EMPLOYEE = "职员"
+REVOKED_EVENT = "approval-revoked"  # the OA system says an archived approval was withdrawn after approval
 BOOKS_TZ = ZoneInfo("Asia/Shanghai")  # the day of a report is the books' day, not the server's
 _LOCK_KEY = int.from_bytes(
     hashlib.sha256(b"archive-hub:reconcile_approvals").digest()[:8], "big", signed=True
@@ -105,6 +106,7 @@ class Approval:
     basis: str = ""
     new: bool = False  # paired by this run
     broken: bool = False  # a kept pair the current versions no longer bear out (a problem, not re-paired)
+    revoked: bool = False  # 通过后撤销 after it was archived: it should not be booked (or be reversed)
 
 
 @dataclass
@@ -131,11 +133,15 @@ class ApprovalReconciliation:
 
     @property
     def unbooked(self) -> list[Approval]:
-        return [a for a in self.approvals if a.voucher is None]
+        return [a for a in self.approvals if a.voucher is None and not a.revoked]
+
+    @property
+    def revoked(self) -> list[Approval]:
+        return [a for a in self.approvals if a.revoked]
 
     @property
     def matched(self) -> list[Approval]:
-        return [a for a in self.approvals if a.voucher is not None and not a.broken]
+        return [a for a in self.approvals if a.voucher is not None and not a.broken and not a.revoked]
 
     @property
     def unapproved(self) -> list[Expense]:
@@ -150,6 +156,10 @@ class ApprovalReconciliation:
             "matched": len(self.matched),
             "linked_now": sum(a.new for a in self.approvals),
             "vouchers_read": self.vouchers_read,
+            "revoked": [
+                {"档号": a.code, "审批单号": a.number, "applicant": a.applicant, "voucher": a.voucher}
+                for a in self.revoked
+            ],
             "unbooked": [
                 {
                     "档号": a.code,
@@ -257,7 +267,56 @@ def _approvals(session: Session, scope: ApprovalScope) -> list[Approval]:
         )
         for row, link in rows
     ]
+    revoked = set(
+        session.scalars(
+            select(EventRow.subject).where(
+                EventRow.kind == REVOKED_EVENT, EventRow.subject.in_([a.code for a in out] or [""])
+            )
+        )
+    )
+    for a in out:
+        a.revoked = a.code in revoked
     return sorted(out, key=lambda a: (a.finished_on, a.number))
+
+
+def note_revoked(catalog_url: str | None, source_id: str, revoked: dict[str, str]) -> list[str]:
+    """One `approval-revoked` event for each archived approval the OA system now says was withdrawn
+    (审批单号 → what it said), once: the 原始凭证 stays archived (history is never rewritten), and
+    `oa reconcile` lists it, with the voucher that booked it, for reversal. Returns the 档号 noted now."""
+    if not catalog_url or not revoked:
+        return []
+    from archive_hub.catalog import Catalog
+
+    catalog = Catalog(catalog_url)
+    try:
+        with catalog.transaction() as session:
+            codes = dict(
+                session.execute(
+                    select(ArchiveRecordRow.archival_code, ArchiveRecordRow.business_id).where(
+                        ArchiveRecordRow.source_id == source_id,
+                        ArchiveRecordRow.business_id.in_(list(revoked)),
+                        ArchiveRecordRow.status == "archived",
+                    )
+                ).all()
+            )
+            noted = set(
+                session.scalars(
+                    select(EventRow.subject).where(
+                        EventRow.kind == REVOKED_EVENT, EventRow.subject.in_(list(codes) or [""])
+                    )
+                )
+            )
+            new = sorted(c for c in codes if c not in noted)
+            events.append(
+                session,
+                [
+                    events.Event(REVOKED_EVENT, c, {"审批单号": codes[c], "status": revoked[codes[c]]})
+                    for c in new
+                ],
+            )
+    finally:
+        catalog.dispose()
+    return new
 
 
 def _expenses(
@@ -307,7 +366,7 @@ def _pair(approvals: Sequence[Approval], expenses: Sequence[Expense], days: int)
         if not e.approvals:
             free.setdefault((e.employee, e.amount), []).append(e)
     for a in approvals:
-        if a.voucher is not None or a.amount is None:
+        if a.voucher is not None or a.amount is None or a.revoked:
             continue
         candidates = [
             e

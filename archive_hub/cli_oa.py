@@ -192,8 +192,15 @@ def _print_report(console: object, r: object, path: Path) -> None:
         for e in r.unapproved:
             t.add_row(e.code, e.voucher_no, e.date.isoformat(), e.employee, f"{e.amount:,.2f}", e.summary)
         console.print(t)
+    if r.revoked:
+        t = Table(title="通过后撤销: withdrawn in the OA system after it was archived (reverse its voucher)")
+        for col in ("档号", "审批单号", "申请人", "入账凭证"):
+            t.add_column(col, no_wrap=col != "档号")
+        for a in r.revoked:
+            t.add_row(a.code, a.number, a.applicant, a.voucher or "")
+        console.print(t)
     for problem in r.problems:
         console.print(f"[red]✗[/red] {problem}", highlight=False, soft_wrap=True)
-    if not r.unbooked and not r.unapproved and not r.problems:
+    if not r.unbooked and not r.unapproved and not r.revoked and not r.problems:
         console.print("[green]every approval is booked and every reimbursed expense approved[/green]")
     console.print(f"  report: {path}", soft_wrap=True, highlight=False)

@@ -304,6 +304,7 @@ def reconcile_approvals_summary() -> dict[str, Any]:
                 "linked_now": sum(a.new for a in r.approvals),
                 "unbooked": len(r.unbooked),
                 "unapproved": len(r.unapproved),
+                "revoked": len(r.revoked),
                 "report": str(write_report(r, settings)),
             }
             problems += [f"{scope.source}: {p}" for p in r.problems]

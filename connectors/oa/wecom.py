@@ -48,6 +48,7 @@ log = logging.getLogger(__name__)
 STATUS = {1: "审批中", 2: "已通过", 3: "已驳回", 4: "已撤销", 6: "通过后撤销", 7: "已删除", 10: "已支付"}
 FINISHED = {2, 10}  # an approval that has run its course: the form is a 原始凭证 now
 WITHDRAWN = {3, 4, 6, 7}  # 驳回, 撤销, 通过后撤销, 删除: not an accounting record
+REVOKED_AFTER_APPROVAL = 6  # 通过后撤销: if it was archived already, the hub notes it (never deletes it)
 # A step's decision (sp_record.details.sp_status) has its own codes, not the approval's.
 STEP_STATUS = {
     1: "审批中",
@@ -82,6 +83,7 @@ class WeComApprovalStream:
         system: str = "wecom",
         templates: Sequence[str] = (),
         timezone: str = "Asia/Shanghai",
+        catalog_url: str | None = None,
     ) -> None:
         self.source_id = source_id
         self.api = api
@@ -93,6 +95,8 @@ class WeComApprovalStream:
         self.templates = set(templates)
         self.tz = ZoneInfo(timezone)
         self.passed_over: dict[str, str] = {}  # sp_no → why, by the last read
+        self.revoked: dict[str, str] = {}  # sp_no → 通过后撤销, by the last read
+        self.catalog_url = catalog_url
 
     def __repr__(self) -> str:
         return f"WeComApprovalStream({self.source_id})"
@@ -112,7 +116,7 @@ class WeComApprovalStream:
         self, cursor: Cursor | None, *, lookback: dt.timedelta, batch_size: int
     ) -> Iterator[list[SourceRecord]]:
         since = cursor.changed_at - lookback if cursor else None
-        self.passed_over = {}
+        self.passed_over, self.revoked = {}, {}
         latest: dict[str, tuple[dt.datetime, InboxEntry | None, str | None]] = {}
         for entry in self.inbox.entries(since):
             sp_no, refusal = self._announced(entry)
@@ -137,6 +141,15 @@ class WeComApprovalStream:
                     batch.append(record)
             if batch:
                 yield batch
+        if self.revoked:
+            from archive_hub.approvals import note_revoked
+
+            for code in note_revoked(self.catalog_url, self.source_id, self.revoked):
+                log.warning(
+                    "%s: %s was withdrawn after approval (通过后撤销); noted for reconciliation",
+                    self.source_id,
+                    code,
+                )
         if self.passed_over:
             log.info(
                 "%s: %d approvals passed over (not finished): %s",
@@ -193,6 +206,8 @@ class WeComApprovalStream:
             return None, f"{where}: sys_approval_change without SpNo"
         if not status.isdigit() or int(status) not in FINISHED:
             self.passed_over[sp_no] = STATUS.get(int(status), status) if status.isdigit() else status
+            if status == str(REVOKED_AFTER_APPROVAL):
+                self.revoked[sp_no] = STATUS[REVOKED_AFTER_APPROVAL]
             return None, None
         template = (event.findtext("ApprovalInfo/TemplateId") or "").strip()
         if self.templates and template not in self.templates:
@@ -214,6 +229,8 @@ class WeComApprovalStream:
         status = info.get("sp_status")
         if status in WITHDRAWN:
             self.passed_over[sp_no] = f"now {STATUS.get(status, status)}"  # withdrawn after the message
+            if status == REVOKED_AFTER_APPROVAL:
+                self.revoked[sp_no] = STATUS[status]
             return None
         if status not in FINISHED:
             # The message said finished, the detail does not (yet): kept in quarantine, so a retry asks again
@@ -441,6 +458,7 @@ def stream_from_config(config: SourceConfig) -> WeComApprovalStream:
         system=config.system,
         templates=[str(t) for t in conn.get("templates") or []],
         timezone=tz,
+        catalog_url=settings.catalog_url,
     )
 
 

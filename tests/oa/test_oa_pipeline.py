@@ -236,3 +236,70 @@ def test_a_voucher_for_two_people_pairs_each_and_a_changed_voucher_breaks_the_ke
     assert after["matched"] == first["matched"] - 1 and after["linked_now"] == 0
     assert not cli("oa", "reconcile", "--dry-run").returncode
     catalog.dispose()
+
+
+def test_an_archived_approval_withdrawn_later_is_noted_once_and_listed_with_its_voucher(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from connectors.oa.callback_crypto import CallbackCrypt
+    from connectors.oa.wecom_peer import send_approval_callback
+
+    seed(hub, vouchers=200)
+    folder = sample_dir(hub.settings)
+    write_sample_wecom(hub.erp_url, folder)
+    env = wecom_env(hub.settings)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    assert run_sync("erp_sample", "erp-1")["status"] == "success"
+    with running_wecom(hub.settings) as (peer_url, receiver_url):
+        monkeypatch.setenv("WECOM_API_URL", peer_url)
+        deliver_callbacks(hub.settings, receiver_url, "wecom_approvals")
+        run_sync("wecom_approvals", "oa-1")
+        (before,) = json.loads(cli("oa", "reconcile", "--json").stdout)
+        assert before["revoked"] == []
+        shown = json.loads(cli("show", _paired_approval(hub), "--json").stdout)
+        sp_no = shown["source"].split(":", 1)[1]
+        voucher = shown["links"][0]["archival_code"]
+        # The applicant withdraws it in WeCom after approval (通过后撤销): WeCom says so and calls back.
+        path = folder / "approvals" / f"{sp_no}.json"
+        info = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps({**info, "sp_status": 6}, ensure_ascii=False, indent=1), encoding="utf-8")
+        crypt = CallbackCrypt(
+            env["WECOM_CALLBACK_TOKEN"], env["WECOM_CALLBACK_AES_KEY"], env["WECOM_CORP_ID"]
+        )
+        answer = send_approval_callback(
+            f"{receiver_url}/callbacks/wecom_approvals", crypt, corp_id=env["WECOM_CORP_ID"], agent_id="3010040",
+            sp_no=sp_no, sp_status=6, sp_name="报销", template_id=info["template_id"],
+            apply_time=info["apply_time"], applyer_userid=info["applyer"]["userid"],
+        )  # fmt: skip
+        assert answer.text == "success"
+        for run in ("oa-2", "oa-3"):
+            summary = run_sync("wecom_approvals", run)
+            assert summary["archived"] == 0 and summary["new_versions"] == 0  # the 原始凭证 stays as it was
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        noted = s.scalars(select(EventRow).where(EventRow.kind == "approval-revoked")).all()
+    assert [e.subject for e in noted] == [shown["archival_code"]]  # once, though read twice
+    (after,) = json.loads(cli("oa", "reconcile", "--json").stdout)
+    assert after["revoked"] == [
+        {
+            "档号": shown["archival_code"],
+            "审批单号": sp_no,
+            "applicant": after["revoked"][0]["applicant"],
+            "voucher": voucher,
+        }
+    ]
+    assert after["matched"] == before["matched"] - 1 and not after["problems"]
+    assert sp_no not in {u["审批单号"] for u in after["unbooked"]}
+    catalog.dispose()
+
+
+def _paired_approval(hub: Hub) -> str:
+    catalog = Catalog(hub.settings.catalog_url)
+    try:
+        with catalog.reading() as s:
+            from archive_hub.catalog.models import ApprovalLinkRow
+
+            return s.scalars(select(ApprovalLinkRow.approval_code).order_by(ApprovalLinkRow.id)).first() or ""
+    finally:
+        catalog.dispose()
