@@ -25,6 +25,7 @@ from sqlalchemy import and_, select
 
 from archive_hub.catalog import Catalog
 from archive_hub.catalog.events import Event, append
+from archive_hub.catalog.history import links_of_many
 from archive_hub.catalog.locks import source_lock
 from archive_hub.catalog.models import ArchiveRecordRow, TransferRow, utcnow
 from archive_hub.catalog.packages import code_scope, count_packages, package_batches
@@ -161,6 +162,10 @@ def _hand_over(
                     progress(len(batch), total)
         if not items:
             raise TransferRefused(f"no archived record has a 档号 starting with {code_prefix!r}")
+        with catalog.reading() as session:  # 关联: the related 件 (审批单 ↔ 记账凭证), in the set or not
+            links = links_of_many(session, [i["档号"] for i in items.values()])
+        for item in items.values():
+            item["关联"] = [(k.relation, k.other, k.basis) for k in links.get(item["档号"], [])]
         if problems:
             raise TransferRefused(
                 "the originals below do not match the catalog, so nothing was handed over "
@@ -294,6 +299,8 @@ def render_register(head: dict[str, Any], items: list[dict[str, Any]]) -> bytes:
         node = etree.SubElement(listing, "件", 档号=item["档号"])
         for key in ("题名", "年度", "保管期限", "凭证号", "日期"):
             etree.SubElement(node, key).text = str(item[key])
+        for relation, other, basis in item.get("关联", []):
+            etree.SubElement(node, "关联", 关系=relation, 档号=other).text = basis
         for v in item["versions"]:
             version = etree.SubElement(
                 node, "版本", 号=str(v["version"]), 路径=v["path"], manifest_sha256=v["manifest_sha256"]

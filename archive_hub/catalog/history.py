@@ -196,16 +196,27 @@ class RecordLink:
 
 def links_of(session: Session, archival_code: str) -> list[RecordLink]:
     """The vouchers that booked an approval, or the approvals a voucher booked."""
-    rows = session.scalars(
-        select(ApprovalLinkRow)
-        .where(
-            (ApprovalLinkRow.approval_code == archival_code) | (ApprovalLinkRow.voucher_code == archival_code)
-        )
-        .order_by(ApprovalLinkRow.id)
-    ).all()
-    return [
-        RecordLink("入账凭证", r.voucher_code, r.basis)
-        if r.approval_code == archival_code
-        else RecordLink("审批单", r.approval_code, r.basis)
-        for r in rows
-    ]
+    return links_of_many(session, [archival_code]).get(archival_code, [])
+
+
+def links_of_many(session: Session, codes: list[str], chunk: int = 500) -> dict[str, list[RecordLink]]:
+    """`links_of` for many 档号 at once (a 移交清册 lists the relations of every 件 it hands over)."""
+    wanted = set(codes)
+    out: dict[str, list[RecordLink]] = {}
+    seen: set[int] = set()
+    for start in range(0, len(codes), chunk):
+        part = codes[start : start + chunk]
+        rows = session.scalars(
+            select(ApprovalLinkRow)
+            .where(ApprovalLinkRow.approval_code.in_(part) | ApprovalLinkRow.voucher_code.in_(part))
+            .order_by(ApprovalLinkRow.id)
+        ).all()
+        for r in rows:
+            if r.id in seen:
+                continue
+            seen.add(r.id)
+            if r.approval_code in wanted:
+                out.setdefault(r.approval_code, []).append(RecordLink("入账凭证", r.voucher_code, r.basis))
+            if r.voucher_code in wanted:
+                out.setdefault(r.voucher_code, []).append(RecordLink("审批单", r.approval_code, r.basis))
+    return out

@@ -105,6 +105,17 @@ def test_approvals_archived_from_callbacks_and_paired_with_their_vouchers(
         assert verify_chain(s).ok
     catalog.dispose()
 
+    # A 移交 hands the relation over with the 件: the 移交清册 names each pair from both sides.
+    out = cli(
+        "transfer", "out", str(hub.home / "handover"), "--code", "J001-KJ·2025-D30-PZ", "--to", "档案馆",
+        "--handed-by", "赵敏", "--received-by", "档案馆 王", "--supervised-by", "孙丽华",
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    register = (hub.home / "handover" / "移交清册.xml").read_text(encoding="utf-8")
+    assert f'<关联 关系="入账凭证" 档号="{link["archival_code"]}">{link["basis"]}</关联>' in register
+    assert f'<关联 关系="审批单" 档号="{pairs[0]}">' in register
+    assert cli("transfer", "check", str(hub.home / "handover")).returncode == 0
+
 
 def test_approval_dag_runs_under_airflow_and_keeps_secrets_out(
     hub: Hub, monkeypatch: pytest.MonkeyPatch
