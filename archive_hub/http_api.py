@@ -143,6 +143,18 @@ def create_app(settings: Settings, verifier: TokenVerifier, catalog: Catalog | N
         with catalog.reading() as session:
             return usage_entries(session, code, _date(since, "since"))
 
+    @app.get("/api/reports/approvals")
+    def approvals_report(who: Reader) -> list[dict[str, Any]]:
+        """审批单 ↔ 记账凭证 for the auditor, as `archive-hub oa reconcile --dry-run --json`: read from the
+        archive (each voucher re-hashed first), keeping no pair; pairs kept by the DAG are shown as kept."""
+        from archive_hub.approvals import load_scopes, reconcile_approvals
+
+        with catalog.reading() as session:
+            return [
+                reconcile_approvals(session, scope, settings, link=False).as_dict()
+                for scope in load_scopes(settings)
+            ]
+
     @app.get("/api/records/{code}")
     def record(code: str, who: Reader, purpose: Purpose = None) -> dict[str, Any]:
         """One record with every version, its files and events: a 查阅, registered."""

@@ -264,3 +264,40 @@ def test_a_file_larger_than_memory_allows_is_hashed_first_then_streamed(
         f"{api.url}/api/records/{quote(code)}/files/{path}", headers=bearer(kc_token("archivist")), timeout=60
     )
     assert altered.status_code == 409
+
+
+def test_an_auditor_reads_the_approvals_report_and_nothing_is_kept_by_reading(
+    api: Api, kc_token: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from archive_hub.demo_oa import deliver_callbacks, running_wecom, sample_dir, wecom_env
+    from connectors.oa.sample_wecom import write_sample_wecom
+    from tests.oa.test_oa_pipeline import _book_two_person_voucher
+
+    hub = api.hub
+    from connectors.erp.sample_erp.seed import touch_voucher
+
+    vid = _book_two_person_voucher(
+        hub.erp_url, "2025-06-30", {"张伟": "500.00", "李娜": "300.00"}
+    )  # 40 are few
+    touch_voucher(hub.erp_url, vid, new_summary="报销差旅费")  # booked after the first sync
+    assert run_sync("erp_sample", "run-2")["archived"] == 1
+    write_sample_wecom(hub.erp_url, sample_dir(hub.settings))
+    for name, value in wecom_env(hub.settings).items():
+        monkeypatch.setenv(name, value)
+    with running_wecom(hub.settings) as (peer_url, receiver_url):
+        monkeypatch.setenv("WECOM_API_URL", peer_url)
+        deliver_callbacks(hub.settings, receiver_url, "wecom_approvals")
+        assert run_sync("wecom_approvals", "oa-1")["archived"] > 0
+    url = f"{api.url}/api/reports/approvals"
+    answer = requests.get(url, headers=bearer(kc_token("auditor")), timeout=60)
+    assert answer.status_code == 200, answer.text
+    (report,) = answer.json()
+    expected = json.loads(cli("oa", "reconcile", "--dry-run", "--json").stdout)[0]
+    assert report == expected, (report, expected)
+    assert report["matched"] == report["linked_now"] > 0, report  # found, not kept
+    catalog = Catalog(hub.settings.catalog_url)
+    with catalog.reading() as s:
+        assert not s.scalars(select(EventRow).where(EventRow.kind == "approval-linked")).all()
+    catalog.dispose()
+    assert requests.get(url, headers=bearer(kc_token("clerk")), timeout=10).status_code == 403
+    assert requests.get(url, timeout=10).status_code == 401
