@@ -15,30 +15,32 @@ signature made with the shared Token and EncodingAESKey.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import logging
 import os
 
 from fastapi import FastAPI, Request
-from fastapi.responses import PlainTextResponse
+from fastapi.responses import PlainTextResponse, Response
 
 from archive_hub.settings import Settings
 from archive_hub.sources import SourceConfig, find_source
 from connectors.errors import ConfigError
-from connectors.oa.approval_inbox import ApprovalInbox
-from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope_encrypt
-from connectors.oa.wecom import approval_inbox_dir, callback_crypt
+from connectors.oa.approval_inbox import ApprovalInbox, approval_inbox_dir
+from connectors.oa.callback_crypto import CallbackError
+from connectors.oa.callbacks import CallbackHandler
 
 log = logging.getLogger(__name__)
 
 MAX_BODY = 1 << 20  # a WeCom event is a few KB; anything near a megabyte is not one
 MAX_KEPT_REFUSED = 1000  # refused requests kept byte for byte (an operator clears them after reading)
-SIGNATURE_PARAMS = ("msg_signature", "timestamp", "nonce")
+# kind → "module:function(config)" giving the vendor's CallbackHandler
+HANDLERS = {"oa.wecom": "connectors.oa.wecom:callback_handler"}
 
 
 class Receiver:
     def __init__(self, config: SourceConfig, settings: Settings) -> None:
         self.source_id = config.id
-        self.crypt: CallbackCrypt = callback_crypt(config)
+        self.handler: CallbackHandler = callback_handler(config)
         self.inbox = ApprovalInbox(approval_inbox_dir(settings.home, config.id))
         self.refused = ApprovalInbox(settings.home / "quarantine" / config.id / "callbacks")
 
@@ -60,6 +62,16 @@ class Receiver:
             return 0
 
 
+def callback_handler(config: SourceConfig) -> CallbackHandler:
+    """The vendor's callback rules for an OA source (`kind: oa.<vendor>`)."""
+    if config.kind not in HANDLERS:
+        raise ConfigError(
+            config.id, "kind", f"{config.kind} takes no callbacks (known: {', '.join(HANDLERS)})"
+        )
+    module, _, name = HANDLERS[config.kind].partition(":")
+    return getattr(importlib.import_module(module), name)(config)  # type: ignore[no-any-return]
+
+
 def make_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or Settings.from_env()
     app = FastAPI(title="archive-hub OA callbacks", docs_url=None, redoc_url=None, openapi_url=None)
@@ -76,38 +88,37 @@ def make_app(settings: Settings | None = None) -> FastAPI:
             return PlainTextResponse(f"{source_id}: not receiving ({exc.setting})", status_code=status)
 
     @app.get("/callbacks/{source_id}", response_class=PlainTextResponse)
-    def verify_url(source_id: str, request: Request) -> PlainTextResponse:
-        """URL verification: answer the decrypted echostr, and only to a correct signature."""
+    def verify_url(source_id: str, request: Request) -> Response:
+        """URL verification (WeCom): answer the decrypted echostr, and only to a correct signature."""
         r = receiver(source_id)
         if isinstance(r, PlainTextResponse):
             return r
         params = dict(request.query_params)
         try:
-            plain = r.crypt.verify_and_decrypt(
-                *(params.get(k, "") for k in SIGNATURE_PARAMS), params.get("echostr", "")
-            )
+            plain = r.handler.verify_url(params)
         except CallbackError as exc:
             return r.refuse(params, b"", f"URL verification: {exc.reason}")
         return PlainTextResponse(plain)
 
     @app.post("/callbacks/{source_id}", response_class=PlainTextResponse)
-    async def receive(source_id: str, request: Request) -> PlainTextResponse:
+    async def receive(source_id: str, request: Request) -> Response:
         r = receiver(source_id)
         if isinstance(r, PlainTextResponse):
             return r
-        params = {k: request.query_params.get(k, "") for k in SIGNATURE_PARAMS}
+        params = {k: request.query_params.get(k, "") for k in r.handler.signature_params}
         body = b""
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_BODY:
                 return r.refuse(params, body[:MAX_BODY], f"body larger than {MAX_BODY} bytes")
         try:
-            encrypt = wecom_envelope_encrypt(body)
-            r.crypt.verify_and_decrypt(*(params[k] for k in SIGNATURE_PARAMS), encrypt)
+            keep = r.handler.accept(params, body)
         except CallbackError as exc:
             return r.refuse(params, body, exc.reason)
-        kept = r.inbox.put_callback(params, body)
-        log.info("%s: callback kept as %s", source_id, kept.name)
-        return PlainTextResponse("success")
+        if keep:
+            kept = r.inbox.put_callback(params, body)
+            log.info("%s: callback kept as %s", source_id, kept.name)
+        content, media_type = r.handler.answer()
+        return Response(content, media_type=media_type)
 
     return app

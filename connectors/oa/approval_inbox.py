@@ -46,16 +46,9 @@ class ApprovalInbox:
         self.folder = Path(folder)
 
     def put_callback(self, params: dict[str, str], body: bytes) -> Path:
-        """Keep a callback whose signature was checked: its parameters and its body as received."""
-        return self._put(
-            "callback",
-            {
-                "msg_signature": params.get("msg_signature", ""),
-                "timestamp": params.get("timestamp", ""),
-                "nonce": params.get("nonce", ""),
-                "body_b64": base64.b64encode(body).decode("ascii"),
-            },
-        )
+        """Keep a callback whose signature was checked: its signature parameters and its body as received."""
+        kept = {k: str(v)[:500] for k, v in params.items() if k not in ("kind", "received_at", "body_b64")}
+        return self._put("callback", {**kept, "body_b64": base64.b64encode(body).decode("ascii")})
 
     def put_refused(self, params: dict[str, str], body: bytes, reason: str) -> Path:
         """Keep a refused request (bad signature, not decryptable) as received, with the reason."""
@@ -108,3 +101,8 @@ class ApprovalInbox:
         replace_file(path, data)  # temp file, fsync, rename
         fsync_dir(self.folder)  # the vendor is told "success" only once the entry survives a crash
         return path
+
+
+def approval_inbox_dir(home: Path, source_id: str) -> Path:
+    """Where the receiver keeps an OA source's messages: <ARCHIVE_HUB_HOME>/oa_inbox/<source>/."""
+    return home / "oa_inbox" / source_id

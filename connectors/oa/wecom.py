@@ -22,8 +22,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -32,18 +31,15 @@ from defusedxml import ElementTree as SafeET
 
 from archive_sink.durability import replace_file
 from connectors.errors import ConfigError, SourceError, TransientSourceError
-from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry
+from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry, approval_inbox_dir
+from connectors.oa.approval_stream import DETAIL_NAME, MIN_LOOKBACK_SECONDS, ApprovalInboxStream
 from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope_encrypt
 from connectors.oa.wecom_api import ApprovalNotFound, WeComApi
-from connectors.stream import Cursor, SourceRecord
+from connectors.stream import SourceRecord
 
 if TYPE_CHECKING:
-    from sqlalchemy.orm import Session
-
     from archive_hub.sources import SourceConfig
-    from canonical_model.record import ArchiveRecord
 
-log = logging.getLogger(__name__)
 
 STATUS = {1: "审批中", 2: "已通过", 3: "已驳回", 4: "已撤销", 6: "通过后撤销", 7: "已删除", 10: "已支付"}
 FINISHED = {2, 10}  # an approval that has run its course: the form is a 原始凭证 now
@@ -60,16 +56,12 @@ STEP_STATUS = {
     13: "已同意并加签",
 }
 AGREED = {2, 13}
-# An inbox entry is named by its receive time before its rename makes it visible: with receivers on several
-# hosts (or a clock step) an older name can appear after a newer one was read, so the look-back must cover it.
-MIN_LOOKBACK_SECONDS = 60
-DETAIL_NAME = "审批单.json"
 CONNECTION_KEYS = {"base_url", "corp_id", "secret", "callback", "templates", "timezone", "timeout"}
 
 
-class WeComApprovalStream:
-    name = "approvals"
+class WeComApprovalStream(ApprovalInboxStream):
     primary_key = ("sp_no",)
+    vendor = "WeCom"
 
     def __init__(
         self,
@@ -85,112 +77,25 @@ class WeComApprovalStream:
         timezone: str = "Asia/Shanghai",
         catalog_url: str | None = None,
     ) -> None:
-        self.source_id = source_id
+        super().__init__(
+            source_id,
+            inbox,
+            work_dir=work_dir,
+            quarantine_dir=quarantine_dir,
+            system=system,
+            templates=templates,
+            timezone=timezone,
+            catalog_url=catalog_url,
+        )
         self.api = api
         self.crypt = crypt
-        self.inbox = inbox
-        self.work_dir = Path(work_dir)
-        self.quarantine_dir = Path(quarantine_dir)
-        self.system = system
-        self.templates = set(templates)
-        self.tz = ZoneInfo(timezone)
-        self.passed_over: dict[str, str] = {}  # sp_no → why, by the last read
-        self.revoked: dict[str, str] = {}  # sp_no → 通过后撤销, by the last read
-        self.catalog_url = catalog_url
 
-    def __repr__(self) -> str:
-        return f"WeComApprovalStream({self.source_id})"
-
-    # -- Stream protocol -------------------------------------------------------------------------
-    def check(self) -> None:
-        for folder in (self.inbox.folder, self.work_dir, self.quarantine_dir):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise ConfigError(
-                    self.source_id, "ARCHIVE_HUB_HOME", f"cannot create {folder}: {exc}"
-                ) from None
+    def check_api(self) -> None:
         self.api.token(renew=True)  # a wrong corp id or secret is a ConfigError naming the setting
 
-    def read(
-        self, cursor: Cursor | None, *, lookback: dt.timedelta, batch_size: int
-    ) -> Iterator[list[SourceRecord]]:
-        since = cursor.changed_at - lookback if cursor else None
-        self.passed_over, self.revoked = {}, {}
-        latest: dict[str, tuple[dt.datetime, InboxEntry | None, str | None]] = {}
-        for entry in self.inbox.entries(since):
-            sp_no, refusal = self._announced(entry)
-            if sp_no is None and refusal is None:
-                continue  # not a finished approval: nothing to archive
-            key = sp_no or f"inbox:{entry.path.name}"
-            latest[key] = (entry.received_at, entry, refusal)  # entries come oldest first
-        for key in latest:  # an earlier 审批中 message does not make a finished approval "passed over"
-            self.passed_over.pop(key, None)
-        keys = sorted(latest, key=lambda k: (latest[k][0], k))
-        for offset in range(0, len(keys), batch_size):
-            batch = []
-            for key in keys[offset : offset + batch_size]:
-                received, entry, refusal = latest[key]
-                if refusal is not None:
-                    batch.append(
-                        self._refused(key, received, refusal, entry.path.read_bytes() if entry else b"")
-                    )
-                    continue
-                record = self._record(key, received, entry.path.read_bytes() if entry else b"")
-                if record is not None:
-                    batch.append(record)
-            if batch:
-                yield batch
-        if self.revoked:
-            from archive_hub.approvals import note_revoked
-
-            for code in note_revoked(self.catalog_url, self.source_id, self.revoked):
-                log.warning(
-                    "%s: %s was withdrawn after approval (通过后撤销); noted for reconciliation",
-                    self.source_id,
-                    code,
-                )
-        if self.passed_over:
-            log.info(
-                "%s: %d approvals passed over (not finished): %s",
-                self.source_id,
-                len(self.passed_over),
-                ", ".join(f"{k} {v}" for k, v in list(self.passed_over.items())[:20]),
-            )
-
-    def read_keys(self, keys: Sequence[str]) -> list[SourceRecord]:
-        """The approvals as WeCom has them now (quarantine retry), stamped with their last inbox time."""
-        received = {}
-        for entry in self.inbox.entries():
-            sp_no, _ = self._announced(entry)
-            if sp_no:
-                received[sp_no] = entry.received_at
-        now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
-        out = []
-        for key in keys:
-            if key.startswith("inbox:"):
-                continue  # an unreadable message stays what it was; the receiver refuses its like now
-            record = self._record(key, received.get(key, now))
-            if record is not None:
-                out.append(record)
-        return out
-
-    def on_archived(self, session: Session, items: list[tuple[ArchiveRecord, str, int]]) -> None:
-        """The approvals' facts for reconciliation, committed with the packages."""
-        from archive_hub.approvals import record_archived
-
-        record_archived(session, self.source_id, items)
-
-    # -- inbox messages --------------------------------------------------------------------------
-    def _announced(self, entry: InboxEntry) -> tuple[str | None, str | None]:
-        """(审批单号, None) of a message about a finished approval; (None, reason) of an unusable one;
-        (None, None) when the message is not one to archive (still running, rejected, another event)."""
+    def _callback(self, entry: InboxEntry) -> tuple[str | None, str | None]:
+        """WeCom's sys_approval_change: the signature checked again, the message decrypted and read."""
         where = f"inbox message {entry.path.name}"
-        if entry.kind == "poll":
-            sp_no = str(entry.content.get("sp_no") or "")
-            return (sp_no, None) if sp_no else (None, f"{where}: no 审批单号")
-        if entry.kind != "callback":
-            return None, f"{where}: {entry.content.get('error') or 'unknown kind ' + repr(entry.kind)}"
         c = entry.content
         try:
             encrypt = wecom_envelope_encrypt(entry.body)
@@ -205,19 +110,18 @@ class WeComApprovalStream:
         if not sp_no:
             return None, f"{where}: sys_approval_change without SpNo"
         if not status.isdigit() or int(status) not in FINISHED:
-            self.passed_over[sp_no] = STATUS.get(int(status), status) if status.isdigit() else status
-            if status == str(REVOKED_AFTER_APPROVAL):
-                self.revoked[sp_no] = STATUS[REVOKED_AFTER_APPROVAL]
+            code = int(status) if status.isdigit() else -1
+            revoked = STATUS[REVOKED_AFTER_APPROVAL] if code == REVOKED_AFTER_APPROVAL else None
+            self.pass_over(sp_no, STATUS.get(code, status), revoked=revoked)
             return None, None
         template = (event.findtext("ApprovalInfo/TemplateId") or "").strip()
         if self.templates and template not in self.templates:
-            self.passed_over[sp_no] = f"template {template} not configured"
+            self.pass_over(sp_no, f"template {template} not configured")
             return None, None
         return sp_no, None
 
     # -- one approval ----------------------------------------------------------------------------
     def _record(self, sp_no: str, received: dt.datetime, announced: bytes = b"") -> SourceRecord | None:
-        """`announced`: the inbox message that named the approval, kept if WeCom cannot give it."""
         try:
             info, raw = self.api.approval_detail(sp_no)
         except TransientSourceError:
@@ -228,9 +132,8 @@ class WeComApprovalStream:
             return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", announced)
         status = info.get("sp_status")
         if status in WITHDRAWN:
-            self.passed_over[sp_no] = f"now {STATUS.get(status, status)}"  # withdrawn after the message
-            if status == REVOKED_AFTER_APPROVAL:
-                self.revoked[sp_no] = STATUS[status]
+            revoked = STATUS[status] if status == REVOKED_AFTER_APPROVAL else None
+            self.pass_over(sp_no, f"now {STATUS.get(status, status)}", revoked=revoked)  # withdrawn since
             return None
         if status not in FINISHED:
             # The message said finished, the detail does not (yet): kept in quarantine, so a retry asks again
@@ -242,7 +145,7 @@ class WeComApprovalStream:
                 raw,
             )
         if self.templates and str(info.get("template_id")) not in self.templates:
-            self.passed_over[sp_no] = f"template {info.get('template_id')} not configured"
+            self.pass_over(sp_no, f"template {info.get('template_id')} not configured")
             return None
         folder = self.work_dir / sp_no
         try:
@@ -279,20 +182,6 @@ class WeComApprovalStream:
         ]
         data["changed_at"] = received.isoformat()
         return SourceRecord(self.name, sp_no, received, data)
-
-    def _refused(self, key: str, received: dt.datetime, reason: str, original: bytes) -> SourceRecord:
-        """Keep what was received and hand the map step one line saying why."""
-        safe = key.replace("/", "_").replace(":", "_")
-        kept = self.quarantine_dir / f"{safe}-{hashlib.sha256(original).hexdigest()[:16]}"
-        replace_file(kept, original)
-        reason = " ".join(reason.split())[:1000]
-        log.warning("%s: refused %s: %s", self.source_id, key, reason)
-        return SourceRecord(
-            self.name,
-            key,
-            received,
-            {"sp_no": key, "error": reason, "_refused": f"{reason} (original kept at {kept})"},
-        )
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------
@@ -479,5 +368,28 @@ def callback_crypt(config: SourceConfig) -> CallbackCrypt:
         ) from None
 
 
-def approval_inbox_dir(home: Path, source_id: str) -> Path:
-    return home / "oa_inbox" / source_id
+class WeComCallbacks:
+    """WeCom's 接收事件服务器 rules: the XML envelope, msg_signature over (token, timestamp, nonce, Encrypt),
+    AES with the EncodingAESKey and the corp id as receive id; "success" as the answer."""
+
+    signature_params = ("msg_signature", "timestamp", "nonce")
+
+    def __init__(self, crypt: CallbackCrypt) -> None:
+        self.crypt = crypt
+
+    def verify_url(self, params: dict[str, str]) -> str:
+        return self.crypt.verify_and_decrypt(
+            *(params.get(k, "") for k in self.signature_params), params.get("echostr", "")
+        )
+
+    def accept(self, params: dict[str, str], body: bytes) -> bool:
+        encrypt = wecom_envelope_encrypt(body)
+        self.crypt.verify_and_decrypt(*(params.get(k, "") for k in self.signature_params), encrypt)
+        return True
+
+    def answer(self) -> tuple[bytes, str]:
+        return b"success", "text/plain"
+
+
+def callback_handler(config: SourceConfig) -> WeComCallbacks:
+    return WeComCallbacks(callback_crypt(config))
