@@ -1,7 +1,8 @@
 """`archive-hub oa ...`: receive OA callbacks, catch up on missed ones, reconcile approvals with vouchers.
 
-The archiving itself is the source's DAG (`archive_wecom_approvals`) or `archive-hub sync wecom_approvals`;
-these commands are what operations and auditors need around it.
+The archiving itself is the source's DAG (`archive_wecom_approvals`, `archive_dingtalk_approvals`) or
+`archive-hub sync <source>`; these commands are what operations and auditors need around it, for every
+OA vendor alike (each source's stream is an ApprovalInboxStream).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ EXIT_REFUSED = 2
 
 @oa_app.callback()
 def _main() -> None:
-    """OA approvals (WeCom 企业微信): archived as 原始凭证 once finished, paired with their vouchers."""
+    """OA approvals (WeCom 企业微信, DingTalk 钉钉): archived as 原始凭证 once finished, paired with vouchers."""
 
 
 def _refuse(message: str) -> typer.Exit:
@@ -48,7 +49,8 @@ def serve_cmd(
     ] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="port to listen on")] = 8070,
 ) -> None:
-    """The callback receiver: WeCom's 接收事件服务器 URL is http(s)://<host>/callbacks/<source id>."""
+    """The callback receiver: WeCom's 接收事件服务器 URL and DingTalk's 事件订阅 (HTTP推送) request URL are
+    http(s)://<host>/callbacks/<source id>."""
     import logging
 
     import uvicorn
@@ -64,19 +66,20 @@ def serve_cmd(
 
 @oa_app.command("backfill")
 def backfill_cmd(
-    source: Annotated[str, typer.Argument(help="OA source id, e.g. wecom_approvals")],
+    source: Annotated[str, typer.Argument(help="OA source id, e.g. wecom_approvals or dingtalk_approvals")],
     since: Annotated[str, typer.Option("--since", help="first apply day to list (YYYY-MM-DD)")],
     until: Annotated[str | None, typer.Option("--until", help="last apply day (default: today)")] = None,
 ) -> None:
-    """Add finished approvals WeCom lists (getapprovalinfo) to the inbox: callbacks missed while the receiver
-    was down, or the history before the hub. The next sync archives those not archived yet."""
+    """Add finished approvals the OA system lists (WeCom getapprovalinfo, DingTalk instanceIds/query) to the
+    inbox: callbacks missed while the receiver was down, or the history before the hub. The next sync
+    archives those not archived yet."""
     from sqlalchemy import select
 
     from archive_hub.catalog.models import ArchiveRecordRow
     from archive_hub.cli_common import console, open_catalog
     from archive_hub.sources import build_stream, find_source
     from connectors.errors import ConnectorError
-    from connectors.oa.wecom import FINISHED, WeComApprovalStream
+    from connectors.oa.approval_stream import ApprovalInboxStream
 
     start = _date(since, "--since")
     end = _date(until, "--until") or dt.date.today()
@@ -85,18 +88,13 @@ def backfill_cmd(
         stream = build_stream(find_source(source))
     except ConnectorError as exc:
         raise _refuse(str(exc)) from None
-    if not isinstance(stream, WeComApprovalStream):
-        raise _refuse(f"{source} is not a WeCom approval source")
+    if not isinstance(stream, ApprovalInboxStream):
+        raise _refuse(f"{source} is not an OA approval source")
     try:
-        numbers: list[str] = []
-        for status in sorted(FINISHED):  # 已通过 and 已支付: WeCom filters on one status a call
-            for template in sorted(stream.templates) or [None]:
-                extra = [{"key": "template_id", "value": template}] if template else []
-                numbers += stream.api.approval_numbers(
-                    dt.datetime.combine(start, dt.time(0), stream.tz),
-                    dt.datetime.combine(end, dt.time(23, 59, 59), stream.tz),
-                    [{"key": "sp_status", "value": str(status)}, *extra],
-                )
+        numbers = stream.finished_between(
+            dt.datetime.combine(start, dt.time(0), stream.tz),
+            dt.datetime.combine(end, dt.time.max, stream.tz),
+        )
     except ConnectorError as exc:
         raise _refuse(str(exc)) from None
     with open_catalog().reading() as session:
@@ -110,9 +108,9 @@ def backfill_cmd(
     queued = {e.content.get("sp_no") for e in stream.inbox.entries() if e.kind == "poll"}
     new = [n for n in dict.fromkeys(numbers) if n not in archived and n not in queued]
     for n in new:
-        stream.inbox.put_polled(n, f"getapprovalinfo {start}..{end}")
+        stream.inbox.put_polled(n, f"{stream.listing} {start}..{end}")
     console.print(
-        f"{source}: WeCom lists {len(numbers)} finished approvals applied {start}..{end}; "
+        f"{source}: {stream.vendor} lists {len(numbers)} finished approvals applied {start}..{end}; "
         f"{len(archived)} archived already, {len(new)} added to the inbox ({stream.inbox.folder})",
         soft_wrap=True,
         highlight=False,

@@ -5,7 +5,9 @@ WeCom calls `GET /callbacks/<source>` once to verify the URL (it must answer the
 receiver does only what must happen before it answers: it checks the signature and decrypts the body
 (so a forged or garbled message is refused at the door with 403), then keeps the request as received
 in the source's approval inbox, durable before "success" goes back. Fetching the form and the files
-is the archiving run's job, never the receiver's: nothing here waits on the catalog.
+is the archiving run's job, never the receiver's: nothing here waits on the catalog. DingTalk (事件订阅,
+HTTP推送) has no GET: it checks the URL with a signed POST `check_url` event, which is answered and not
+kept, and every answer it accepts is the encrypted "success" JSON the vendor's handler makes.
 
 A refused request is kept too, byte for byte, with its reason, under quarantine/<source>/callbacks/,
 so an operator can see who sent what. No SSO here: the caller is the OA system and its proof is the
@@ -34,7 +36,10 @@ log = logging.getLogger(__name__)
 MAX_BODY = 1 << 20  # a WeCom event is a few KB; anything near a megabyte is not one
 MAX_KEPT_REFUSED = 1000  # refused requests kept byte for byte (an operator clears them after reading)
 # kind → "module:function(config)" giving the vendor's CallbackHandler
-HANDLERS = {"oa.wecom": "connectors.oa.wecom:callback_handler"}
+HANDLERS = {
+    "oa.wecom": "connectors.oa.wecom:callback_handler",
+    "oa.dingtalk": "connectors.oa.dingtalk:callback_handler",
+}
 
 
 class Receiver:

@@ -119,6 +119,7 @@ LAZY_FACTORIES = {
     "bank.inbox": "connectors.bank.inbox:stream_from_config",
     "hub.registers": "connectors.registers.hub_registers:stream_from_config",
     "oa.wecom": "connectors.oa.wecom:stream_from_config",
+    "oa.dingtalk": "connectors.oa.dingtalk:stream_from_config",
 }
 
 

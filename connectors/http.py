@@ -3,17 +3,21 @@
 A connector says *what* to call; this module decides how often to try. Connection failures, 429 and 5xx
 are TransientSourceError and retried with exponential backoff, honouring Retry-After (0 or garbage: no
 hint). A connector that carries its own "try again" signal inside a 200 answer (WeCom's errcode 45009,
-DingTalk's 90018) raises TransientSourceError from `check` and is retried the same way.
+DingTalk's 90018) raises TransientSourceError from `check` and is retried the same way. A vendor that
+answers errors with a 4xx status and a JSON code (DingTalk's v1.0 API: 400/401/403 with "code") names
+those statuses in `accept_status`, so its `check` and its caller read the code instead of a bare
+SourceError; every other 4xx stays a SourceError.
 
 Errors name the source, the method and the path, never the query string: vendor contracts put tokens
-and secrets there (WeCom's `?corpsecret=`, `?access_token=`).
+and secrets there (WeCom's `?corpsecret=`, `?access_token=`, the signature of a pre-signed download link).
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
@@ -60,12 +64,22 @@ class HttpClient:
         params: dict[str, Any] | None = None,
         json: Any = None,
         check: Callable[[requests.Response], None] | None = None,
+        headers: Mapping[str, str] | None = None,
+        accept_status: Collection[int] = (),
+        absolute: bool = False,
     ) -> requests.Response:
-        """One call, retried while it fails transiently; `check` may raise TransientSourceError too."""
-        where = f"{self.source_id}: {method} {path}"
+        """One call, retried while it fails transiently; `check` may raise TransientSourceError too.
+
+        `headers`: sent as given (a token header is never part of an error). `accept_status`: 4xx statuses
+        returned to `check` and the caller rather than raised. `absolute`: `path` is a whole URL (a
+        pre-signed link on another host), named in errors without its query string."""
+        url = path if absolute else self.base_url + path
+        shown = _without_query(path) if absolute else path
+        origin = _origin(url) if absolute else self.base_url
+        where = f"{self.source_id}: {method} {shown}"
         for attempt in range(1, self.attempts + 1):
             try:
-                response = self._send(method, path, params, json, where)
+                response = self._send(method, url, params, json, headers, where, origin, accept_status)
                 if check is not None:
                     check(response)
                 return response
@@ -77,11 +91,24 @@ class HttpClient:
         raise AssertionError("unreachable")
 
     def _send(
-        self, method: str, path: str, params: dict[str, Any] | None, json: Any, where: str
+        self,
+        method: str,
+        url: str,
+        params: dict[str, Any] | None,
+        json: Any,
+        headers: Mapping[str, str] | None,
+        where: str,
+        origin: str,
+        accept_status: Collection[int],
     ) -> requests.Response:
         try:
             response = self.session.request(
-                method, self.base_url + path, params=params, json=json, timeout=self.timeout
+                method,
+                url,
+                params=params,
+                json=json,
+                headers=dict(headers) if headers else None,
+                timeout=self.timeout,
             )
         except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError):
             raise TransientSourceError(
@@ -92,18 +119,28 @@ class HttpClient:
         except requests.ConnectionError as exc:
             # The exception text quotes the URL with its query: name the kind of failure only.
             reason = type(exc.__cause__ or exc).__name__
-            raise TransientSourceError(f"{where}: cannot connect to {self.base_url} ({reason})") from None
+            raise TransientSourceError(f"{where}: cannot connect to {origin} ({reason})") from None
         except (
             requests.RequestException
         ) as exc:  # InvalidSchema, InvalidURL ...: their text quotes the URL too
-            raise SourceError(f"{where}: {type(exc).__name__}: {self.base_url} cannot be called") from None
+            raise SourceError(f"{where}: {type(exc).__name__}: {origin} cannot be called") from None
         if response.status_code == 429 or response.status_code >= 500:
             raise TransientSourceError(
                 f"{where}: HTTP {response.status_code}", retry_after(response.headers.get("Retry-After"))
             )
-        if response.status_code >= 400:
+        if response.status_code >= 400 and response.status_code not in accept_status:
             raise SourceError(f"{where}: HTTP {response.status_code}: {_snippet(response)}")
         return response
+
+
+def _without_query(url: str) -> str:
+    """Scheme, host and path: no user-info, query or fragment (where links carry their credentials)."""
+    return _origin(url) + urlsplit(url).path
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rpartition('@')[2]}"
 
 
 def _snippet(response: requests.Response) -> str:
@@ -111,4 +148,6 @@ def _snippet(response: requests.Response) -> str:
         text = response.text
     except Exception:  # undecodable body: the status says enough
         return ""
-    return " ".join(text.split())[:200]
+    from archive_hub.settings import redact_text  # a vendor may echo a token or secret back in its error
+
+    return redact_text(" ".join(text.split())[:200])

@@ -1,11 +1,12 @@
 """The shape every OA approval source has: an inbox of what the OA system said, read from a cursor.
 
-A vendor module (wecom.py, dingtalk.py) says two things: which approval a kept message announces
-(`_callback`: decrypt, check, read the event) and how to fetch a finished approval as a record
-(`_record`: detail, files, names). Everything else is here and the same for every OA system: the
-closed look-back read of the inbox, one record per approval however often it was announced, refusals
-that keep what was received, approvals passed over (not finished) and those withdrawn after they were
-archived (noted once), quarantine retry by key, and the approval facts committed with the packages.
+A vendor module (wecom.py, dingtalk.py) says three things: which approval a kept message announces
+(`_callback`: decrypt, check, read the event), how to fetch a finished approval as a record
+(`_record`: detail, files, names), and which approvals its list API says are finished
+(`finished_between`, for `archive-hub oa backfill`). Everything else is here and the same for every OA
+system: the closed look-back read of the inbox, one record per approval however often it was announced,
+refusals that keep what was received, approvals passed over (not finished) and those withdrawn after they
+were archived (noted once), quarantine retry by key, and the approval facts committed with the packages.
 """
 
 from __future__ import annotations
@@ -13,19 +14,21 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archive_sink.durability import replace_file
 from connectors.errors import ConfigError
-from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry
+from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry, approval_inbox_dir
+from connectors.oa.callback_crypto import CallbackCrypt
 from connectors.stream import Cursor, SourceRecord
 
 if TYPE_CHECKING:
     from sqlalchemy.orm import Session
 
+    from archive_hub.sources import SourceConfig
     from canonical_model.record import ArchiveRecord
 
 log = logging.getLogger(__name__)
@@ -40,24 +43,29 @@ class ApprovalInboxStream:
     name = "approvals"
     primary_key = ("approval_no",)
     vendor = "OA"
+    listing = "list API"  # the vendor's call behind finished_between, named in the inbox entries it adds
 
     def __init__(
         self,
         source_id: str,
+        api: Any,
+        crypt: CallbackCrypt,
         inbox: ApprovalInbox,
         *,
         work_dir: Path,
         quarantine_dir: Path,
-        system: str,
+        system: str | None = None,
         templates: Sequence[str] = (),
         timezone: str = "Asia/Shanghai",
         catalog_url: str | None = None,
     ) -> None:
         self.source_id = source_id
+        self.api = api  # the vendor's API client (WeComApi, DingTalkApi): token, detail, files, names, list
+        self.crypt = crypt  # checks every inbox message again on reading
         self.inbox = inbox
         self.work_dir = Path(work_dir)
         self.quarantine_dir = Path(quarantine_dir)
-        self.system = system
+        self.system = system or self.vendor.lower()  # the source system's name: "wecom", "dingtalk"
         self.templates = set(templates)
         self.tz = ZoneInfo(timezone)
         self.passed_over: dict[str, str] = {}  # approval number → why, by the last read
@@ -80,6 +88,11 @@ class ApprovalInboxStream:
 
     def check_api(self) -> None:
         """Raise ConfigError naming the setting when the OA system refuses the credentials."""
+        self.api.token(renew=True)
+
+    def finished_between(self, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """Approval numbers the OA system lists as finished, applied for in [start, end] (aware times): what
+        `archive-hub oa backfill` adds to the inbox when callbacks were missed."""
         raise NotImplementedError
 
     # -- Stream protocol -------------------------------------------------------------------------
@@ -142,10 +155,12 @@ class ApprovalInboxStream:
     def read_keys(self, keys: Sequence[str]) -> list[SourceRecord]:
         """The approvals as the OA system has them now (quarantine retry), stamped with their last inbox time."""
         received = {}
+        self.passed_over, self.revoked = {}, {}  # this retry's own, not the last read's
         for entry in self.inbox.entries():
             sp_no, _ = self._announced(entry)
             if sp_no:
                 received[sp_no] = entry.received_at
+        self.passed_over, self.revoked = {}, {}  # what the inbox said before; the records say what is now
         now = dt.datetime.now(dt.UTC).replace(tzinfo=None)
         out = []
         for key in keys:
@@ -191,3 +206,105 @@ class ApprovalInboxStream:
             received,
             {"sp_no": key, "error": reason, "_refused": f"{reason} (original kept at {kept})"},
         )
+
+
+# -- configuration every OA source reads the same way -------------------------------------------------------
+def checked_connection(
+    config: SourceConfig, known: set[str], required: Sequence[str], urls: Mapping[str, str]
+) -> dict[str, Any]:
+    """The connection settings, refused at once naming the setting: unknown keys, missing ones, URLs that
+    are not http(s), a look-back too short for an inbox, a time zone nobody knows."""
+    conn = config.connection
+    unknown = sorted(set(conn) - known)
+    if unknown:
+        raise ConfigError(
+            config.id, f"connection.{unknown[0]}", f"unknown setting (known: {', '.join(sorted(known))})"
+        )
+    for key in required:
+        if not conn.get(key):
+            raise ConfigError(config.id, f"connection.{key}", "is required")
+    for key, url in urls.items():
+        if not url.startswith(("https://", "http://")):
+            raise ConfigError(config.id, f"connection.{key}", "must be an http(s):// URL")
+    if config.lookback_seconds < MIN_LOOKBACK_SECONDS:
+        raise ConfigError(
+            config.id, "lookback_seconds", f"must be at least {MIN_LOOKBACK_SECONDS} for an approval inbox"
+        )
+    tz = str(conn.get("timezone", "Asia/Shanghai"))
+    try:
+        ZoneInfo(tz)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(config.id, "connection.timezone", f"unknown time zone {tz!r}") from None
+    return conn
+
+
+def callback_crypt_of(config: SourceConfig, receive_id_key: str, key_name: str) -> CallbackCrypt:
+    """The source's callback crypto: connection.callback.{token, aes_key}, the receive id from
+    connection.<receive_id_key> (WeCom's corp id, DingTalk's app key)."""
+    conn = config.connection
+    callback = conn.get("callback") or {}
+    if not conn.get(receive_id_key):
+        raise ConfigError(config.id, f"connection.{receive_id_key}", "is required")
+    for key in ("token", "aes_key"):
+        if not callback.get(key):
+            raise ConfigError(config.id, f"connection.callback.{key}", "is required (the receiver checks it)")
+    try:
+        return CallbackCrypt(str(callback["token"]), str(callback["aes_key"]), str(conn[receive_id_key]))
+    except ValueError:
+        raise ConfigError(
+            config.id, "connection.callback.aes_key", f"must be the 43-character {key_name}"
+        ) from None
+
+
+def inbox_stream_settings(config: SourceConfig) -> dict[str, Any]:
+    """Where an OA source keeps its inbox, downloads and refusals, and what it reports to (the catalog)."""
+    from archive_hub.settings import Settings
+
+    settings = Settings.from_env()
+    return {
+        "inbox": ApprovalInbox(approval_inbox_dir(settings.home, config.id)),
+        "work_dir": settings.home / "oa" / config.id,
+        "quarantine_dir": settings.home / "quarantine" / config.id,
+        "system": config.system,
+        "timezone": str(config.connection.get("timezone", "Asia/Shanghai")),
+        "catalog_url": settings.catalog_url,
+    }
+
+
+def approval_fields(
+    *,
+    applicant: str,
+    applicant_id: str,
+    finished: dt.datetime,
+    form: dict[str, str],
+    amounts: list[tuple[bool, str]],
+    trail: list[dict[str, Any]],
+    files: list[dict[str, str]],
+) -> dict[str, Any]:
+    """What every vendor's approval gives the mapping alike: the dates of the books (the day it was finished,
+    in the source's time zone), the amount (the form's own total before a table row's), 事由, a 摘要 that
+    carries the trail, and the agents (经办 the applicant, 审批 each approver who agreed)."""
+    reason = next((v for k, v in form.items() if "事由" in k or "说明" in k), "")
+    approvers = "; ".join(
+        f"{t['name']} {t['status']} {t['time'][:16].replace('T', ' ') if t['time'] else ''}"
+        + (f" ({t['speech']})" if t["speech"] else "")
+        for t in trail
+    )
+    summary = [f"事由: {reason}" if reason else ""]
+    summary += [f"{k}: {v}" for k, v in form.items() if v and "事由" not in k]
+    summary += [f"审批流程: {approvers}" if approvers else ""]
+    return {
+        "finished_at": finished.isoformat(),
+        "finished_date": finished.date().isoformat(),
+        "fiscal_year": finished.year,
+        "period": finished.month,
+        "amount": min(amounts, key=lambda a: a[0])[1] if amounts else None,
+        "currency": "CNY",  # WeCom's Money control and DingTalk's MoneyField carry yuan
+        "reason": reason,
+        "summary": "; ".join(p for p in summary if p)[:2000],
+        "form": form,
+        "trail": trail,
+        "agents": [{"role": "经办", "name": applicant, "code": applicant_id}]
+        + [{"role": "审批", "name": t["name"], "code": t["userid"]} for t in trail if t["agreed"]],
+        "files": files,
+    }

@@ -22,17 +22,22 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-from collections.abc import Callable, Sequence
-from pathlib import Path
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from defusedxml import ElementTree as SafeET
 
 from archive_sink.durability import replace_file
-from connectors.errors import ConfigError, SourceError, TransientSourceError
-from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry, approval_inbox_dir
-from connectors.oa.approval_stream import DETAIL_NAME, MIN_LOOKBACK_SECONDS, ApprovalInboxStream
+from connectors.errors import SourceError, TransientSourceError
+from connectors.oa.approval_inbox import InboxEntry
+from connectors.oa.approval_stream import (
+    DETAIL_NAME,
+    ApprovalInboxStream,
+    approval_fields,
+    callback_crypt_of,
+    checked_connection,
+    inbox_stream_settings,
+)
 from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope_encrypt
 from connectors.oa.wecom_api import ApprovalNotFound, WeComApi
 from connectors.stream import SourceRecord
@@ -62,36 +67,19 @@ CONNECTION_KEYS = {"base_url", "corp_id", "secret", "callback", "templates", "ti
 class WeComApprovalStream(ApprovalInboxStream):
     primary_key = ("sp_no",)
     vendor = "WeCom"
+    listing = "getapprovalinfo"
 
-    def __init__(
-        self,
-        source_id: str,
-        api: WeComApi,
-        crypt: CallbackCrypt,
-        inbox: ApprovalInbox,
-        *,
-        work_dir: Path,
-        quarantine_dir: Path,
-        system: str = "wecom",
-        templates: Sequence[str] = (),
-        timezone: str = "Asia/Shanghai",
-        catalog_url: str | None = None,
-    ) -> None:
-        super().__init__(
-            source_id,
-            inbox,
-            work_dir=work_dir,
-            quarantine_dir=quarantine_dir,
-            system=system,
-            templates=templates,
-            timezone=timezone,
-            catalog_url=catalog_url,
-        )
-        self.api = api
-        self.crypt = crypt
-
-    def check_api(self) -> None:
-        self.api.token(renew=True)  # a wrong corp id or secret is a ConfigError naming the setting
+    def finished_between(self, start: dt.datetime, end: dt.datetime) -> list[str]:
+        """已通过 and 已支付 approvals applied for in [start, end], of the configured templates (getapprovalinfo
+        filters on one status, and one value of a key, a call)."""
+        numbers: list[str] = []
+        for status in sorted(FINISHED):
+            for template in sorted(self.templates) or [None]:
+                extra = [{"key": "template_id", "value": template}] if template else []
+                numbers += self.api.approval_numbers(
+                    start, end, [{"key": "sp_status", "value": str(status)}, *extra]
+                )
+        return list(dict.fromkeys(numbers))
 
     def _callback(self, entry: InboxEntry) -> tuple[str | None, str | None]:
         """WeCom's sys_approval_change: the signature checked again, the message decrypted and read."""
@@ -215,15 +203,6 @@ def approval_data(info: dict[str, Any], name_of: Callable[[str], str], tz: dt.tz
     files: list[dict[str, str]] = []
     amounts: list[tuple[bool, str]] = []  # (inside a table, value): the form's own total wins over a row's
     _walk(info.get("apply_data", {}).get("contents") or [], "", form, files, amounts, tz)
-    reason = next((v for k, v in form.items() if "事由" in k or "说明" in k), "")
-    approvers = "; ".join(
-        f"{t['name']} {t['status']} {t['time'][:16].replace('T', ' ') if t['time'] else ''}"
-        + (f" ({t['speech']})" if t["speech"] else "")
-        for t in trail
-    )
-    agents = [{"role": "经办", "name": applicant, "code": applicant_id}] + [
-        {"role": "审批", "name": t["name"], "code": t["userid"]} for t in trail if t["agreed"]
-    ]
     return {
         "sp_no": str(info["sp_no"]),
         "sp_name": str(info.get("sp_name") or "审批"),
@@ -233,26 +212,15 @@ def approval_data(info: dict[str, Any], name_of: Callable[[str], str], tz: dt.tz
         "applicant_userid": applicant_id,
         "applicant_party": str(info["applyer"].get("partyid") or ""),
         "apply_time": when(info["apply_time"]).isoformat(),
-        "finished_at": finished.isoformat(),
-        "finished_date": finished.date().isoformat(),
-        "fiscal_year": finished.year,
-        "period": finished.month,
-        "amount": min(amounts, key=lambda a: a[0])[1] if amounts else None,
-        "currency": "CNY",  # WeCom's Money control carries yuan
-        "reason": reason,
-        "summary": "; ".join(
-            p
-            for p in (
-                f"事由: {reason}" if reason else "",
-                *(f"{k}: {v}" for k, v in form.items() if v and k not in ("事由",) and "事由" not in k),
-                f"审批流程: {approvers}" if approvers else "",
-            )
-            if p
-        )[:2000],
-        "form": form,
-        "trail": trail,
-        "agents": agents,
-        "files": files,
+        **approval_fields(
+            applicant=applicant,
+            applicant_id=applicant_id,
+            finished=finished,
+            form=form,
+            amounts=amounts,
+            trail=trail,
+            files=files,
+        ),
     }
 
 
@@ -307,65 +275,27 @@ def _text(kind: str, value: dict[str, Any], tz: dt.tzinfo) -> str:
 
 def stream_from_config(config: SourceConfig) -> WeComApprovalStream:
     """`kind: oa.wecom` (see config/sources/wecom_approvals.yaml)."""
-    from archive_hub.settings import Settings
-
-    conn = config.connection
-    unknown = sorted(set(conn) - CONNECTION_KEYS)
-    if unknown:
-        raise ConfigError(
-            config.id,
-            f"connection.{unknown[0]}",
-            f"unknown setting (known: {', '.join(sorted(CONNECTION_KEYS))})",
-        )
-    for key in ("base_url", "corp_id", "secret"):
-        if not conn.get(key):
-            raise ConfigError(config.id, f"connection.{key}", "is required")
-    if not str(conn["base_url"]).startswith(("https://", "http://")):
-        raise ConfigError(config.id, "connection.base_url", "must be an http(s):// URL")
-    if config.lookback_seconds < MIN_LOOKBACK_SECONDS:
-        raise ConfigError(
-            config.id, "lookback_seconds", f"must be at least {MIN_LOOKBACK_SECONDS} for an approval inbox"
-        )
-    crypt = callback_crypt(config)
     from connectors.http import HttpClient
 
-    settings = Settings.from_env()
+    conn = checked_connection(
+        config,
+        CONNECTION_KEYS,
+        ("base_url", "corp_id", "secret"),
+        {"base_url": str(config.connection.get("base_url", ""))},
+    )
     http = HttpClient(config.id, str(conn["base_url"]), timeout=float(conn.get("timeout", 20)))
-    api = WeComApi(config.id, str(conn["base_url"]), str(conn["corp_id"]), str(conn["secret"]), http=http)
-    try:
-        tz = str(conn.get("timezone", "Asia/Shanghai"))
-        ZoneInfo(tz)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ConfigError(config.id, "connection.timezone", f"unknown time zone {tz!r}") from None
     return WeComApprovalStream(
         config.id,
-        api,
-        crypt,
-        ApprovalInbox(approval_inbox_dir(settings.home, config.id)),
-        work_dir=settings.home / "oa" / config.id,
-        quarantine_dir=settings.home / "quarantine" / config.id,
-        system=config.system,
+        WeComApi(config.id, str(conn["base_url"]), str(conn["corp_id"]), str(conn["secret"]), http=http),
+        callback_crypt(config),
         templates=[str(t) for t in conn.get("templates") or []],
-        timezone=tz,
-        catalog_url=settings.catalog_url,
+        **inbox_stream_settings(config),
     )
 
 
 def callback_crypt(config: SourceConfig) -> CallbackCrypt:
     """The callback crypto of a source: Token, EncodingAESKey and the corp id as receive id."""
-    conn = config.connection
-    callback = conn.get("callback") or {}
-    if not conn.get("corp_id"):
-        raise ConfigError(config.id, "connection.corp_id", "is required")
-    for key in ("token", "aes_key"):
-        if not callback.get(key):
-            raise ConfigError(config.id, f"connection.callback.{key}", "is required (the receiver checks it)")
-    try:
-        return CallbackCrypt(str(callback["token"]), str(callback["aes_key"]), str(conn["corp_id"]))
-    except ValueError:
-        raise ConfigError(
-            config.id, "connection.callback.aes_key", "must be WeCom's 43-character EncodingAESKey"
-        ) from None
+    return callback_crypt_of(config, "corp_id", "EncodingAESKey")
 
 
 class WeComCallbacks:

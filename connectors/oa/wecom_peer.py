@@ -35,10 +35,8 @@ import hmac
 import json
 import logging
 import math
-import os
 import re
 import secrets
-import socket
 import sys
 import threading
 import time
@@ -53,9 +51,9 @@ import requests
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from lxml import etree
-from starlette.types import Receive, Scope, Send
 
 from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope
+from connectors.oa.peer_kit import TruncatedResponse, secret_and_data, serve_on_loopback
 
 __all__ = [
     "ERR_APPROVAL_PARAM",
@@ -158,19 +156,6 @@ class _ApprovalStore:
         if not path.is_file():
             return None
         return json.loads(path.read_text(encoding="utf-8"))
-
-
-class _TruncatedResponse(Response):
-    """Declares the full Content-Length, sends half the bytes and stops: uvicorn then closes the connection,
-    which is what a transfer dropped mid-way looks like to the client."""
-
-    def __init__(self, content: bytes, headers: Mapping[str, str]) -> None:
-        super().__init__(content=b"", headers={**headers, "content-length": str(len(content))})
-        self._partial = content[: len(content) // 2]
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await send({"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers})
-        await send({"type": "http.response.body", "body": self._partial, "more_body": True})
 
 
 class _PeerState:
@@ -385,7 +370,7 @@ def make_app(
             "content-disposition": content_disposition(str(meta.get("file_name") or media_id)),
         }
         if state.take_truncation(media_id):
-            return _TruncatedResponse(content, headers)
+            return TruncatedResponse(content, headers)
         return Response(content=content, headers=headers)
 
     @app.get("/cgi-bin/user/get")
@@ -597,26 +582,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--token-ttl", type=float, default=7200, help="access token lifetime in seconds")
     args = parser.parse_args(argv)
-    secret = os.environ.get(args.secret_env, "")
-    if not secret:
-        print(f"wecom peer: environment variable {args.secret_env} is not set or empty", file=sys.stderr)
+    secret = secret_and_data("wecom peer", args.secret_env, args.data)
+    if secret is None:
         return 2
-    if not args.data.is_dir():
-        print(f"wecom peer: data folder {args.data} does not exist", file=sys.stderr)
-        return 2
-
-    import uvicorn
 
     app = make_app(args.data, corp_id=args.corp_id, corp_secret=secret, token_ttl=args.token_ttl)
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", args.port))
-    sock.listen(128)
-    port = sock.getsockname()[1]
-    print(f"wecom peer listening on http://127.0.0.1:{port}", flush=True)
-    config = uvicorn.Config(app, access_log=False, log_level="warning", lifespan="off", server_header=False)
-    uvicorn.Server(config).run(sockets=[sock])
-    return 0
+    return serve_on_loopback(app, args.port, "wecom peer")
 
 
 if __name__ == "__main__":
