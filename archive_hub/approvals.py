@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -206,20 +207,25 @@ def reconcile_approvals(
     start = min(scope.since, min(a.finished_on for a in approvals)) - dt.timedelta(days=scope.match_days)
     expenses, read = _expenses(session, settings, scope, start, on, problems)
     by_person = {(e.code, e.employee): e for e in expenses}
+    kept: dict[tuple[str, str], list[Approval]] = {}
     for a in approvals:  # pairs kept by earlier runs: each must still hold on the current versions
-        if a.voucher is None:
+        if a.voucher is not None:
+            kept.setdefault((a.voucher, a.applicant), []).append(a)
+    for (voucher, person), group in kept.items():
+        e = by_person.get((voucher, person))
+        total = sum((a.amount or Decimal("0.00") for a in group), Decimal("0.00"))
+        if e is None or e.amount != total:
+            for a in group:
+                problems.append(
+                    f"{a.code} (审批单号 {a.number}): the kept pair with {voucher} no longer holds: "
+                    + (f"that voucher is no longer archived with an expense of {person}" if e is None
+                       else f"its expense for {person} is now {e.amount}, the approvals paired with it {total}")
+                )  # fmt: skip
+                a.broken = True
             continue
-        e = by_person.get((a.voucher, a.applicant))
-        if e is None or e.amount != a.amount:
-            problems.append(
-                f"{a.code} (审批单号 {a.number}): the kept pair with {a.voucher} no longer holds: "
-                + ("that voucher is no longer archived with an expense of " + a.applicant
-                   if e is None else f"its expense for {a.applicant} is now {e.amount}, the approval {a.amount}")
-            )  # fmt: skip
-            a.broken = True
-            continue
-        e.approvals.append(a.code)
+        e.approvals += [a.code for a in group]
     _pair(approvals, expenses, scope.match_days)
+    _pair_sums(approvals, expenses, scope.match_days)
     if link:
         new = [a for a in approvals if a.new]
         for a in new:
@@ -383,6 +389,41 @@ def _pair(approvals: Sequence[Approval], expenses: Sequence[Expense], days: int)
             f"申请人 {a.applicant} = 职员 {best.employee}; 金额 {a.amount} = 借方 {best.amount}; "
             f"凭证日期 {best.date} ({gap:+d} 天)"
         )
+
+
+def _pair_sums(
+    approvals: Sequence[Approval], expenses: Sequence[Expense], days: int, most: int = 4, nearest: int = 10
+) -> None:
+    """What one-to-one pairing leaves: several approvals of one person booked in one voucher as one sum
+    (两张报销单一次入账). For each unpaired expense, in date order, the set of 2 to `most` unpaired approvals of
+    that person within `days` whose amounts add up to it exactly, among the `nearest` in date; of several
+    such sets, the one whose farthest approval is nearest. No set, no pair: nothing is guessed."""
+    free = [a for a in approvals if a.voucher is None and a.amount is not None and not a.revoked]
+    for e in sorted((e for e in expenses if not e.approvals), key=lambda e: (e.date, e.code, e.employee)):
+        near = sorted(
+            (a for a in free if a.voucher is None and a.applicant == e.employee
+             and abs((e.date - a.finished_on).days) <= days and a.amount < e.amount),  # type: ignore[operator]
+            key=lambda a: (abs((e.date - a.finished_on).days), a.number),
+        )[:nearest]  # fmt: skip
+        best: tuple[int, list[Approval]] | None = None
+        for size in range(2, min(most, len(near)) + 1):
+            for combo in itertools.combinations(near, size):
+                if sum((a.amount for a in combo), Decimal("0.00")) != e.amount:  # type: ignore[misc]
+                    continue
+                spread = max(abs((e.date - a.finished_on).days) for a in combo)
+                if best is None or spread < best[0]:
+                    best = (spread, list(combo))
+        if best is None:
+            continue
+        group = best[1]
+        amounts = " + ".join(str(a.amount) for a in group)
+        for a in group:
+            e.approvals.append(a.code)
+            a.voucher, a.voucher_no, a.new = e.code, e.voucher_no, True
+            a.basis = (
+                f"申请人 {a.applicant} = 职员 {e.employee}; 金额 {amounts} = 借方 {e.amount} "
+                f"({len(group)}张审批单合并入账); 凭证日期 {e.date} ({(e.date - a.finished_on).days:+d} 天)"
+            )
 
 
 def report_dir(settings: Settings) -> Path:

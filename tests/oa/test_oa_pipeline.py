@@ -314,3 +314,83 @@ def _paired_approval(hub: Hub) -> str:
             return s.scalars(select(ApprovalLinkRow.approval_code).order_by(ApprovalLinkRow.id)).first() or ""
     finally:
         catalog.dispose()
+
+
+def _split_approval(folder: Path, applicant: str, amount: str, parts: tuple[str, str]) -> list[str]:
+    """Turn the sample approval of `applicant` for `amount` into two approvals of `parts` (each with its own
+    数电票), as when one person's two 报销单 are booked in one voucher."""
+    import datetime as dt
+    from decimal import Decimal
+
+    from connectors.erp.sample_erp.einvoices import SampleInvoice, einvoice_ofd
+
+    (path,) = [
+        p
+        for p in (folder / "approvals").glob("*.json")
+        if (info := json.loads(p.read_text(encoding="utf-8")))["applyer"]["userid"] == applicant
+        and any(
+            c["control"] == "Money" and c["value"]["new_money"] == amount
+            for c in info["apply_data"]["contents"]
+        )
+    ]
+    info = json.loads(path.read_text(encoding="utf-8"))
+    callbacks = json.loads((folder / "callbacks.json").read_text(encoding="utf-8"))
+    numbers = []
+    for n, part in enumerate(parts):
+        sp_no = info["sp_no"] if n == 0 else info["sp_no"][:8] + "9999"
+        file_id = f"WWCISP_{sp_no}_split{n}"
+        invoice = SampleInvoice(
+            f"25442000999{n:09d}", dt.date(2025, 6, 28), "*住宿服务*差旅费", Decimal(part), Decimal("0")
+        )
+        (folder / "media" / file_id).write_bytes(einvoice_ofd(invoice))
+        (folder / "media" / f"{file_id}.json").write_text(
+            json.dumps({"file_name": f"数电票_{invoice.number}.ofd", "content_type": "application/ofd"}),
+            encoding="utf-8",
+        )
+        contents = []
+        for c in info["apply_data"]["contents"]:
+            c = json.loads(json.dumps(c))
+            if c["control"] == "Money":
+                c["value"]["new_money"] = part
+            if c["control"] == "File":
+                c["value"]["files"] = [{"file_id": file_id}]
+            contents.append(c)
+        detail = {**info, "sp_no": sp_no, "apply_data": {"contents": contents}}
+        (folder / "approvals" / f"{sp_no}.json").write_text(
+            json.dumps(detail, ensure_ascii=False), encoding="utf-8"
+        )
+        if n:
+            callbacks += [{**c, "sp_no": sp_no} for c in callbacks if c["sp_no"] == info["sp_no"]]
+        numbers.append(sp_no)
+    (folder / "callbacks.json").write_text(json.dumps(callbacks, ensure_ascii=False), encoding="utf-8")
+    return numbers
+
+
+def test_two_approvals_booked_as_one_sum_are_paired_with_that_voucher(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed(hub, vouchers=200)
+    vid = _book_two_person_voucher(hub.erp_url, "2025-06-30", {"张伟": "800.00"})
+    folder = sample_dir(hub.settings)
+    write_sample_wecom(hub.erp_url, folder)
+    numbers = _split_approval(folder, "ZhangWei", "800.00", ("500.00", "300.00"))
+    for name, value in wecom_env(hub.settings).items():
+        monkeypatch.setenv(name, value)
+    assert run_sync("erp_sample", "erp-1")["status"] == "success"
+    with running_wecom(hub.settings) as (peer_url, receiver_url):
+        monkeypatch.setenv("WECOM_API_URL", peer_url)
+        deliver_callbacks(hub.settings, receiver_url, "wecom_approvals")
+        run_sync("wecom_approvals", "oa-1")
+    catalog = Catalog(hub.settings.catalog_url)
+    voucher, approvals = _codes(catalog, "erp_sample")[str(vid)], _codes(catalog, "wecom_approvals")
+    catalog.dispose()
+    first = json.loads(cli("oa", "reconcile", "--json").stdout)[0]
+    links = json.loads(cli("show", voucher, "--json").stdout)["links"]
+    assert sorted(k["archival_code"] for k in links) == sorted(approvals[n] for n in numbers)
+    assert all(
+        "500.00 + 300.00 = 借方 800.00" in k["basis"] or "300.00 + 500.00" in k["basis"] for k in links
+    )
+    assert voucher not in {u["档号"] for u in first["unapproved"]}
+    assert not set(numbers) & {u["审批单号"] for u in first["unbooked"]}
+    again = json.loads(cli("oa", "reconcile", "--json").stdout)[0]  # the kept sum still holds
+    assert again["linked_now"] == 0 and not again["problems"] and again["matched"] == first["matched"]
