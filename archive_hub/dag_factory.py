@@ -50,7 +50,7 @@ def build_dag(config: SourceConfig) -> Any:
     @dag(
         dag_id=f"archive_{source_id}",
         description=config.description or f"archive {source_id}",
-        schedule=config.schedule,
+        schedule=config.schedule or None,  # an empty schedule (an OA source not yet set up): on demand only
         start_date=dt.datetime(2025, 1, 1, tzinfo=dt.UTC),
         catchup=False,
         max_active_runs=1,
