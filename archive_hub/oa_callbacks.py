@@ -7,7 +7,8 @@ receiver does only what must happen before it answers: it checks the signature a
 in the source's approval inbox, durable before "success" goes back. Fetching the form and the files
 is the archiving run's job, never the receiver's: nothing here waits on the catalog. DingTalk (事件订阅,
 HTTP推送) has no GET: it checks the URL with a signed POST `check_url` event, which is answered and not
-kept, and every answer it accepts is the encrypted "success" JSON the vendor's handler makes.
+kept, and every answer it accepts is the encrypted "success" JSON the vendor's handler makes. Feishu
+signs in headers: a handler's `signature_headers` are kept with the request like query parameters.
 
 A refused request is kept too, byte for byte, with its reason, under quarantine/<source>/callbacks/,
 so an operator can see who sent what. No SSO here: the caller is the OA system and its proof is the
@@ -39,6 +40,7 @@ MAX_KEPT_REFUSED = 1000  # refused requests kept byte for byte (an operator clea
 HANDLERS = {
     "oa.wecom": "connectors.oa.wecom:callback_handler",
     "oa.dingtalk": "connectors.oa.dingtalk:callback_handler",
+    "oa.feishu": "connectors.oa.feishu:callback_handler",
 }
 
 
@@ -111,6 +113,10 @@ def make_app(settings: Settings | None = None) -> FastAPI:
         if isinstance(r, PlainTextResponse):
             return r
         params = {k: request.query_params.get(k, "") for k in r.handler.signature_params}
+        # Feishu signs with headers (X-Lark-Signature ...): kept beside the query parameters, lower-case, so
+        # the stream can check the signature again when it reads the inbox.
+        for name in getattr(r.handler, "signature_headers", ()):
+            params[name.lower()] = request.headers.get(name, "")
         body = b""
         async for chunk in request.stream():
             body += chunk

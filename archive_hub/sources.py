@@ -120,6 +120,7 @@ LAZY_FACTORIES = {
     "hub.registers": "connectors.registers.hub_registers:stream_from_config",
     "oa.wecom": "connectors.oa.wecom:stream_from_config",
     "oa.dingtalk": "connectors.oa.dingtalk:stream_from_config",
+    "oa.feishu": "connectors.oa.feishu:stream_from_config",
 }
 
 

@@ -14,13 +14,13 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archive_sink.durability import replace_file
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, SourceError
 from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry, approval_inbox_dir
 from connectors.oa.callback_crypto import CallbackCrypt
 from connectors.stream import Cursor, SourceRecord
@@ -49,7 +49,7 @@ class ApprovalInboxStream:
         self,
         source_id: str,
         api: Any,
-        crypt: CallbackCrypt,
+        crypt: Any,
         inbox: ApprovalInbox,
         *,
         work_dir: Path,
@@ -61,7 +61,7 @@ class ApprovalInboxStream:
     ) -> None:
         self.source_id = source_id
         self.api = api  # the vendor's API client (WeComApi, DingTalkApi): token, detail, files, names, list
-        self.crypt = crypt  # checks every inbox message again on reading
+        self.crypt = crypt  # the vendor's callback keys (CallbackCrypt, Feishu's): every message re-checked
         self.inbox = inbox
         self.work_dir = Path(work_dir)
         self.quarantine_dir = Path(quarantine_dir)
@@ -192,6 +192,50 @@ class ApprovalInboxStream:
         self.passed_over[number] = why
         if revoked:
             self.revoked[number] = revoked
+
+    noun = "审批实例"  # what the vendor calls one approval, in refusal reasons
+
+    def _assembled(
+        self,
+        key: str,
+        received: dt.datetime,
+        raw: bytes,
+        fields: Callable[[], dict[str, Any]],
+        fetch: Callable[[dict[str, str]], tuple[bytes, str, str]],
+    ) -> SourceRecord:
+        """A finished approval as the record the mapping reads: `fields()` (with its "files"), each file
+        fetched by `fetch(file) -> (bytes, name, media type)` into a content-addressed copy, and the detail
+        answer `raw` byte for byte as 审批单.json. A file that cannot be fetched whole, or a detail not in
+        the vendor's shape, refuses the approval with the detail kept."""
+        folder = self.work_dir / key
+        try:
+            data = fields()
+            files = []
+            for n, f in enumerate(data.pop("files"), 1):
+                try:
+                    content, name, kind = fetch(f)
+                except SourceError as exc:
+                    label = f.get("file_id") or f.get("name") or ""
+                    raise SourceError(f"{f['control']}: file {n} ({label[:24]}): {exc}") from None
+                path = folder / hashlib.sha256(content).hexdigest()
+                replace_file(path, content)
+                files.append({"name": name, "media_type": kind, "uri": str(path), "size": len(content)})
+        except SourceError as exc:
+            return self._refused(key, received, f"{self.noun} {key}: {exc}", raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            reason = f"detail not in {self.vendor}'s shape: {type(exc).__name__}: {exc}"
+            return self._refused(key, received, f"{self.noun} {key}: {reason}", raw)
+        detail_path = folder / DETAIL_NAME
+        replace_file(detail_path, raw)
+        detail = {
+            "name": DETAIL_NAME,
+            "media_type": "application/json",
+            "uri": str(detail_path),
+            "size": len(raw),
+        }
+        data["attachments"] = [detail, *files]
+        data["changed_at"] = received.isoformat()
+        return SourceRecord(self.name, key, received, data)
 
     def _refused(self, key: str, received: dt.datetime, reason: str, original: bytes) -> SourceRecord:
         """Keep what was received and hand the map step one line saying why."""

@@ -17,18 +17,15 @@ transient failure that outlasts the retries fails the run, so the cursor stays.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import secrets
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from archive_sink.durability import replace_file
 from connectors.errors import ConfigError, SourceError, TransientSourceError
 from connectors.oa.approval_inbox import InboxEntry
 from connectors.oa.approval_stream import (
-    DETAIL_NAME,
     ApprovalInboxStream,
     approval_fields,
     callback_crypt_of,
@@ -169,41 +166,13 @@ class DingTalkApprovalStream(ApprovalInboxStream):
         if self.templates and code and code not in self.templates:
             self.pass_over(key, f"process code {code} not configured")
             return None
-        folder = self.work_dir / key
-        try:
-            data = approval_data(result, self.api.user_name, self.tz, instance_id=key)
-            files = []
-            for n, f in enumerate(data.pop("files"), 1):
-                try:
-                    content, name, kind = self.api.file(key, f)
-                except SourceError as exc:
-                    raise SourceError(f"{f['control']}: file {n} ({f['file_id'][:24]}): {exc}") from None
-                sha = hashlib.sha256(content).hexdigest()
-                path = folder / sha
-                replace_file(path, content)
-                files.append({"name": name, "media_type": kind, "uri": str(path), "size": len(content)})
-        except SourceError as exc:
-            return self._refused(key, received, f"审批实例 {key}: {exc}", raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            return self._refused(
-                key,
-                received,
-                f"审批实例 {key}: detail not in DingTalk's shape: {type(exc).__name__}: {exc}",
-                raw,
-            )
-        detail_path = folder / DETAIL_NAME
-        replace_file(detail_path, raw)
-        data["attachments"] = [
-            {
-                "name": DETAIL_NAME,
-                "media_type": "application/json",
-                "uri": str(detail_path),
-                "size": len(raw),
-            },
-            *files,
-        ]
-        data["changed_at"] = received.isoformat()
-        return SourceRecord(self.name, key, received, data)
+        return self._assembled(
+            key,
+            received,
+            raw,
+            lambda: approval_data(result, self.api.user_name, self.tz, instance_id=key),
+            lambda f: self.api.file(key, f),
+        )
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------

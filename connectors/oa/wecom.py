@@ -20,18 +20,15 @@ approvals with the vouchers that booked them (审批单 ↔ 记账凭证).
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from defusedxml import ElementTree as SafeET
 
-from archive_sink.durability import replace_file
 from connectors.errors import SourceError, TransientSourceError
 from connectors.oa.approval_inbox import InboxEntry
 from connectors.oa.approval_stream import (
-    DETAIL_NAME,
     ApprovalInboxStream,
     approval_fields,
     callback_crypt_of,
@@ -67,6 +64,7 @@ CONNECTION_KEYS = {"base_url", "corp_id", "secret", "callback", "templates", "ti
 class WeComApprovalStream(ApprovalInboxStream):
     primary_key = ("sp_no",)
     vendor = "WeCom"
+    noun = "审批单"
     listing = "getapprovalinfo"
 
     def finished_between(self, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -135,41 +133,13 @@ class WeComApprovalStream(ApprovalInboxStream):
         if self.templates and str(info.get("template_id")) not in self.templates:
             self.pass_over(sp_no, f"template {info.get('template_id')} not configured")
             return None
-        folder = self.work_dir / sp_no
-        try:
-            data = approval_data(info, self.api.user_name, self.tz)
-            files = []
-            for n, f in enumerate(data.pop("files"), 1):
-                try:
-                    content, name, kind = self.api.media(f["file_id"])
-                except SourceError as exc:
-                    raise SourceError(f"{f['control']}: file {n} ({f['file_id'][:24]}): {exc}") from None
-                sha = hashlib.sha256(content).hexdigest()
-                path = folder / sha
-                replace_file(path, content)
-                files.append({"name": name, "media_type": kind, "uri": str(path), "size": len(content)})
-        except SourceError as exc:
-            return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", raw)
-        except (KeyError, TypeError, ValueError) as exc:
-            return self._refused(
-                sp_no,
-                received,
-                f"审批单 {sp_no}: detail not in WeCom's shape: {type(exc).__name__}: {exc}",
-                raw,
-            )
-        detail_path = folder / DETAIL_NAME
-        replace_file(detail_path, raw)
-        data["attachments"] = [
-            {
-                "name": f"{DETAIL_NAME}",
-                "media_type": "application/json",
-                "uri": str(detail_path),
-                "size": len(raw),
-            },
-            *files,
-        ]
-        data["changed_at"] = received.isoformat()
-        return SourceRecord(self.name, sp_no, received, data)
+        return self._assembled(
+            sp_no,
+            received,
+            raw,
+            lambda: approval_data(info, self.api.user_name, self.tz),
+            lambda f: self.api.media(f["file_id"]),
+        )
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------
