@@ -129,7 +129,9 @@ class HttpClient:
                 f"{where}: HTTP {response.status_code}", retry_after(response.headers.get("Retry-After"))
             )
         if response.status_code >= 400 and response.status_code not in accept_status:
-            raise SourceError(f"{where}: HTTP {response.status_code}: {_snippet(response)}")
+            # A file host's error page may repeat a signed link: for those, the status alone.
+            said = "" if origin != self.base_url else f": {_snippet(response)}"
+            raise SourceError(f"{where}: HTTP {response.status_code}{said}")
         return response
 
 

@@ -308,7 +308,7 @@ def _loads(value: Any) -> Any:
         return value if isinstance(value, list) else None
     try:
         return json.loads(value)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
 
 
@@ -360,7 +360,7 @@ def envelope_encrypt(body: bytes) -> str:
         raise CallbackError("not a JSON envelope", f"the body is larger than {MAX_ENVELOPE_BYTES} bytes")
     try:
         envelope = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):  # RecursionError: [[[[… a megabyte deep
         raise CallbackError("not a JSON envelope", "the body is not JSON") from None
     encrypt = envelope.get("encrypt") if isinstance(envelope, dict) else None
     if not isinstance(encrypt, str) or not encrypt.strip():
@@ -378,7 +378,7 @@ def decrypt_event(crypt: CallbackCrypt, params: dict[str, str], body: bytes) -> 
     )
     try:
         event = json.loads(plain)
-    except ValueError:
+    except (ValueError, RecursionError):
         raise CallbackError("not a DingTalk event", "the decrypted message is not JSON") from None
     if not isinstance(event, dict):
         raise CallbackError("not a DingTalk event", "the decrypted message is not a JSON object")

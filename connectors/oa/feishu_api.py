@@ -81,7 +81,10 @@ class FeishuApi:
             if not isinstance(token, str) or not token:
                 raise SourceError(f"{self.source_id}: {path}: the answer carries no tenant_access_token")
             self._token = token
-            lifetime = int(answer.get("expire", 7200))
+            try:
+                lifetime = int(answer.get("expire") or 7200)
+            except (TypeError, ValueError):
+                lifetime = 7200  # an odd lifetime is no reason to fail: the default is Feishu's own
             self._token_until = time.monotonic() + max(lifetime - TOKEN_MARGIN, lifetime / 2)
         assert self._token is not None
         return self._token

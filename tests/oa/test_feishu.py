@@ -36,6 +36,7 @@ from canonical_model.retention import RetentionPeriod
 from connectors.errors import ConfigError
 from connectors.http import HttpClient
 from connectors.oa.approval_inbox import ApprovalInbox
+from connectors.oa.callback_crypto import feishu_signature
 from connectors.oa.feishu import FeishuApprovalStream, FeishuCallbackKeys, stream_from_config
 from connectors.oa.feishu_api import FeishuApi
 from connectors.oa.feishu_peer import approval_event, seal, send_event, url_verification
@@ -643,6 +644,22 @@ def test_bad_push_is_refused_with_403_and_kept(receiver: Receiver, make: Any, re
     kept = json.loads((receiver.refused / new).read_bytes())
     assert kept["reason"] == reason and base64.b64decode(kept["body_b64"]) == body
     assert kept["params"]["x-lark-signature"] == headers["X-Lark-Signature"]
+
+
+def test_unsigned_requests_learn_nothing_and_deep_json_is_refused_not_crashed(receiver: Receiver) -> None:
+    """Without X-Lark-Signature every failure has one reason (no decryption oracle); a body nested a megabyte
+    deep is refused like any other bad body, not answered with a 500."""
+    headers, body = seal(ENCRYPT_KEY, event(GOOD[0], token="another-token"))
+    del headers["X-Lark-Signature"]
+    garbled = json.dumps({"encrypt": base64.b64encode(os.urandom(64)).decode()}).encode()
+    deep = b"[" * 500_000 + b"]" * 500_000
+    answers = [requests.post(receiver.url, data=b, headers=headers, timeout=30) for b in (body, garbled)]
+    assert [(a.status_code, a.text) for a in answers] == [(403, "refused: unsigned request")] * 2
+    signed = seal(ENCRYPT_KEY, event(GOOD[0]))[0]  # a correct signature over the deep body itself
+    stamp, nonce = signed["X-Lark-Request-Timestamp"], signed["X-Lark-Request-Nonce"]
+    signed["X-Lark-Signature"] = feishu_signature(stamp, nonce, ENCRYPT_KEY, deep)
+    answer = requests.post(receiver.url, data=deep, headers=signed, timeout=30)
+    assert (answer.status_code, answer.text) == (403, "refused: not a JSON envelope")
 
 
 def test_kept_push_is_archived_by_the_configured_source(
