@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from archive_sink.durability import replace_file
-from connectors.errors import ConfigError, SourceError
+from connectors.errors import ConfigError, SourceError, TransientSourceError
 from connectors.oa.approval_inbox import ApprovalInbox, InboxEntry, approval_inbox_dir
 from connectors.oa.callback_crypto import CallbackCrypt
 from connectors.stream import Cursor, SourceRecord
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 # hosts (or a clock step) an older name can appear after a newer one was read, so the look-back must cover it.
 MIN_LOOKBACK_SECONDS = 60
 DETAIL_NAME = "审批单.json"
+FINISHED, PENDING, PASSED, REVOKED = "finished", "pending", "passed", "revoked"  # what a detail says
 
 
 class ApprovalInboxStream:
@@ -81,10 +82,53 @@ class ApprovalInboxStream:
         one; (None, None) when the message is not one to archive (still running, rejected, another event)."""
         raise NotImplementedError
 
+    not_found: type[Exception] = LookupError  # the API client's "no such approval" (a SourceError)
+    template_word = "template"  # what the vendor calls a form template, in pass-over reasons
+
+    def _state(self, detail: dict[str, Any]) -> tuple[str, str]:
+        """(state, the vendor's word for it) from the detail; state is FINISHED, PENDING (not yet),
+        PASSED (rejected, cancelled: never archived) or REVOKED (withdrawn: noted if it was archived)."""
+        raise NotImplementedError
+
+    def _template(self, detail: dict[str, Any]) -> str:
+        """The form template (WeCom template id, DingTalk process code, Feishu approval code)."""
+        raise NotImplementedError
+
+    def _fields(self, detail: dict[str, Any], key: str) -> dict[str, Any]:
+        """The detail flattened for the mapping (approval_data of the vendor module)."""
+        raise NotImplementedError
+
+    def _fetch(self, key: str, file: dict[str, str]) -> tuple[bytes, str, str]:
+        """One file of the form: (bytes, name, media type)."""
+        raise NotImplementedError
+
+    # -- one approval ----------------------------------------------------------------------------
     def _record(self, key: str, received: dt.datetime, announced: bytes = b"") -> SourceRecord | None:
         """The finished approval as a record, a refusal, or None when it is not (or no longer) finished.
         `announced`: the inbox message that named it, kept if the OA system cannot give the approval."""
-        raise NotImplementedError
+        try:
+            detail, raw = self.api.approval_detail(key)
+        except TransientSourceError:
+            raise  # the run fails and keeps its cursor; the next run asks again
+        except SourceError as exc:
+            unknown = f"{self.vendor} does not know it: " if isinstance(exc, self.not_found) else ""
+            return self._refused(key, received, f"{self.noun} {key}: {unknown}{exc}", announced)
+        state, said = self._state(detail)
+        if state in (PASSED, REVOKED):  # changed since the message: not an accounting record
+            self.pass_over(key, f"now {said}", revoked=said if state == REVOKED else None)
+            return None
+        if state == PENDING:
+            # The message said finished, the detail does not (yet): kept in quarantine, so a retry asks again
+            # rather than the cursor moving past an approval that will be finished.
+            reason = f"the callback said it is finished, {self.vendor}'s detail says {said}"
+            return self._refused(key, received, f"{self.noun} {key}: {reason}", raw)
+        template = self._template(detail)
+        if self.templates and template and template not in self.templates:
+            self.pass_over(key, f"{self.template_word} {template} not configured")
+            return None
+        return self._assembled(
+            key, received, raw, lambda: self._fields(detail, key), lambda f: self._fetch(key, f)
+        )
 
     def check_api(self) -> None:
         """Raise ConfigError naming the setting when the OA system refuses the credentials."""

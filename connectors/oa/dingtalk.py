@@ -26,6 +26,10 @@ from typing import TYPE_CHECKING, Any
 from connectors.errors import ConfigError, SourceError, TransientSourceError
 from connectors.oa.approval_inbox import InboxEntry
 from connectors.oa.approval_stream import (
+    FINISHED,
+    PASSED,
+    PENDING,
+    REVOKED,
     ApprovalInboxStream,
     approval_fields,
     callback_crypt_of,
@@ -34,7 +38,6 @@ from connectors.oa.approval_stream import (
 )
 from connectors.oa.callback_crypto import MAX_ENVELOPE_BYTES, CallbackCrypt, CallbackError
 from connectors.oa.dingtalk_api import ApprovalNotFound, DingTalkApi
-from connectors.stream import SourceRecord
 
 if TYPE_CHECKING:
     from archive_hub.sources import SourceConfig
@@ -81,6 +84,8 @@ DEFAULT_OAPI_URL = "https://oapi.dingtalk.com"
 class DingTalkApprovalStream(ApprovalInboxStream):
     primary_key = ("sp_no",)
     vendor = "DingTalk"
+    not_found = ApprovalNotFound
+    template_word = "process code"
     listing = "instanceIds/query"
 
     def finished_between(self, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -133,46 +138,24 @@ class DingTalkApprovalStream(ApprovalInboxStream):
             return None, None
         return instance_id, None
 
-    # -- one approval ----------------------------------------------------------------------------
-    def _record(self, key: str, received: dt.datetime, announced: bytes = b"") -> SourceRecord | None:
-        try:
-            result, raw = self.api.approval_detail(key)
-        except TransientSourceError:
-            raise  # the run fails and keeps its cursor; the next run asks again
-        except ApprovalNotFound as exc:
-            return self._refused(
-                key, received, f"审批实例 {key}: DingTalk does not know it: {exc}", announced
-            )
-        except SourceError as exc:
-            return self._refused(key, received, f"审批实例 {key}: {exc}", announced)
-        status, outcome = result.get("status"), result.get("result")
+    # -- one approval: the base's _record asks these ----------------------------------------------
+    def _state(self, detail: dict[str, Any]) -> tuple[str, str]:
+        status, outcome = detail.get("status"), detail.get("result")
         if status in WITHDRAWN:
-            self.pass_over(key, f"now {STATUS[status]}", revoked=STATUS[status])  # withdrawn since
-            return None
-        if status == "COMPLETED" and outcome != "agree":
-            self.pass_over(key, f"now {RESULT_STATUS.get(str(outcome), str(outcome))}")
-            return None
-        if status != "COMPLETED":
-            # The event said finished, the detail does not (yet): kept in quarantine, so a retry asks again
-            # rather than the cursor moving past an instance that will be finished.
-            return self._refused(
-                key,
-                received,
-                f"审批实例 {key}: the callback said it is finished, DingTalk's detail says "
-                f"{STATUS.get(str(status), status)}",
-                raw,
-            )
-        code = str(result.get("processCode") or "")
-        if self.templates and code and code not in self.templates:
-            self.pass_over(key, f"process code {code} not configured")
-            return None
-        return self._assembled(
-            key,
-            received,
-            raw,
-            lambda: approval_data(result, self.api.user_name, self.tz, instance_id=key),
-            lambda f: self.api.file(key, f),
-        )
+            return REVOKED, STATUS[status]
+        if status == "COMPLETED":
+            said = RESULT_STATUS.get(str(outcome), str(outcome))
+            return (FINISHED if outcome == "agree" else PASSED), said
+        return PENDING, STATUS.get(str(status), str(status))
+
+    def _template(self, detail: dict[str, Any]) -> str:
+        return str(detail.get("processCode") or "")
+
+    def _fields(self, detail: dict[str, Any], key: str) -> dict[str, Any]:
+        return approval_data(detail, self.api.user_name, self.tz, instance_id=key)
+
+    def _fetch(self, key: str, file: dict[str, str]) -> tuple[bytes, str, str]:
+        return self.api.file(key, file)
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------

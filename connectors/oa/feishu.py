@@ -25,6 +25,10 @@ from urllib.parse import unquote, urlsplit
 from connectors.errors import ConfigError, SourceError, TransientSourceError
 from connectors.oa.approval_inbox import InboxEntry
 from connectors.oa.approval_stream import (
+    FINISHED,
+    PASSED,
+    PENDING,
+    REVOKED,
     ApprovalInboxStream,
     approval_fields,
     checked_connection,
@@ -37,7 +41,6 @@ from connectors.oa.callback_crypto import (
     feishu_signature,
 )
 from connectors.oa.feishu_api import ApprovalNotFound, FeishuApi, media_type
-from connectors.stream import SourceRecord
 
 if TYPE_CHECKING:
     from archive_hub.sources import SourceConfig
@@ -143,6 +146,8 @@ def _decrypted(encrypt_key: str, body: bytes) -> dict[str, Any]:
 class FeishuApprovalStream(ApprovalInboxStream):
     primary_key = ("sp_no",)
     vendor = "Feishu"
+    not_found = ApprovalNotFound
+    template_word = "approval code"
     listing = "approval/v4/instances"
 
     def __init__(
@@ -201,45 +206,25 @@ class FeishuApprovalStream(ApprovalInboxStream):
             return None, None
         return code, None
 
-    def _record(self, key: str, received: dt.datetime, announced: bytes = b"") -> SourceRecord | None:
-        try:
-            data, raw = self.api.approval_detail(key)
-        except TransientSourceError:
-            raise
-        except ApprovalNotFound as exc:
-            return self._refused(key, received, f"审批实例 {key}: Feishu does not know it: {exc}", announced)
-        except SourceError as exc:
-            return self._refused(key, received, f"审批实例 {key}: {exc}", announced)
-        status = str(data.get("status") or "")
+    # -- one approval: the base's _record asks these ----------------------------------------------
+    def _state(self, detail: dict[str, Any]) -> tuple[str, str]:
+        status = str(detail.get("status") or "")
+        said = STATUS.get(status, status)
+        if status == "APPROVED":
+            return FINISHED, said
         if status in WITHDRAWN:
-            self.pass_over(key, f"now {STATUS[status]}", revoked=STATUS[status])
-            return None
-        if status in ("REJECTED", "CANCELED"):
-            self.pass_over(key, f"now {STATUS[status]}")
-            return None
-        if status != "APPROVED":
-            return self._refused(
-                key,
-                received,
-                f"审批实例 {key}: the callback said it is approved, Feishu's detail says "
-                f"{STATUS.get(status, status)}",
-                raw,
-            )
-        code = str(data.get("approval_code") or "")
-        if self.templates and code and code not in self.templates:
-            self.pass_over(key, f"approval code {code} not configured")
-            return None
-        return self._assembled(
-            key,
-            received,
-            raw,
-            lambda: approval_data(data, self.api.user_name, self.tz, instance_code=key),
-            self._file,
-        )
+            return REVOKED, said
+        return (PASSED if status in ("REJECTED", "CANCELED") else PENDING), said
 
-    def _file(self, f: dict[str, str]) -> tuple[bytes, str, str]:
-        content, given = self.api.file(f["url"])
-        return content, f["name"], media_type(f["name"], given)
+    def _template(self, detail: dict[str, Any]) -> str:
+        return str(detail.get("approval_code") or "")
+
+    def _fields(self, detail: dict[str, Any], key: str) -> dict[str, Any]:
+        return approval_data(detail, self.api.user_name, self.tz, instance_code=key)
+
+    def _fetch(self, key: str, file: dict[str, str]) -> tuple[bytes, str, str]:
+        content, given = self.api.file(file["url"])
+        return content, file["name"], media_type(file["name"], given)
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------

@@ -26,9 +26,14 @@ from typing import TYPE_CHECKING, Any
 
 from defusedxml import ElementTree as SafeET
 
-from connectors.errors import SourceError, TransientSourceError
 from connectors.oa.approval_inbox import InboxEntry
 from connectors.oa.approval_stream import (
+    FINISHED as FINISHED_STATE,
+)
+from connectors.oa.approval_stream import (
+    PASSED,
+    PENDING,
+    REVOKED,
     ApprovalInboxStream,
     approval_fields,
     callback_crypt_of,
@@ -37,7 +42,6 @@ from connectors.oa.approval_stream import (
 )
 from connectors.oa.callback_crypto import CallbackCrypt, CallbackError, wecom_envelope_encrypt
 from connectors.oa.wecom_api import ApprovalNotFound, WeComApi
-from connectors.stream import SourceRecord
 
 if TYPE_CHECKING:
     from archive_hub.sources import SourceConfig
@@ -65,6 +69,7 @@ class WeComApprovalStream(ApprovalInboxStream):
     primary_key = ("sp_no",)
     vendor = "WeCom"
     noun = "审批单"
+    not_found = ApprovalNotFound
     listing = "getapprovalinfo"
 
     def finished_between(self, start: dt.datetime, end: dt.datetime) -> list[str]:
@@ -106,40 +111,24 @@ class WeComApprovalStream(ApprovalInboxStream):
             return None, None
         return sp_no, None
 
-    # -- one approval ----------------------------------------------------------------------------
-    def _record(self, sp_no: str, received: dt.datetime, announced: bytes = b"") -> SourceRecord | None:
-        try:
-            info, raw = self.api.approval_detail(sp_no)
-        except TransientSourceError:
-            raise  # the run fails and keeps its cursor; the next run asks again
-        except ApprovalNotFound as exc:
-            return self._refused(sp_no, received, f"审批单 {sp_no}: WeCom does not know it: {exc}", announced)
-        except SourceError as exc:
-            return self._refused(sp_no, received, f"审批单 {sp_no}: {exc}", announced)
-        status = info.get("sp_status")
+    # -- one approval: the base's _record asks these ----------------------------------------------
+    def _state(self, detail: dict[str, Any]) -> tuple[str, str]:
+        status = detail.get("sp_status")
+        said = STATUS.get(status, str(status)) if isinstance(status, int) else str(status)
+        if status in FINISHED:
+            return FINISHED_STATE, said
         if status in WITHDRAWN:
-            revoked = STATUS[status] if status == REVOKED_AFTER_APPROVAL else None
-            self.pass_over(sp_no, f"now {STATUS.get(status, status)}", revoked=revoked)  # withdrawn since
-            return None
-        if status not in FINISHED:
-            # The message said finished, the detail does not (yet): kept in quarantine, so a retry asks again
-            # rather than the cursor moving past an approval that will be finished.
-            return self._refused(
-                sp_no,
-                received,
-                f"审批单 {sp_no}: the callback said it is finished, WeCom's detail says {STATUS.get(status, status)}",
-                raw,
-            )
-        if self.templates and str(info.get("template_id")) not in self.templates:
-            self.pass_over(sp_no, f"template {info.get('template_id')} not configured")
-            return None
-        return self._assembled(
-            sp_no,
-            received,
-            raw,
-            lambda: approval_data(info, self.api.user_name, self.tz),
-            lambda f: self.api.media(f["file_id"]),
-        )
+            return (REVOKED if status == REVOKED_AFTER_APPROVAL else PASSED), said
+        return PENDING, said
+
+    def _template(self, detail: dict[str, Any]) -> str:
+        return str(detail.get("template_id") or "")
+
+    def _fields(self, detail: dict[str, Any], key: str) -> dict[str, Any]:
+        return approval_data(detail, self.api.user_name, self.tz)
+
+    def _fetch(self, key: str, file: dict[str, str]) -> tuple[bytes, str, str]:
+        return self.api.media(file["file_id"])
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------
