@@ -56,7 +56,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from connectors.oa.callback_crypto import CallbackCrypt, CallbackError
-from connectors.oa.peer_kit import TruncatedResponse, secret_and_data, serve_on_loopback
+from connectors.oa.peer_kit import TruncatedResponse, add_peer_controls, secret_and_data, serve_on_loopback
 
 __all__ = [
     "approval_event",
@@ -454,27 +454,15 @@ def make_app(
             }
         )
 
-    @app.post("/_peer/faults")
-    async def set_faults(request: Request) -> Response:
-        body = await _json_body(request)
-        if body is None:
-            return JSONResponse({"error": "the body must be a JSON object"}, status_code=400)
-        try:
-            return JSONResponse(state.apply_faults(body))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.get("/_peer/stats")
-    async def stats() -> Response:
+    def stats() -> dict[str, Any]:
         with state.lock:
-            return JSONResponse(
-                {
-                    "calls": dict(state.calls),
-                    "tokens_issued": state.tokens_issued,
-                    "downloads_with_token": state.downloads_with_token,
-                }
-            )
+            return {
+                "calls": dict(state.calls),
+                "tokens_issued": state.tokens_issued,
+                "downloads_with_token": state.downloads_with_token,
+            }
 
+    add_peer_controls(app, state.apply_faults, stats)
     return app
 
 

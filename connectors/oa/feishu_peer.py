@@ -49,7 +49,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
 
 from connectors.oa.callback_crypto import feishu_encrypt, feishu_signature
-from connectors.oa.peer_kit import TruncatedResponse, secret_and_data, serve_on_loopback
+from connectors.oa.peer_kit import TruncatedResponse, add_peer_controls, secret_and_data, serve_on_loopback
 
 __all__ = ["approval_event", "main", "make_app", "seal", "send_event", "url_verification"]
 
@@ -280,25 +280,15 @@ def make_app(data_dir: Path, *, app_id: str, app_secret: str, token_ttl: float =
             state.truncate[file_id] -= 1 if cut else 0
         return TruncatedResponse(content, headers) if cut else Response(content, headers=headers)
 
-    @app.post("/_peer/faults")
-    async def set_faults(request: Request) -> Response:
-        try:
-            body = json.loads(await request.body())
-            return JSONResponse(state.apply(body if isinstance(body, dict) else {}))
-        except ValueError as exc:
-            return JSONResponse({"error": str(exc)}, status_code=400)
-
-    @app.get("/_peer/stats")
-    async def stats() -> Response:
+    def stats() -> dict[str, Any]:
         with state.lock:
-            return JSONResponse(
-                {
-                    "calls": dict(state.calls),
-                    "tokens_issued": state.tokens_issued,
-                    "downloads_with_token": state.downloads_with_token,
-                }
-            )
+            return {
+                "calls": dict(state.calls),
+                "tokens_issued": state.tokens_issued,
+                "downloads_with_token": state.downloads_with_token,
+            }
 
+    add_peer_controls(app, state.apply, stats)
     return app
 
 

@@ -1,16 +1,19 @@
-"""What the local vendor peers (wecom_peer.py, dingtalk_peer.py) share: a transfer dropped mid-way, and
-starting on a loopback port with the secret taken from the environment (never the command line)."""
+"""What the local vendor peers (OA: wecom, dingtalk, feishu; ERP: kingdee) share: a transfer dropped mid-way,
+the test controls (/_peer/faults, /_peer/stats), and starting on a loopback port with the secret taken from
+the environment (never the command line)."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from fastapi.responses import Response
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response
 from starlette.types import Receive, Scope, Send
 
 
@@ -53,3 +56,26 @@ def serve_on_loopback(app: Any, port: int, name: str) -> int:
     config = uvicorn.Config(app, access_log=False, log_level="warning", lifespan="off", server_header=False)
     uvicorn.Server(config).run(sockets=[sock])
     return 0
+
+
+def add_peer_controls(
+    app: FastAPI,
+    apply_faults: Callable[[dict[str, Any]], dict[str, Any]],
+    stats: Callable[[], dict[str, Any]],
+) -> None:
+    """POST /_peer/faults (a JSON object for `apply_faults`; its ValueError is a 400) and GET /_peer/stats,
+    which tests use to inject failures and to count what the client did."""
+
+    @app.post("/_peer/faults")
+    async def set_faults(request: Request) -> Response:
+        try:
+            body = json.loads(await request.body())
+            if not isinstance(body, dict):
+                raise ValueError("the body must be a JSON object")
+            return JSONResponse(apply_faults(body))
+        except ValueError as exc:
+            return JSONResponse({"error": str(exc)}, status_code=400)
+
+    @app.get("/_peer/stats")
+    async def peer_stats() -> Response:
+        return JSONResponse(stats())
