@@ -121,6 +121,8 @@ LAZY_FACTORIES = {
     "oa.wecom": "connectors.oa.wecom:stream_from_config",
     "oa.dingtalk": "connectors.oa.dingtalk:stream_from_config",
     "oa.feishu": "connectors.oa.feishu:stream_from_config",
+    "erp.soap": "connectors.erp.soap:stream_from_config",
+    "erp.rest": "connectors.erp.rest:stream_from_config",
 }
 
 
