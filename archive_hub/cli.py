@@ -78,6 +78,14 @@ def _short(text: str, keep: int = 16) -> str:
 def sync(
     source: Annotated[str, typer.Argument(help="source id, the name of a file in config/sources/")],
     run_id: Annotated[str | None, typer.Option(help="run id (default: cli-<timestamp>)")] = None,
+    full: Annotated[
+        bool,
+        typer.Option(
+            "--full",
+            help="read the source whole, not from its cursor: finds what an incremental read cannot (a "
+            "voucher edited in a closed period of an API that filters by period); nothing is archived twice",
+        ),
+    ] = False,
 ) -> None:
     """Run one source's pipeline now, in this process (the DAG runs the same steps)."""
     from archive_hub.pipeline import STEPS, run_step
@@ -97,7 +105,7 @@ def sync(
         try:
             extracted = None
             for step in STEPS:
-                result = run_step(step, source, run_id, report)
+                result = run_step(step, source, run_id, report, from_start=full and step == "extract")
                 if step == "extract":
                     extracted = result["records"]
                     for phase in ("archive",):

@@ -369,3 +369,36 @@ def test_inventory_lists_every_archived_record_by_class_as_register_workbook_and
     assert nothing.returncode == 1 and "no archived record has a 档号 starting with 'J999'" in nothing.stderr
     nowhere = cli("inventory", "--xlsx", str(hub.home / "no" / "dir" / "x.xlsx"))
     assert nowhere.returncode == 2 and "cannot write the workbook" in nowhere.stderr
+
+
+def test_sync_full_finds_an_edit_the_cursor_cannot_see_and_archives_nothing_twice(hub: Hub) -> None:
+    """An ERP that writes an old change time (a voucher edited in a closed period, a clock set back): the
+    incremental read misses it; `sync --full` reads the source whole and archives only the new version."""
+    import sqlite3
+
+    seed(hub, vouchers=150)
+    first = cli("sync", "erp_sample", "--run-id", "full-1")
+    assert first.returncode == 0, first.stderr + first.stdout
+    path = hub.erp_url.removeprefix("sqlite:///")
+    with sqlite3.connect(path) as erp:
+        (oldest,) = erp.execute("SELECT min(updated_at) FROM erp_voucher").fetchone()
+        (vid,) = erp.execute("SELECT id FROM erp_voucher WHERE status != 'draft' ORDER BY id LIMIT 1").fetchone()
+        erp.execute("UPDATE erp_voucher SET summary = '更正摘要', updated_at = ? WHERE id = ?", (oldest, vid))
+    missed = cli("sync", "erp_sample", "--run-id", "full-2")
+    assert missed.returncode == 0, missed.stderr
+    full = cli("sync", "erp_sample", "--run-id", "full-3", "--full")
+    assert full.returncode == 0, full.stderr
+    summaries = {
+        run: json.loads((hub.home / "runs" / "erp_sample" / run / "extract.json").read_text())
+        for run in ("full-2", "full-3")
+    }
+    assert summaries["full-3"]["from_start"] and summaries["full-3"]["records"] >= 150
+    assert summaries["full-2"]["records"] < summaries["full-3"]["records"]
+    found = cli("search", "--text", "更正摘要", "--json").stdout.splitlines()
+    assert len(found) == 1 and json.loads(found[0])["version"] == 2, found
+    archived = json.loads((hub.home / "runs" / "erp_sample" / "full-3" / "archive.json").read_text())
+    assert archived["archived"] == 0 and archived["new_versions"] == 1
+    again = cli("sync", "erp_sample", "--run-id", "full-4", "--full")
+    assert again.returncode == 0, again.stderr
+    archived = json.loads((hub.home / "runs" / "erp_sample" / "full-4" / "archive.json").read_text())
+    assert archived["archived"] == 0 and archived["new_versions"] == 0

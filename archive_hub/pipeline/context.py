@@ -36,16 +36,24 @@ class RunContext:
     catalog: Catalog
     progress: Progress = field(default=_noop)
     code_rule: ArchivalCodeRule = field(default_factory=ArchivalCodeRule)
+    from_start: bool = False  # extract ignores the cursor and reads the source whole (`sync --full`)
 
     @classmethod
     def open(
-        cls, source_id: str, run_id: str, settings: Settings | None = None, progress: Progress | None = None
+        cls,
+        source_id: str,
+        run_id: str,
+        settings: Settings | None = None,
+        progress: Progress | None = None,
+        from_start: bool = False,
     ) -> RunContext:
         settings = settings or Settings.from_env()
         catalog = Catalog(settings.catalog_url)
         catalog.create_schema()
         claim_archived_invoices(catalog, settings.archive_root)  # owed only by a catalog from before them
-        return cls(find_source(source_id, settings), run_id, settings, catalog, progress or _noop)
+        return cls(
+            find_source(source_id, settings), run_id, settings, catalog, progress or _noop, from_start=from_start
+        )
 
     @property
     def run_dir(self) -> Path:

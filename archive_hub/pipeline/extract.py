@@ -30,7 +30,7 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         if session.get(SyncRunRow, ctx.run_id) is None:
             session.add(SyncRunRow(run_id=ctx.run_id, source_id=ctx.source.id, status="running", summary={}))
     ctx.stream.check()
-    start = load_cursor(ctx)
+    start = None if ctx.from_start else load_cursor(ctx)
     high: Cursor | None = None
     seen: set[str] = set()
     repeated: set[str] = set()
@@ -59,5 +59,6 @@ def extract(ctx: RunContext) -> dict[str, Any]:
         "run_id": ctx.run_id,
         "records": count,
         "cursor_from": start.to_json() if start else None,
+        "from_start": ctx.from_start,
         "cursor_to": high.to_json() if high else None,
     }

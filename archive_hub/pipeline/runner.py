@@ -19,9 +19,12 @@ from archive_hub.settings import redact_text
 STEPS = ("extract", "map", "validate", "archive", "finalize")
 
 
-def run_step(step: str, source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
-    """Run one step; its summary is also saved in the run directory for the steps after it."""
-    ctx = RunContext.open(source_id, run_id, progress=progress)
+def run_step(
+    step: str, source_id: str, run_id: str, progress: Progress | None = None, *, from_start: bool = False
+) -> dict[str, Any]:
+    """Run one step; its summary is also saved in the run directory for the steps after it. `from_start`:
+    extract reads the source whole, not from the cursor (what is archived already is not archived again)."""
+    ctx = RunContext.open(source_id, run_id, progress=progress, from_start=from_start)
     try:
         # Steps of two runs of one source never interleave: they would clean each other's staging,
         # plan the same versions and quarantine the same record twice.
@@ -84,10 +87,12 @@ def _dispatch(step: str, ctx: RunContext) -> dict[str, Any]:
     return result
 
 
-def run_sync(source_id: str, run_id: str, progress: Progress | None = None) -> dict[str, Any]:
+def run_sync(
+    source_id: str, run_id: str, progress: Progress | None = None, *, from_start: bool = False
+) -> dict[str, Any]:
     result: dict[str, Any] = {}
     for step in STEPS:
-        result = run_step(step, source_id, run_id, progress)
+        result = run_step(step, source_id, run_id, progress, from_start=from_start and step == "extract")
     return result
 
 

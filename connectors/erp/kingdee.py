@@ -21,17 +21,15 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import requests
 
 from archive_sink.durability import replace_file
+from connectors.erp.rest import Endpoint, RestVoucherStream, SessionExpired, json_answer
 from connectors.errors import ConfigError, SourceError, TransientSourceError
 from connectors.http import HttpClient
 from connectors.stream import SourceRecord
-
-if TYPE_CHECKING:
-    from connectors.erp.rest import RestVoucherStream
 
 STUB = "/Kingdee.BOS.WebApi.ServicesStub."
 LOGIN = STUB + "AuthService.LoginByAppSecret.common.kdsvc"
@@ -64,7 +62,7 @@ class KingdeeVendor:
         a = self._auth
         parameters = [a["acct_id"], a["user_name"], a["app_id"], a["app_secret"], self.lcid]
         answer = http.request("POST", LOGIN, json={"parameters": parameters})
-        body = _json(answer, f"{self.source_id}: login")
+        body = json_answer(answer, f"{self.source_id}: login")
         result = body.get("LoginResultType") if isinstance(body, dict) else None
         if result != 1:
             said = body.get("Message") if isinstance(body, dict) else None
@@ -86,12 +84,10 @@ class KingdeeVendor:
         return {"Cookie": f"{SESSION_COOKIE}={self.session_id}"}, {}
 
     def unwrap(self, response: requests.Response, what: str) -> Any:
-        body = _json(response, f"{self.source_id}: {what}")
+        body = json_answer(response, f"{self.source_id}: {what}")
         status = _status(body)
         if status is None:
             if response.status_code == 401:
-                from connectors.erp.rest import SessionExpired
-
                 raise SessionExpired("HTTP 401")
             return body
         if status.get("IsSuccess"):
@@ -101,17 +97,16 @@ class KingdeeVendor:
         )
         code = status.get("MsgCode")
         if code == SESSION_LOST:
-            from connectors.erp.rest import SessionExpired
-
             raise SessionExpired(errors or "会话信息已丢失")
         if status.get("ErrorCode") in (500, 503) and "超时" in errors:
             raise TransientSourceError(f"{self.source_id}: {what}: Kingdee: {errors[:300]}")
         raise SourceError(f"{self.source_id}: {what}: Kingdee MsgCode {code}: {errors[:300] or 'no message'}")
 
+    def prepare(self, data: dict[str, Any]) -> dict[str, Any]:
+        return data
+
     # -- 附件 ------------------------------------------------------------------------------------------------
     def attachments(self, stream: RestVoucherStream, records: list[SourceRecord]) -> None:
-        from connectors.erp.rest import Endpoint
-
         by_id = {r.key: r for r in records}
         ids = ",".join(by_id)
         query = Endpoint.model_validate(
@@ -153,8 +148,6 @@ class KingdeeVendor:
     ) -> dict[str, Any]:
         """The file in parts, joined and checked against its size; a short or broken file is refused for this
         voucher only (its `uri` says why, and the archive step quarantines the voucher)."""
-        from connectors.erp.rest import Endpoint
-
         what = f"voucher {voucher}: attachment {name!r}"
         expected = int(size) if str(size).isdigit() else None
         parts: list[bytes] = []
@@ -204,13 +197,6 @@ def vendor(source_id: str, auth: dict[str, Any]) -> KingdeeVendor:
 
 def _refused(name: str, reason: str) -> dict[str, Any]:
     return {"file_name": name, "mime_type": _media_type(name), "uri": f"refused:{reason}", "size": None}
-
-
-def _json(response: requests.Response, where: str) -> Any:
-    try:
-        return response.json()
-    except ValueError:
-        raise SourceError(f"{where}: HTTP {response.status_code} answer is not JSON") from None
 
 
 def _status(body: Any) -> dict[str, Any] | None:

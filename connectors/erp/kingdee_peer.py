@@ -42,7 +42,7 @@ from sqlalchemy import Select, and_, create_engine, select
 
 from connectors.erp.kingdee import DOWNLOAD, LOGIN, QUERY, SESSION_COOKIE, SESSION_LOST
 from connectors.erp.sample_erp import schema
-from connectors.oa.peer_kit import add_peer_controls, secret_and_data, serve_on_loopback
+from connectors.oa.peer_kit import add_call_counter, add_peer_controls, secret_and_data, serve_on_loopback
 
 v, line, acct, co, att = (
     schema.voucher,
@@ -211,17 +211,8 @@ def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: st
     app = FastAPI()
     app.state.peer = state
 
-    @app.middleware("http")
-    async def unavailable(request: Request, call_next: Any) -> Response:
-        if not request.url.path.startswith("/_peer"):
-            with state.lock:
-                state.calls[
-                    request.url.path.rsplit(".", 3)[-3] if "kdsvc" in request.url.path else request.url.path
-                ] += 1
-                if state.unavailable_next > 0:
-                    state.unavailable_next -= 1
-                    return Response("Service Unavailable", status_code=503)
-        return await call_next(request)
+    # ExecuteBillQuery, AttachmentDownLoad, ...: the method part of the stub path
+    add_call_counter(app, state, lambda path: path.rsplit(".", 3)[-3] if "kdsvc" in path else path)
 
     def session_ok(request: Request) -> bool:
         with state.lock:

@@ -57,8 +57,11 @@ class Endpoint(_Spec):
 
 
 class Filter(_Spec):
-    since: str  # e.g. "FMODIFYDATE >= '{since}'"
-    keys: str  # e.g. "FVOUCHERID IN ({keys})"; {quoted_keys} gives 'a','b'
+    """What "{filter}" becomes, for vendors that take one filter string (Kingdee's FilterString). Vendors
+    whose query has fields instead put "{since}" into the endpoint's body or parameters directly."""
+
+    since: str = ""  # e.g. "FMODIFYDATE >= '{since}'"
+    keys: str = ""  # e.g. "FVOUCHERID IN ({keys})"; {quoted_keys} gives 'a','b'; empty: look-ups read all
     always: str = ""  # e.g. "FDocumentStatus = 'C'" (已审核 only)
     join: str = " AND "
 
@@ -78,6 +81,10 @@ class Incremental(_Spec):
     cursor_field: str  # dotted path in a record (after `columns`)
     format: str | None = None  # strptime format of the vendor's time; None: ISO 8601
     query_format: str = "%Y-%m-%d %H:%M:%S"  # how `since` is written into the filter
+    initial_value: str | None = None  # "{since}" before the first cursor (required when the query needs one)
+    # False: the vendor cannot order by change time (it filters by 会计期间, say), so the window is read
+    # whole and ordered here; True: its order is checked as it streams.
+    ordered: bool = True
 
 
 class VoucherShape(_Spec):
@@ -91,7 +98,7 @@ class RestSpec(_Spec):
     vendor: str
     auth: dict[str, Any] = Field(default_factory=dict)
     endpoint: Endpoint
-    filter: Filter
+    filter: Filter = Filter()
     paginator: Paginator = Paginator()
     records: Records = Records()
     incremental: Incremental
@@ -115,6 +122,9 @@ class RestVendor(Protocol):
 
     def unwrap(self, response: requests.Response, what: str) -> Any:
         """The answer's payload; SessionExpired, TransientSourceError or SourceError from its envelope."""
+
+    def prepare(self, data: dict[str, Any]) -> dict[str, Any]:
+        """The record as the mapping reads it (a shape YAML cannot express: a list of pairs as an object)."""
 
     def attachments(self, stream: RestVoucherStream, records: list[SourceRecord]) -> None:
         """Fill each record's `attachments` with local copies of its files (or do nothing)."""
@@ -177,7 +187,7 @@ class RestVoucherStream:
         raise AssertionError("unreachable")
 
     def check(self) -> None:
-        list(self._pages(self._filter(since=None), limit=1))
+        list(self._pages(self._query(None, None), limit=1))
 
     # -- reading -----------------------------------------------------------------------------------------
     def read(
@@ -186,7 +196,11 @@ class RestVoucherStream:
         since = cursor.changed_at - lookback if cursor else None
         batch: list[SourceRecord] = []
         last: tuple[dt.datetime, str] | None = None
-        for record in self._vouchers(self._filter(since=since)):
+        records: Iterator[SourceRecord] | list[SourceRecord] = self._vouchers(since=since)
+        if not self.spec.incremental.ordered:
+            window = [r for r in records if since is None or r.changed_at >= since]  # type: ignore[operator]
+            records = sorted(window, key=lambda r: _order((r.changed_at, r.key)))
+        for record in records:
             order = (record.changed_at, record.key)
             if last is not None and _order(order) < _order(last):
                 raise SourceError(
@@ -207,7 +221,11 @@ class RestVoucherStream:
             raise SourceError(f"{self.source_id}: {bad[0]!r} is not a voucher key this source can look up")
         if not keys:
             return []
-        found = list(self._vouchers(self._filter(keys=list(keys))))
+        if self.spec.filter.keys:
+            found = list(self._vouchers(keys=list(keys)))
+        else:  # the vendor cannot look vouchers up by id: read them all and keep those asked for
+            wanted = set(keys)
+            found = [r for r in self._vouchers() if r.key in wanted]
         return self._with_files(found) if found else []
 
     def _with_files(self, records: list[SourceRecord]) -> list[SourceRecord]:
@@ -215,16 +233,19 @@ class RestVoucherStream:
             self.vendor.attachments(self, records)
         return records
 
-    def _filter(self, *, since: dt.datetime | None = None, keys: list[str] | None = None) -> str:
-        f = self.spec.filter
+    def _query(self, since: dt.datetime | None, keys: list[str] | None) -> dict[str, Any]:
+        """The placeholders a query fills: "{since}" (the look-back boundary in the vendor's format, or
+        the initial value) and "{filter}" (one filter string, for vendors that take one)."""
+        f, inc = self.spec.filter, self.spec.incremental
+        written = since.strftime(inc.query_format) if since is not None else inc.initial_value
         parts = [f.always] if f.always else []
-        if since is not None:
-            parts.append(f.since.format(since=since.strftime(self.spec.incremental.query_format)))
+        if since is not None and f.since:
+            parts.append(f.since.format(since=written))
         if keys is not None:
             parts.append(f.keys.format(keys=",".join(keys), quoted_keys=",".join(f"'{k}'" for k in keys)))
-        return f.join.join(parts)
+        return {"since": written, "filter": f.join.join(parts)}
 
-    def _pages(self, filter_: str, limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
+    def _pages(self, query: dict[str, Any], limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
         """Each page's items (rows zipped with the column names), until a short or empty page."""
         p = self.spec.paginator
         size = limit or p.page_size
@@ -232,7 +253,7 @@ class RestVoucherStream:
         number = 0
         while True:
             values = {
-                "filter": filter_,
+                **query,
                 "offset": number * size,
                 "limit": size,
                 "page": p.first_page + number,
@@ -249,10 +270,13 @@ class RestVoucherStream:
                 return
             number += 1
 
-    def _vouchers(self, filter_: str) -> Iterator[SourceRecord]:
+    def _vouchers(
+        self, *, since: dt.datetime | None = None, keys: list[str] | None = None
+    ) -> Iterator[SourceRecord]:
         shape = self.spec.voucher
+        query = self._query(since, keys)
         if shape.lines != "rows":
-            for items in self._pages(filter_):
+            for items in self._pages(query):
                 for item in items:
                     lines = _path(item, shape.lines)
                     if not isinstance(lines, list):
@@ -262,7 +286,7 @@ class RestVoucherStream:
                     yield self._record({**item, "lines": lines})
             return
         group: list[dict[str, Any]] = []
-        for items in self._pages(filter_):
+        for items in self._pages(query):
             for row in items:
                 if group and _key(row, shape.key) != _key(group[0], shape.key):
                     yield self._grouped(group)
@@ -278,6 +302,7 @@ class RestVoucherStream:
         return self._record({**header, "lines": lines, "first_line": lines[0]})
 
     def _record(self, data: dict[str, Any]) -> SourceRecord:
+        data = self.vendor.prepare(data)
         key = _key(data, self.spec.voucher.key)
         inc = self.spec.incremental
         raw = _path(data, inc.cursor_field)
@@ -309,6 +334,14 @@ def stream_from_config(config: Any) -> RestVoucherStream:
     vendor = load_vendor(config.id, spec)
     work_dir = Settings.from_env().home / "erp" / config.id
     return RestVoucherStream(config.id, config.system, spec, vendor, work_dir)
+
+
+def json_answer(response: requests.Response, where: str) -> Any:
+    """The answer's JSON, or a SourceError naming the call (an HTML error page, a proxy's answer)."""
+    try:
+        return response.json()
+    except ValueError:
+        raise SourceError(f"{where}: HTTP {response.status_code} answer is not JSON") from None
 
 
 # -- helpers -------------------------------------------------------------------------------------------------

@@ -79,3 +79,18 @@ def add_peer_controls(
     @app.get("/_peer/stats")
     async def peer_stats() -> Response:
         return JSONResponse(stats())
+
+
+def add_call_counter(app: FastAPI, state: Any, name_of: Callable[[str], str]) -> None:
+    """Count each vendor call in `state.calls` (by `name_of(path)`) and answer 503 while
+    `state.unavailable_next` > 0, both under `state.lock`; the /_peer routes are neither counted nor failed."""
+
+    @app.middleware("http")
+    async def count_and_fail(request: Request, call_next: Any) -> Response:
+        if not request.url.path.startswith("/_peer"):
+            with state.lock:
+                state.calls[name_of(request.url.path)] += 1
+                if state.unavailable_next > 0:
+                    state.unavailable_next -= 1
+                    return Response("Service Unavailable", status_code=503)
+        return await call_next(request)

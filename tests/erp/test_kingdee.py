@@ -11,9 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
 import sqlite3
-import urllib.request
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -25,13 +23,13 @@ from archive_hub.catalog import Catalog
 from archive_hub.catalog.models import ArchiveRecordRow, QuarantineRow
 from archive_hub.pipeline.runner import run_sync
 from archive_hub.settings import PROJECT_ROOT
-from archive_hub.sources import build_stream, load_source
 from connectors.erp.database import DatabaseVoucherStream
 from connectors.erp.rest import RestVoucherStream
 from connectors.erp.sample_erp.seed import seed_sample_erp
 from connectors.errors import ConfigError, SourceError
 from connectors.testing import read_all, stream_test_class
 from tests.conftest import Hub, seed
+from tests.erp.rest_helpers import peer_post, peer_stats, rest_stream
 from tests.oa.peer_process import start_peer, stop_peer
 
 CONFIG = PROJECT_ROOT / "config" / "sources" / "erp_kingdee.yaml"
@@ -51,19 +49,6 @@ def run_peer(data: Path, log: Path, part_size: int = 4096) -> tuple[object, str]
     )
 
 
-def peer_post(url: str, path: str, body: dict[str, object]) -> dict[str, object]:
-    request = urllib.request.Request(
-        url + path, json.dumps(body).encode(), {"Content-Type": "application/json"}
-    )
-    with urllib.request.urlopen(request, timeout=10) as answer:
-        return json.loads(answer.read())
-
-
-def stats(url: str) -> dict[str, object]:
-    with urllib.request.urlopen(url + "/_peer/stats", timeout=10) as answer:
-        return json.loads(answer.read())
-
-
 @pytest.fixture(scope="module")
 def books(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
     """The sample books (90 vouchers) behind one peer for the module; yields (data folder, peer URL)."""
@@ -77,19 +62,9 @@ def books(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]
 
 
 def kingdee_stream(url: str, work: Path, secret: str = SECRET, **overrides: object) -> RestVoucherStream:
-    env = {**ACCOUNT, "KINGDEE_URL": url, "KINGDEE_APP_SECRET": secret, "ARCHIVE_HUB_HOME": str(work)}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        config = load_source(CONFIG)
-        config.connection.update(overrides)
-        stream = build_stream(config)
-    finally:
-        for k, value in saved.items():
-            os.environ.pop(k) if value is None else os.environ.__setitem__(k, value)
-    assert isinstance(stream, RestVoucherStream)
-    stream.http.backoff = 0.01
-    return stream
+    return rest_stream(
+        CONFIG, {**ACCOUNT, "KINGDEE_URL": url, "KINGDEE_APP_SECRET": secret}, work, **overrides
+    )
 
 
 TestKingdeeVoucherStream = stream_test_class(lambda tmp_path: _module_stream(tmp_path))
@@ -131,7 +106,9 @@ def test_vouchers_equal_the_books_row_for_row_across_page_boundaries(
         # A file the ERP lists but cannot serve is refused by name, for this voucher only.
         missing = len(record.attachments) - len(fetched)
         assert missing == len(expected.attachments) - len(on_disk), key
-    assert stats(url)["calls"]["AttachmentDownLoad"] > len([a for r in got.values() for a in r.attachments])
+    assert peer_stats(url)["calls"]["AttachmentDownLoad"] > len(
+        [a for r in got.values() for a in r.attachments]
+    )
 
 
 def test_wrong_app_secret_is_a_config_error_that_never_shows_the_secret(
@@ -139,12 +116,12 @@ def test_wrong_app_secret_is_a_config_error_that_never_shows_the_secret(
 ) -> None:
     wrong = "kd-wrong-secret-0000"
     stream = kingdee_stream(books[1], tmp_path, secret=wrong)
-    before = stats(books[1])["refused_logins"]
+    before = peer_stats(books[1])["refused_logins"]
     with pytest.raises(ConfigError, match=r"connection\.auth\.app_secret.*refused the login") as caught:
         stream.check()
     assert wrong not in str(caught.value) and SECRET not in str(caught.value)
     assert wrong not in repr(stream) and wrong not in repr(stream.vendor)
-    assert stats(books[1])["refused_logins"] == before + 1
+    assert peer_stats(books[1])["refused_logins"] == before + 1
     assert SECRET not in (books[0] / "peer.log").read_text()
 
 
