@@ -32,13 +32,14 @@ import secrets
 import sys
 import threading
 from collections import Counter
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import Select, and_, create_engine, select
+from sqlalchemy import Select, and_, create_engine, func, select, update
 
 from connectors.erp.kingdee import DOWNLOAD, LOGIN, QUERY, SESSION_COOKIE, SESSION_LOST
 from connectors.erp.sample_erp import schema
@@ -106,6 +107,7 @@ class PeerState:
         self.unavailable_next = 0
         self.short_file: str | None = None
         self.disorder = False
+        self.touch: tuple[int, int] | None = None  # (after n more voucher queries, voucher id)
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -115,6 +117,8 @@ class PeerState:
             if "short_file" in body:
                 self.short_file = str(body["short_file"]) if body["short_file"] is not None else None
             self.disorder = bool(body.get("disorder", self.disorder))
+            if "touch" in body:  # an edit in the ERP while the hub pages: {"after": n, "voucher": id}
+                self.touch = (int(body["touch"]["after"]), int(body["touch"]["voucher"]))
         return {"ok": True}
 
 
@@ -192,6 +196,14 @@ def _conditions(filter_string: str, fields: dict[str, Any]) -> list[Any]:
         }
         out.append(ops[op](value))
     return out
+
+
+def _countdown(touch: tuple[int, int] | None) -> tuple[int | None, tuple[int, int] | None]:
+    """(the voucher to edit now, what is left to count down)."""
+    if touch is None:
+        return None, None
+    after, voucher = touch
+    return (voucher, None) if after <= 1 else (None, (after - 1, voucher))
 
 
 def _typed(column: Any, text: Any) -> Any:
@@ -311,6 +323,13 @@ def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: st
         with state.lock:
             if state.disorder and len(rows) > 2:
                 rows.reverse()
+            touch, state.touch = _countdown(state.touch) if fields is VOUCHER_FIELDS else (None, state.touch)
+        if touch is not None:
+            with engine.begin() as conn:  # saved again by a user: it moves to the end of the order
+                latest = conn.execute(select(func.max(v.c.updated_at))).scalar_one()
+                conn.execute(
+                    update(v).where(v.c.id == touch).values(updated_at=latest + timedelta(seconds=1))
+                )
         return JSONResponse(rows)
 
     @app.post(DOWNLOAD)

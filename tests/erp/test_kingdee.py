@@ -80,11 +80,12 @@ def _peer_for_standard_suite(books: tuple[Path, str]) -> None:
     _PEER["url"] = books[1]
 
 
+@pytest.mark.parametrize("paging", ["offset", "keyset"])
 def test_vouchers_equal_the_books_row_for_row_across_page_boundaries(
-    books: tuple[Path, str], tmp_path: Path
+    books: tuple[Path, str], tmp_path: Path, paging: str
 ) -> None:
     data, url = books
-    stream = kingdee_stream(url, tmp_path, paginator={"type": "offset", "page_size": 7})  # cuts vouchers
+    stream = kingdee_stream(url, tmp_path, paginator={"type": paging, "page_size": 7})  # cuts vouchers
     got = {r.key: r for r in read_all(stream, batch_size=50)}
     truth = DatabaseVoucherStream("books", f"sqlite:///{data / 'erp.sqlite'}", data / "attachments")
     books_records = {r.key: r for r in read_all(truth, batch_size=500) if r.data["status"] != "draft"}
@@ -233,3 +234,36 @@ def test_kingdee_dag_archives_the_books_under_airflow_once(hub: Hub, monkeypatch
     places += [(str(p), p.read_bytes()) for p in (hub.home / "runs").rglob("*") if p.is_file()]
     for where, found in places:
         assert SECRET.encode() not in found, f"the AppSecret is in {where}"
+
+
+def test_a_voucher_edited_while_the_run_pages_loses_nothing_with_keyset_paging(
+    tmp_path: Path,
+) -> None:
+    """A user saves an early voucher again while the hub reads page 3: it moves to the end of the
+    FMODIFYDATE order. With offsets the rows behind it shift back and one page boundary skips them, for good
+    once the cursor passes them; keyset paging asks each page from the last change time read."""
+    data = tmp_path / "books"
+    seed_sample_erp(f"sqlite:///{data / 'erp.sqlite'}", data / "attachments", vouchers=60)
+    process, url = run_peer(data, tmp_path / "peer.log")
+    try:
+        truth = DatabaseVoucherStream("books", f"sqlite:///{data / 'erp.sqlite'}", None)
+        books_lines = {r.key: len(r.data["lines"]) for r in read_all(truth, batch_size=500)}
+        audited = [r.key for r in read_all(truth, batch_size=500) if r.data["status"] != "draft"]
+        found = {}
+        for paging, edited in (("offset", audited[1]), ("keyset", audited[2])):
+            stream = kingdee_stream(url, tmp_path / paging, paginator={"type": paging, "page_size": 9})
+            stream.spec.attachments = False
+            peer_post(url, "/_peer/faults", {"touch": {"after": 3, "voucher": int(edited)}})
+            found[paging] = read_all(stream, batch_size=500)
+    finally:
+        stop_peer(process)  # type: ignore[arg-type]
+
+    def damaged(records: list) -> set[str]:  # vouchers missing, or read with lines missing
+        read = {r.key: len(r.data["lines"]) for r in records}
+        return {k for k in audited if read.get(k) != books_lines[k]}
+
+    assert damaged(found["offset"]), "offset paging was expected to skip rows here: the hazard is not shown"
+    assert not damaged(found["keyset"])
+    keyset = [r.key for r in found["keyset"]]
+    assert set(audited) <= set(keyset) and keyset[-1] == edited  # read again last, with its new time
+    assert len(keyset) == len(set(keyset)) + 1  # the edited voucher twice (old and new time), nothing else
