@@ -382,7 +382,9 @@ def test_sync_full_finds_an_edit_the_cursor_cannot_see_and_archives_nothing_twic
     path = hub.erp_url.removeprefix("sqlite:///")
     with sqlite3.connect(path) as erp:
         (oldest,) = erp.execute("SELECT min(updated_at) FROM erp_voucher").fetchone()
-        (vid,) = erp.execute("SELECT id FROM erp_voucher WHERE status != 'draft' ORDER BY id LIMIT 1").fetchone()
+        (vid,) = erp.execute(
+            "SELECT id FROM erp_voucher WHERE status != 'draft' ORDER BY id LIMIT 1"
+        ).fetchone()
         erp.execute("UPDATE erp_voucher SET summary = '更正摘要', updated_at = ? WHERE id = ?", (oldest, vid))
     missed = cli("sync", "erp_sample", "--run-id", "full-2")
     assert missed.returncode == 0, missed.stderr

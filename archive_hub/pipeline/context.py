@@ -52,7 +52,12 @@ class RunContext:
         catalog.create_schema()
         claim_archived_invoices(catalog, settings.archive_root)  # owed only by a catalog from before them
         return cls(
-            find_source(source_id, settings), run_id, settings, catalog, progress or _noop, from_start=from_start
+            find_source(source_id, settings),
+            run_id,
+            settings,
+            catalog,
+            progress or _noop,
+            from_start=from_start,
         )
 
     @property
