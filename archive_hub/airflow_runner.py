@@ -3,10 +3,12 @@ embedded defaults: metadata in SQLite under ARCHIVE_HUB_HOME/airflow, DAGs from 
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from archive_hub.settings import PROJECT_ROOT, Settings
 
@@ -21,7 +23,13 @@ def airflow_env(settings: Settings) -> dict[str, str]:
     return env
 
 
-def run_airflow_dag(dag_id: str, settings: Settings, log: Path, timeout: float | None = None) -> int:
+def run_airflow_dag(
+    dag_id: str,
+    settings: Settings,
+    log: Path,
+    timeout: float | None = None,
+    conf: dict[str, Any] | None = None,
+) -> int:
     """`airflow db migrate` then `airflow dags test` (a real DAG run, tasks executed in-process)."""
     env = airflow_env(settings)
     Path(env["AIRFLOW_HOME"]).mkdir(parents=True, exist_ok=True)
@@ -30,6 +38,7 @@ def run_airflow_dag(dag_id: str, settings: Settings, log: Path, timeout: float |
         migrated = subprocess.run([airflow, "db", "migrate"], env=env, stdout=fh, stderr=subprocess.STDOUT)
         if migrated.returncode != 0:
             return migrated.returncode
+        command = [airflow, "dags", "test", dag_id] + (["--conf", json.dumps(conf)] if conf else [])
         return subprocess.run(
-            [airflow, "dags", "test", dag_id], env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout
+            command, env=env, stdout=fh, stderr=subprocess.STDOUT, timeout=timeout
         ).returncode

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any, NoReturn
 
-from airflow.sdk import dag, get_current_context, task
+from airflow.sdk import Param, dag, get_current_context, task
 
 from archive_hub.settings import Settings
 from archive_hub.sources import SourceConfig, load_source, source_files
@@ -29,9 +29,10 @@ def _run(step: str, source_id: str) -> dict[str, Any]:
     from connectors.errors import ConfigError, RecordError, SourceError
     from mappings import MappingConfigError
 
-    run_id = get_current_context()["run_id"]
+    context = get_current_context()
+    full = step == "extract" and bool((context.get("params") or {}).get("full"))
     try:
-        return run_step(step, source_id, run_id)
+        return run_step(step, source_id, context["run_id"], from_start=full)
     except (
         ConfigError,
         MappingConfigError,
@@ -56,7 +57,15 @@ def build_dag(config: SourceConfig) -> Any:
         max_active_runs=1,
         default_args=DEFAULT_ARGS,
         tags=["archive-hub", config.kind],
-        doc_md=f"Archives `{source_id}` ({config.kind}) through extract → map → validate → archive → finalize.",
+        doc_md=f"Archives `{source_id}` ({config.kind}) through extract → map → validate → archive → finalize. "
+        "Trigger with `full: true` to read the source whole rather than from its cursor (as `sync --full`).",
+        params={
+            "full": Param(
+                False,
+                type="boolean",
+                description="read the source whole, not from its cursor; nothing is archived twice",
+            )
+        },
     )
     def archive_source() -> None:
         @task(task_id="extract", multiple_outputs=False)

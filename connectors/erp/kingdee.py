@@ -22,9 +22,11 @@ from __future__ import annotations
 import base64
 import hashlib
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
+from archive_hub.settings import redact_text
 from archive_sink.durability import replace_file
 from connectors.erp.rest import Endpoint, RestVoucherStream, SessionExpired, json_answer
 from connectors.errors import ConfigError, SourceError, TransientSourceError
@@ -38,6 +40,7 @@ DOWNLOAD = STUB + "DynamicFormService.AttachmentDownLoad.common.kdsvc"
 SESSION_COOKIE = "kdservice-sessionid"
 SESSION_LOST = 1  # MsgCode: 会话信息已丢失，请重新登录
 ATTACHMENT_FIELDS = ("FInterID", "FAttachmentName", "FFileId", "FAttachmentSize", "FExtName")
+ATTACHMENT_PAGE = 2000  # ExecuteBillQuery's Limit "不能超过2000"
 MAX_FILE = 200 * 1024 * 1024  # a voucher attachment larger than this is refused, not buffered
 AUTH_SETTINGS = ("acct_id", "user_name", "app_id", "app_secret")
 
@@ -52,7 +55,6 @@ class KingdeeVendor:
         self.source_id = source_id
         self._auth = {name: str(auth[name]) for name in AUTH_SETTINGS}
         self.lcid = int(auth.get("lcid", 2052))
-        self.session_id = ""
         self.logins = 0
 
     def __repr__(self) -> str:
@@ -65,7 +67,7 @@ class KingdeeVendor:
         body = json_answer(answer, f"{self.source_id}: login")
         result = body.get("LoginResultType") if isinstance(body, dict) else None
         if result != 1:
-            said = body.get("Message") if isinstance(body, dict) else None
+            said = redact_text(str(body.get("Message") or "")) if isinstance(body, dict) else None
             raise ConfigError(
                 self.source_id,
                 "connection.auth.app_secret",
@@ -73,27 +75,30 @@ class KingdeeVendor:
                 f"(LoginResultType {result}: {str(said or 'no message')[:160]}); check acct_id, user_name, "
                 "app_id and app_secret",
             )
-        session = body.get("KDSVCSessionId") or answer.cookies.get(SESSION_COOKIE)
+        session = answer.cookies.get(SESSION_COOKIE) or body.get("KDSVCSessionId")
         if not session:
             raise SourceError(f"{self.source_id}: login: Kingdee answered without a session id")
-        http.session.cookies.clear()  # the session goes in our own header, not twice
-        self.session_id = str(session)
+        if SESSION_COOKIE not in answer.cookies:
+            # The session lives in the cookie jar, beside whatever else the server (or a load balancer in
+            # front of a cluster) set at login: an explicit Cookie header would shut those out.
+            host = urlsplit(http.base_url).hostname or ""
+            http.session.cookies.set(SESSION_COOKIE, str(session), domain=host, path="/")
         self.logins += 1
 
     def auth(self) -> tuple[dict[str, str], dict[str, str]]:
-        return {"Cookie": f"{SESSION_COOKIE}={self.session_id}"}, {}
+        return {}, {}
 
     def unwrap(self, response: requests.Response, what: str) -> Any:
+        if response.status_code == 401:
+            raise SessionExpired("HTTP 401")
         body = json_answer(response, f"{self.source_id}: {what}")
         status = _status(body)
         if status is None:
-            if response.status_code == 401:
-                raise SessionExpired("HTTP 401")
             return body
         if status.get("IsSuccess"):
             return body
-        errors = "; ".join(
-            str(e.get("Message", "")) for e in status.get("Errors") or [] if isinstance(e, dict)
+        errors = redact_text(
+            "; ".join(str(e.get("Message", "")) for e in status.get("Errors") or [] if isinstance(e, dict))
         )
         code = status.get("MsgCode")
         if code == SESSION_LOST:
@@ -108,7 +113,7 @@ class KingdeeVendor:
     # -- 附件 ------------------------------------------------------------------------------------------------
     def attachments(self, stream: RestVoucherStream, records: list[SourceRecord]) -> None:
         by_id = {r.key: r for r in records}
-        ids = ",".join(by_id)
+        ids = ",".join(f"'{key}'" for key in by_id)  # FInterID is text in BOS_Attachment; keys are checked
         query = Endpoint.model_validate(
             {
                 "method": "POST",
@@ -119,16 +124,21 @@ class KingdeeVendor:
                         "FieldKeys": ",".join(ATTACHMENT_FIELDS),
                         "FilterString": f"FBillType = 'GL_VOUCHER' AND FInterID IN ({ids})",
                         "OrderString": "FInterID ASC, FID ASC",
-                        "StartRow": 0,
-                        "Limit": 0,
+                        "StartRow": "{offset}",
+                        "Limit": ATTACHMENT_PAGE,
                     }
                 },
                 "as_text": ["data"],
             }
         )
-        rows = stream.call(query, {}, f"attachments of {len(records)} vouchers")
-        if not isinstance(rows, list):
-            raise SourceError(f"{self.source_id}: attachments: expected rows, got {type(rows).__name__}")
+        rows: list[Any] = []
+        while True:  # a page at most ATTACHMENT_PAGE rows (Kingdee caps Limit), until a short one
+            page = stream.call(query, {"offset": len(rows)}, f"attachments of {len(records)} vouchers")
+            if not isinstance(page, list):
+                raise SourceError(f"{self.source_id}: attachments: expected rows, got {type(page).__name__}")
+            rows += page
+            if len(page) < ATTACHMENT_PAGE:
+                break
         for record in records:
             record.data["attachments"] = []
             record.attachments = record.data["attachments"]
@@ -166,19 +176,20 @@ class KingdeeVendor:
                 result = answer["Result"]
                 part = base64.b64decode(result["FilePart"] or "", validate=True)
                 last = result["IsLast"]
-                start = int(result.get("StartIndex") or start + len(part))
+                following = int(result.get("StartIndex") or start + len(part))
             except SourceError as exc:
                 return _refused(name, str(exc))
             except (KeyError, TypeError, ValueError) as exc:
                 return _refused(name, f"{what}: AttachmentDownLoad answer not in Kingdee's shape ({exc})")
             parts.append(part)
             total += len(part)
-            if total > MAX_FILE:
-                return _refused(name, f"{what}: larger than {MAX_FILE} bytes")
+            if total > min(MAX_FILE, expected if expected is not None else MAX_FILE):
+                return _refused(name, f"{what}: more bytes than the {expected or MAX_FILE} it should hold")
             if last is True:
                 break
-            if last is not False or not part:
-                return _refused(name, f"{what}: AttachmentDownLoad stopped without IsLast")
+            if last is not False or not part or following <= start:
+                return _refused(name, f"{what}: AttachmentDownLoad stopped without IsLast or did not advance")
+            start = following
         content = b"".join(parts)
         path = stream.work_dir / voucher / hashlib.sha256(content).hexdigest()
         replace_file(path, content)

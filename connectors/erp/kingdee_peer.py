@@ -57,9 +57,9 @@ STATUS = {"draft": "A", "audited": "C", "posted": "C"}  # FDocumentStatus: A 创
 # GL_VOUCHER field key → (column, how the value is shown)
 VOUCHER_FIELDS: dict[str, Any] = {
     "FVOUCHERID": v.c.id,
-    "FACCTORGID.FNumber": co.c.code,
-    "FACCTORGID.FName": co.c.name,
-    "FACCOUNTBOOKID.FNumber": v.c.book_code,
+    "FACCBOOKORGID.FNumber": co.c.code,
+    "FACCBOOKORGID.FName": co.c.name,
+    "FAccountBookID.FNumber": v.c.book_code,
     "FYEAR": v.c.fiscal_year,
     "FPERIOD": v.c.period,
     "FVOUCHERGROUPID.FName": v.c.voucher_word,
@@ -108,6 +108,9 @@ class PeerState:
         self.short_file: str | None = None
         self.disorder = False
         self.touch: tuple[int, int] | None = None  # (after n more voucher queries, voucher id)
+        self.touch_on_offset: int | None = None  # voucher edited while its instant is paged by offset
+        self.login_cookie = True  # False: the session id only in the answer's KDSVCSessionId
+        self.sessions_issued: list[str] = []  # for tests that look for leaked session ids
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
@@ -119,6 +122,9 @@ class PeerState:
             self.disorder = bool(body.get("disorder", self.disorder))
             if "touch" in body:  # an edit in the ERP while the hub pages: {"after": n, "voucher": id}
                 self.touch = (int(body["touch"]["after"]), int(body["touch"]["voucher"]))
+            self.login_cookie = bool(body.get("login_cookie", self.login_cookie))
+            if "touch_on_offset" in body:  # {"touch_on_offset": id}: an edit while the hub pages an instant
+                self.touch_on_offset = int(body["touch_on_offset"])
         return {"ok": True}
 
 
@@ -198,7 +204,7 @@ def _conditions(filter_string: str, fields: dict[str, Any]) -> list[Any]:
     return out
 
 
-def _countdown(touch: tuple[int, int] | None) -> tuple[int | None, tuple[int, int] | None]:
+def countdown(touch: tuple[int, int] | None) -> tuple[int | None, tuple[int, int] | None]:
     """(the voucher to edit now, what is left to count down)."""
     if touch is None:
         return None, None
@@ -216,7 +222,9 @@ def _typed(column: Any, text: Any) -> Any:
     return text
 
 
-def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: str, part_size: int) -> FastAPI:
+def make_app(
+    data: Path, *, acct_id: str, user: str, app_id: str, app_secret: str, part_size: int, max_rows: int = 2000
+) -> FastAPI:
     engine = create_engine(f"sqlite:///{data / 'erp.sqlite'}")
     root = data / "attachments"
     state = PeerState()
@@ -274,7 +282,10 @@ def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: st
                 "IsSuccessByAPI": True,
             }
         )
-        answer.set_cookie(SESSION_COOKIE, session, httponly=True)
+        with state.lock:
+            state.sessions_issued.append(session)
+            if state.login_cookie:
+                answer.set_cookie(SESSION_COOKIE, session, httponly=True)
         return answer
 
     @app.post(QUERY)
@@ -293,6 +304,7 @@ def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: st
                 return _error(f"字段 {unknown[0] if unknown else '(FieldKeys)'} 不存在")
             conditions = _conditions(str(payload.get("FilterString") or ""), fields)
             start, limit = int(payload.get("StartRow") or 0), int(payload.get("Limit") or 0)
+            limit = min(limit or max_rows, max_rows)  # "Limit 不能超过2000": more is cut, not refused
         except (ValueError, TypeError) as exc:
             return _error(f"查询参数错误: {exc}")
         if fields is VOUCHER_FIELDS:
@@ -323,7 +335,15 @@ def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: st
         with state.lock:
             if state.disorder and len(rows) > 2:
                 rows.reverse()
-            touch, state.touch = _countdown(state.touch) if fields is VOUCHER_FIELDS else (None, state.touch)
+            touch, state.touch = countdown(state.touch) if fields is VOUCHER_FIELDS else (None, state.touch)
+            aimed = state.touch_on_offset
+        if fields is VOUCHER_FIELDS and start > 0 and aimed is not None:
+            # Edit it while the hub pages its own instant by offset (the filter starts at its time).
+            with engine.connect() as conn:
+                at = conn.execute(select(v.c.updated_at).where(v.c.id == aimed)).scalar_one()
+            if f"'{at:%Y-%m-%d %H:%M:%S}'" in str(payload.get("FilterString")):
+                with state.lock:
+                    touch, state.touch_on_offset = aimed, None
         if touch is not None:
             with engine.begin() as conn:  # saved again by a user: it moves to the end of the order
                 latest = conn.execute(select(func.max(v.c.updated_at))).scalar_one()
@@ -374,6 +394,7 @@ def make_app(data: Path, *, acct_id: str, user: str, app_id: str, app_secret: st
                 "calls": dict(state.calls),
                 "logins": state.logins,
                 "refused_logins": state.refused_logins,
+                "sessions_issued": list(state.sessions_issued),
             }
 
     add_peer_controls(app, state.apply, stats)
@@ -393,6 +414,9 @@ def main(argv: list[str] | None = None) -> int:
         "--secret-env", required=True, help="name of the environment variable with the AppSecret"
     )
     parser.add_argument(
+        "--max-rows", type=int, default=2000, help="rows per ExecuteBillQuery at most (Limit)"
+    )
+    parser.add_argument(
         "--part-size", type=int, default=1024 * 1024, help="AttachmentDownLoad part size in bytes"
     )
     args = parser.parse_args(argv)
@@ -406,6 +430,7 @@ def main(argv: list[str] | None = None) -> int:
         app_id=args.app_id,
         app_secret=secret,
         part_size=args.part_size,
+        max_rows=args.max_rows,
     )
     return serve_on_loopback(app, args.port, "kingdee peer")
 

@@ -79,6 +79,7 @@ class Paginator(_Spec):
 class Records(_Spec):
     selector: str = ""  # dotted path to the list in the answer; empty: the answer is the list
     columns: dict[str, str] | None = None  # name → vendor field key, for bare 2-D rows (in request order)
+    total: str = ""  # dotted path to the vendor's count of all matching records (checked on every page)
 
 
 class Incremental(_Spec):
@@ -86,6 +87,9 @@ class Incremental(_Spec):
     format: str | None = None  # strptime format of the vendor's time; None: ISO 8601
     query_format: str = "%Y-%m-%d %H:%M:%S"  # how `since` is written into the filter
     initial_value: str | None = None  # "{since}" before the first cursor (required when the query needs one)
+    # The query asks from this many days before the window: an API that filters by 会计期间 must still see
+    # a voucher entered late into an earlier period (结转, 计提, 审计调整 into last year's period 12).
+    query_lookback_days: int = Field(default=0, ge=0)
     # False: the vendor cannot order by change time (it filters by 会计期间, say), so the window is read
     # whole and ordered here; True: its order is checked as it streams.
     ordered: bool = True
@@ -241,7 +245,8 @@ class RestVoucherStream:
         """The placeholders a query fills: "{since}" (the look-back boundary in the vendor's format, or
         the initial value) and "{filter}" (one filter string, for vendors that take one)."""
         f, inc = self.spec.filter, self.spec.incremental
-        written = since.strftime(inc.query_format) if since is not None else inc.initial_value
+        asked = since - dt.timedelta(days=inc.query_lookback_days) if since is not None else None
+        written = asked.strftime(inc.query_format) if asked is not None else inc.initial_value
         parts = [f.always] if f.always else []
         if since is not None and f.since:
             parts.append(f.since.format(since=written))
@@ -250,10 +255,13 @@ class RestVoucherStream:
         return {"since": written, "filter": f.join.join(parts)}
 
     def _pages(self, query: dict[str, Any], limit: int | None = None) -> Iterator[list[dict[str, Any]]]:
-        """Each page's items (rows zipped with the column names), until a short or empty page."""
+        """Each page's items (rows zipped with the column names), until a short or empty page. With
+        `records.total`, the count must stay the same on every page (a record added or removed while the
+        run pages shifts the pages: one would be read twice or not at all) and bounds the pages asked for."""
         p = self.spec.paginator
         size = limit or p.page_size
         columns = self.spec.records.columns
+        total: Any = None
         number = 0
         while True:
             values = {
@@ -267,18 +275,45 @@ class RestVoucherStream:
             what = f"page {number + 1}"
             answer = self.call(self.spec.endpoint, values, what)
             items = _select(answer, self.spec.records.selector, f"{self.source_id}: {what}")
+            if len(items) > size:
+                raise SourceError(
+                    f"{self.source_id}: {what}: {len(items)} records where at most {size} were asked for"
+                )
+            if self.spec.records.total:
+                count = _path(answer, self.spec.records.total)
+                if total is not None and count != total:
+                    raise SourceError(
+                        f"{self.source_id}: {what}: the source now counts {count} records, {total} when the read "
+                        "began: records were added or removed while it paged; run again"
+                    )
+                total = count
             if columns:
                 items = [_row(item, list(columns), f"{self.source_id}: {what}") for item in items]
             yield items
             if limit is not None or len(items) < size:
                 return
             number += 1
+            if isinstance(total, int) and number * size >= total:
+                return
 
     def _vouchers(
         self, *, since: dt.datetime | None = None, keys: list[str] | None = None
     ) -> Iterator[SourceRecord]:
         shape = self.spec.voucher
         query = self._query(since, keys)
+        read: set[tuple[str, dt.datetime | None]] = set()
+
+        def once(record: SourceRecord) -> SourceRecord:
+            """A voucher twice at one change time in one read: the pages shifted (offsets over a changing
+            source) or the vendor ignores the page asked for; its rows would be split or repeated."""
+            if (record.key, record.changed_at) in read:
+                raise SourceError(
+                    f"{self.source_id}: voucher {record.key} came twice in one read: the source changed while "
+                    "it was paged, or it ignores the page asked for; run again (keyset paging avoids the first)"
+                )
+            read.add((record.key, record.changed_at))
+            return record
+
         if shape.lines != "rows":
             for items in self._pages(query):
                 for item in items:
@@ -287,7 +322,7 @@ class RestVoucherStream:
                         raise SourceError(
                             f"{self.source_id}: voucher lines at {shape.lines!r} are not a list"
                         )
-                    yield self._record({**item, "lines": lines})
+                    yield once(self._record({**item, "lines": lines}))
             return
         if self.spec.paginator.type == "keyset" and keys is None:
             yield from self._keyset_vouchers(since)
@@ -295,65 +330,92 @@ class RestVoucherStream:
         group: list[dict[str, Any]] = []
         for items in self._pages(query):
             for row in items:
-                if group and _key(row, shape.key) != _key(group[0], shape.key):
-                    yield self._grouped(group)
+                if group and _key(row, shape.key, self.source_id) != _key(
+                    group[0], shape.key, self.source_id
+                ):
+                    yield once(self._grouped(group))
                     group = []
                 group.append(row)
         if group:
-            yield self._grouped(group)
+            yield once(self._grouped(group))
 
     def _keyset_vouchers(self, since: dt.datetime | None) -> Iterator[SourceRecord]:
-        """Pages that each start at the change time of the last voucher read (closed, at the filter's
-        precision), with the vouchers read already at that time dropped. A page holding no new whole voucher
-        (one voucher, or one instant, larger than the page) is asked again twice as long."""
+        """Rows asked for from a time boundary W (closed, at the filter's precision) and, within it, by
+        offset; never more than `page_size` rows a call (Kingdee caps Limit at 2000).
+
+        - After a page, W moves to the change time of the last whole voucher read, when that is later; the
+          rows from W on are then asked again from offset 0 and the vouchers already read are dropped (a
+          voucher cut by the page boundary is read whole).
+        - While W stays (one instant holds more than a page: a batch posting, an import), the next call
+          asks from the last row read (offset - 1) and that row must come back first; if it does not, the
+          order changed under the read (a voucher of that instant was edited away) and the instant is read
+          again from its start, so no row shifts past a boundary unseen. An instant that keeps changing
+          fails the read rather than loop.
+        """
         fmt = self.spec.incremental.query_format
-        limit = self.spec.paginator.page_size
-        boundary = since
-        seen: dict[tuple[str, dt.datetime], None] = {}
+        size = self.spec.paginator.page_size
         key_of = self.spec.voucher.key
         columns = self.spec.records.columns
-        number = 0
+        boundary = since
+        written = _written(boundary, fmt)
+        seen: set[tuple[str, dt.datetime]] = set()
+        consumed, last_row, pending = 0, None, []  # rows read from W on, the last of them, the open voucher
+        restarts = calls = 0
         while True:
-            number += 1
+            calls += 1
             values = {
                 **self._query(boundary, None),
-                "offset": 0,
-                "limit": limit,
+                "offset": max(consumed - 1, 0),
+                "limit": size,
                 "page": 1,
-                "page_size": limit,
+                "page_size": size,
                 "columns": ",".join(columns.values()) if columns else "",
             }
-            what = f"page {number}"
+            what = f"page {calls}"
             answer = self.call(self.spec.endpoint, values, what)
             items = _select(answer, self.spec.records.selector, f"{self.source_id}: {what}")
             if columns:
                 items = [_row(item, list(columns), f"{self.source_id}: {what}") for item in items]
-            full = len(items) == limit
-            groups: list[list[dict[str, Any]]] = []
+            if len(items) > size:
+                raise SourceError(
+                    f"{self.source_id}: {what}: {len(items)} rows where at most {size} were asked for"
+                )
+            full = len(items) == size
+            if consumed:
+                if not items or items[0] != last_row:
+                    restarts += 1
+                    if restarts > 5:
+                        raise SourceError(
+                            f"{self.source_id}: rows at {written} keep changing while they are read; run again"
+                        )
+                    consumed, last_row, pending = 0, None, []
+                    continue
+                items = items[1:]
+            complete: list[list[dict[str, Any]]] = []
             for row in items:
-                if groups and _key(row, key_of) == _key(groups[-1][0], key_of):
-                    groups[-1].append(row)
-                else:
-                    groups.append([row])
-            if full and groups:
-                groups.pop()  # may continue on the next page: read again from its time
-            fresh = 0
-            for group in groups:
+                if pending and _key(row, key_of, self.source_id) != _key(pending[0], key_of, self.source_id):
+                    complete.append(pending)
+                    pending = []
+                pending.append(row)
+                consumed, last_row = consumed + 1, row
+            if not full and pending:
+                complete.append(pending)
+                pending = []
+            newest = None
+            for group in complete:
                 record = self._grouped(group)
                 if (record.key, record.changed_at) in seen:
-                    continue  # read on an earlier page at the same time
-                seen[(record.key, record.changed_at)] = None
-                fresh += 1
-                boundary = record.changed_at
+                    continue  # read before the boundary moved onto its time
+                seen.add((record.key, record.changed_at))
+                newest = record.changed_at
                 yield record
             if not full:
                 return
-            if fresh == 0:
-                limit *= 2
-                continue
-            limit = self.spec.paginator.page_size
-            written = dt.datetime.strptime(boundary.strftime(fmt), fmt)  # type: ignore[union-attr]
-            seen = {k: None for k in seen if k[1] >= written}  # older ones cannot come back at that time
+            moved = _written(newest, fmt) if newest is not None else None
+            if moved is not None and (written is None or moved > written):
+                boundary, written = newest, moved
+                consumed, last_row, pending = 0, None, []
+                seen = {k for k in seen if k[1] >= written}  # older ones cannot come back from W on
 
     def _grouped(self, rows: list[dict[str, Any]]) -> SourceRecord:
         header = {name: rows[0].get(name) for name in self.spec.voucher.header}
@@ -363,7 +425,7 @@ class RestVoucherStream:
 
     def _record(self, data: dict[str, Any]) -> SourceRecord:
         data = self.vendor.prepare(data)
-        key = _key(data, self.spec.voucher.key)
+        key = _key(data, self.spec.voucher.key, self.source_id)
         inc = self.spec.incremental
         raw = _path(data, inc.cursor_field)
         if raw is None and data.get("lines"):
@@ -440,10 +502,16 @@ def _path(value: Any, path: str) -> Any:
     return value
 
 
+def _written(when: dt.datetime | None, fmt: str) -> dt.datetime | None:
+    """A time as the vendor's filter sees it: written in `fmt` and read back (seconds, months...)."""
+    return dt.datetime.strptime(when.strftime(fmt), fmt) if when is not None else None
+
+
 def _select(answer: Any, selector: str, where: str) -> list[Any]:
     items = _path(answer, selector)
-    if items is None and selector:
-        items = []  # an empty result is often answered without the list
+    parent, _, _ = selector.rpartition(".")
+    if items is None and selector and isinstance(_path(answer, parent), dict):
+        items = []  # an empty result is often answered without the list, inside the usual envelope
     if not isinstance(items, list):
         raise SourceError(f"{where}: expected a list at {selector or 'the top'}, got {type(items).__name__}")
     return items
@@ -456,10 +524,10 @@ def _row(item: Any, names: list[str], where: str) -> dict[str, Any]:
     return dict(zip(names, item, strict=True))
 
 
-def _key(data: dict[str, Any], path: str) -> str:
+def _key(data: dict[str, Any], path: str, source_id: str = "") -> str:
     value = _path(data, path)
     if value is None or value == "":
-        raise SourceError(f"voucher without {path!r}: {str(data)[:200]}")
+        raise SourceError(f"{source_id}: a voucher without its key {path!r}: {str(data)[:200]}")
     return str(value)
 
 

@@ -13,8 +13,10 @@ What the declarative REST source (connectors/erp/rest.py) cannot say in YAML liv
   into the name → value object the mapping reads.
 
 `queryVouchers` filters by 会计期间 (periodStart), not by change time, and pages by `pager`; the source
-config therefore reads from the cursor's period on and orders the window itself (`ordered: false`). A
-voucher edited in an earlier period than the cursor's is found by `archive-hub sync --full`. Attachments
+config therefore asks from the period `query_lookback_days` before the cursor (a voucher entered late into
+an earlier period: 结转, 计提, 审计调整) and orders the window itself (`ordered: false`); `recordCount` must
+not change while it pages. A voucher entered into a period older than that is found by `archive-hub sync
+--full`. Attachments
 (附件) are not fetched: YonBIP's file service differs per product line; the vouchers are archived with the
 attachment count they declare. Field names follow public integrators' snapshots of queryVouchers: check
 them against your tenant.
@@ -31,6 +33,7 @@ from typing import Any
 
 import requests
 
+from archive_hub.settings import redact_text
 from connectors.erp.rest import RestVoucherStream, SessionExpired, json_answer
 from connectors.errors import ConfigError, SourceError
 from connectors.http import HttpClient
@@ -77,7 +80,7 @@ class YonbipVendor:
         body = json_answer(answer, f"{self.source_id}: getAccessToken")
         data = body.get("data") if isinstance(body, dict) else None
         if not isinstance(body, dict) or body.get("code") != TOKEN_OK or not isinstance(data, dict):
-            said = body.get("message") if isinstance(body, dict) else None
+            said = redact_text(str(body.get("message") or "")) if isinstance(body, dict) else None
             code = body.get("code") if isinstance(body, dict) else None
             raise ConfigError(
                 self.source_id,
@@ -95,14 +98,14 @@ class YonbipVendor:
         return {}, {"access_token": self.token}
 
     def unwrap(self, response: requests.Response, what: str) -> Any:
-        body = json_answer(response, f"{self.source_id}: {what}")
         if response.status_code == 401:
             raise SessionExpired("HTTP 401")
+        body = json_answer(response, f"{self.source_id}: {what}")
         if not isinstance(body, dict):
             raise SourceError(
                 f"{self.source_id}: {what}: YonBIP answered {type(body).__name__}, not an object"
             )
-        code, message = str(body.get("code")), str(body.get("message") or "")
+        code, message = str(body.get("code")), redact_text(str(body.get("message") or ""))
         if code == CALL_OK:
             return body
         if "token" in message.lower():

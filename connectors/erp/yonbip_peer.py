@@ -7,7 +7,8 @@
          {"pager": {"pageIndex", "pageSize"}, "accbookCode", "periodStart", "periodEnd"}
          → {"code": "200", "message": "OK", "data": {"pageIndex", "pageSize", "recordCount",
             "recordList": [{"header": {...}, "body": [...]}]}}, in 会计期间 and 凭证号 order (not change time)
-    POST /_peer/faults  {"unavailable_next": n (HTTP 503), "expire_tokens": true}
+    POST /_peer/faults  {"unavailable_next": n (HTTP 503), "expire_tokens": true, "ignore_page": true,
+                         "delete": {"after": n, "voucher": id} (deleted in the ERP after n more queries)}
     GET  /_peer/stats   {"calls": {...}, "tokens_issued": n, "refused_tokens": n}
 
 YonBIP does not publish the code it answers for an expired token; this peer answers code "401" with a
@@ -34,8 +35,9 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, delete, func, select
 
+from connectors.erp.kingdee_peer import countdown
 from connectors.erp.sample_erp import schema
 from connectors.erp.yonbip import TOKEN_PATH
 from connectors.oa.peer_kit import add_call_counter, add_peer_controls, secret_and_data, serve_on_loopback
@@ -53,12 +55,18 @@ class PeerState:
         self.calls: Counter[str] = Counter()
         self.tokens: set[str] = set()
         self.tokens_issued = 0
+        self.issued: list[str] = []  # for tests that look for leaked tokens
         self.refused_tokens = 0
         self.unavailable_next = 0
+        self.delete: tuple[int, int] | None = None  # (after n more queries, voucher id): deleted in the ERP
+        self.ignore_page = False  # answer page 1 whatever pageIndex says (a misnamed pager)
 
     def apply(self, body: dict[str, Any]) -> dict[str, Any]:
         with self.lock:
             self.unavailable_next = int(body.get("unavailable_next", self.unavailable_next))
+            self.ignore_page = bool(body.get("ignore_page", self.ignore_page))
+            if "delete" in body:
+                self.delete = (int(body["delete"]["after"]), int(body["delete"]["voucher"]))
             if body.get("expire_tokens"):
                 self.tokens.clear()
         return {"ok": True}
@@ -68,6 +76,7 @@ class PeerState:
             return {
                 "calls": dict(self.calls),
                 "tokens_issued": self.tokens_issued,
+                "issued": list(self.issued),
                 "refused_tokens": self.refused_tokens,
             }
 
@@ -179,6 +188,7 @@ def make_app(data: Path, *, app_key: str, app_secret: str, clock: Any = time.tim
         with state.lock:
             state.tokens.add(issued)
             state.tokens_issued += 1
+            state.issued.append(issued)
         return JSONResponse(
             {"code": "00000", "message": "成功!", "data": {"access_token": issued, "expire": 7200}}
         )
@@ -197,7 +207,16 @@ def make_app(data: Path, *, app_key: str, app_secret: str, clock: Any = time.tim
             start, end = body.get("periodStart"), body.get("periodEnd")
             if page < 1 or not 0 < size <= 500 or not book:
                 raise ValueError("pager")
+            with state.lock:
+                if state.ignore_page:
+                    page = 1
             total, records = _vouchers(engine, book, start, end, page, size)
+            with state.lock:
+                gone, state.delete = countdown(state.delete)
+            if gone is not None:  # a voucher deleted (作废) in the ERP while the hub pages
+                with engine.begin() as conn:
+                    conn.execute(delete(line).where(line.c.voucher_id == gone))
+                    conn.execute(delete(v).where(v.c.id == gone))
         except (ValueError, KeyError, TypeError, AttributeError) as exc:
             return JSONResponse({"code": "999", "message": f"参数错误: {exc}", "data": None})
         return JSONResponse(

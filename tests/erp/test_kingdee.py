@@ -41,9 +41,13 @@ ACCOUNT = {
 }
 
 
-def run_peer(data: Path, log: Path, part_size: int = 4096) -> tuple[object, str]:
+def _peer_args(data: Path) -> list[str]:
     args = ["--data", str(data), "--acct-id", ACCOUNT["KINGDEE_ACCT_ID"], "--user", ACCOUNT["KINGDEE_USER"]]
-    args += ["--app-id", ACCOUNT["KINGDEE_APP_ID"], "--part-size", str(part_size)]
+    return [*args, "--app-id", ACCOUNT["KINGDEE_APP_ID"]]
+
+
+def run_peer(data: Path, log: Path, part_size: int = 4096) -> tuple[object, str]:
+    args = [*_peer_args(data), "--part-size", str(part_size)]
     return start_peer(
         "connectors.erp.kingdee_peer", args, log, secret_env="KINGDEE_PEER_SECRET", secret=SECRET
     )
@@ -149,6 +153,55 @@ def test_a_lost_session_is_renewed_once_and_reading_goes_on(books: tuple[Path, s
     assert [r.key for r in first + rest] == [r.key for r in everything]
 
 
+def test_a_session_given_only_in_the_answer_travels_in_the_cookie_jar(
+    books: tuple[Path, str], tmp_path: Path
+) -> None:
+    url = books[1]
+    peer_post(url, "/_peer/faults", {"login_cookie": False})
+    try:
+        stream = kingdee_stream(url, tmp_path, attachments=False)
+        assert len(read_all(stream, batch_size=500)) > 60 and stream.vendor.logins == 1  # type: ignore[attr-defined]
+    finally:
+        peer_post(url, "/_peer/faults", {"login_cookie": True})
+
+
+def test_pages_capped_by_the_server_and_an_instant_edited_while_paged_lose_nothing(tmp_path: Path) -> None:
+    """The server cuts every answer at 6 rows (Kingdee's Limit cap, here small) and the sample's batch
+    postings put more rows than that at one FMODIFYDATE; while the hub pages such an instant by offset, a
+    voucher of it is saved again and leaves it. Every voucher still comes whole, the edited one again last."""
+    data = tmp_path / "books"
+    seed_sample_erp(f"sqlite:///{data / 'erp.sqlite'}", data / "attachments", vouchers=60)
+    truth = read_all(DatabaseVoucherStream("books", f"sqlite:///{data / 'erp.sqlite'}", None), batch_size=500)
+    audited = [r for r in truth if r.data["status"] != "draft"]
+    rows_at: dict[object, int] = {}
+    for r in audited:
+        rows_at[r.changed_at] = rows_at.get(r.changed_at, 0) + len(r.data["lines"])
+    busiest = max(rows_at, key=rows_at.__getitem__)
+    assert rows_at[busiest] > 6, "the seed no longer puts more than a page of rows at one instant"
+    edited = next(r.key for r in audited if r.changed_at == busiest)
+    process, url = start_peer(
+        "connectors.erp.kingdee_peer",
+        [*_peer_args(data), "--max-rows", "6"],
+        tmp_path / "peer.log",
+        secret_env="KINGDEE_PEER_SECRET",
+        secret=SECRET,
+    )
+    try:
+        peer_post(url, "/_peer/faults", {"touch_on_offset": int(edited)})
+        stream = kingdee_stream(
+            url, tmp_path / "work", attachments=False, paginator={"type": "keyset", "page_size": 6}
+        )
+        got = read_all(stream, batch_size=500)
+        calls = peer_stats(url)["calls"]["ExecuteBillQuery"]
+    finally:
+        stop_peer(process)  # type: ignore[arg-type]
+    lines = {r.key: len(r.data["lines"]) for r in truth}
+    assert {r.key for r in got} == {r.key for r in audited}
+    assert all(len(r.data["lines"]) == lines[r.key] for r in got)
+    assert got[-1].key == edited and [r.key for r in got].count(edited) in (1, 2)
+    assert calls < 3 * sum(lines.values()) / 6  # it pages forward, not row by row
+
+
 def test_unavailable_answers_are_retried(books: tuple[Path, str], tmp_path: Path) -> None:
     url = books[1]
     stream = kingdee_stream(url, tmp_path, attachments=False)
@@ -201,20 +254,37 @@ def test_kingdee_dag_archives_the_books_under_airflow_once(hub: Hub, monkeypatch
         log = hub.home / "dag.log"
         rc = run_airflow_dag("archive_erp_kingdee", hub.settings, log, timeout=240)
         second = run_sync("erp_kingdee", "kd-2")
+        # Triggered with {"full": true}: the source read whole, from no cursor, and nothing archived again.
+        full_log = hub.home / "dag-full.log"
+        rc_full = run_airflow_dag(
+            "archive_erp_kingdee", hub.settings, full_log, timeout=240, conf={"full": True}
+        )
+        sessions = peer_stats(url)["sessions_issued"]
     finally:
         stop_peer(process)  # type: ignore[arg-type]
     text = log.read_text()
     assert rc == 0, text[-3000:]
+    assert rc_full == 0, full_log.read_text()[-3000:]
     with sqlite3.connect(hub.home / "airflow" / "airflow.db") as db:
-        states = dict(
+        states = set(
             db.execute("select task_id, state from task_instance where dag_id='archive_erp_kingdee'")
         )
-        xcoms = dict(db.execute("select task_id, value from xcom where dag_id='archive_erp_kingdee'"))
-    assert states == {t: "success" for t in ("extract", "map", "validate", "archive", "finalize")}
-    first = json.loads(xcoms["finalize"])
-    first = json.loads(first) if isinstance(first, str) else first
+        rows = db.execute(
+            "select run_id, task_id, value from xcom where dag_id='archive_erp_kingdee'"
+        ).fetchall()
+    assert states == {(t, "success") for t in ("extract", "map", "validate", "archive", "finalize")}
+    runs: dict[str, dict[str, dict]] = {}
+    for run_id, task_id, value in rows:
+        summary = json.loads(value)
+        runs.setdefault(run_id, {})[task_id] = json.loads(summary) if isinstance(summary, str) else summary
+    (first_run,) = [r for r in runs.values() if not r["extract"]["from_start"]]
+    (full_run,) = [r for r in runs.values() if r["extract"]["from_start"]]  # the run triggered with full
+    first = first_run["finalize"]
     assert first["archived"] + first["quarantined"] == audited
     assert second["archived"] == 0 and second["new_versions"] == 0 and second["status"] == "success"
+    assert full_run["extract"]["records"] == audited and full_run["extract"]["cursor_from"] is None
+    assert full_run["finalize"]["archived"] == 0 and full_run["finalize"]["new_versions"] == 0
+    xcoms = rows
     catalog = Catalog(hub.settings.catalog_url)
     with catalog.reading() as s:
         reasons = {
@@ -229,11 +299,16 @@ def test_kingdee_dag_archives_the_books_under_airflow_once(hub: Hub, monkeypatch
     assert "bytes but the source says" in reasons[str(short_voucher)]
     assert any("13-45" in r for r in reasons.values())  # the unparseable date, named
     places: list[tuple[str, bytes]] = [("airflow log", text.encode()), ("xcom", repr(xcoms).encode())]
+    places.append(("airflow log (full)", full_log.read_bytes()))
     places.append(("catalog", (hub.home / "catalog.sqlite").read_bytes()))
     places.append(("peer log", (hub.home / "peer.log").read_bytes()))
     places += [(str(p), p.read_bytes()) for p in (hub.home / "runs").rglob("*") if p.is_file()]
+    assert sessions
     for where, found in places:
         assert SECRET.encode() not in found, f"the AppSecret is in {where}"
+        assert not any(sid.encode() in found for sid in sessions if where != "peer log"), (
+            f"a session id is in {where}"
+        )
 
 
 def test_a_voucher_edited_while_the_run_pages_loses_nothing_with_keyset_paging(

@@ -22,10 +22,10 @@ from connectors.erp.database import DatabaseVoucherStream
 from connectors.erp.rest import RestVoucherStream
 from connectors.erp.sample_erp.seed import seed_sample_erp
 from connectors.erp.yonbip import self_app_signature
-from connectors.errors import ConfigError
+from connectors.errors import ConfigError, SourceError
 from connectors.testing import read_all, stream_test_class
-from tests.conftest import Hub, seed
-from tests.erp.rest_helpers import peer_post, rest_stream
+from tests.conftest import Hub, book_copy_of_voucher, seed
+from tests.erp.rest_helpers import peer_post, peer_stats, rest_stream
 from tests.oa.peer_process import start_peer, stop_peer
 
 CONFIG = PROJECT_ROOT / "config" / "sources" / "erp_yonbip.yaml"
@@ -134,9 +134,33 @@ def test_an_expired_token_is_fetched_again_once(books: tuple[Path, str], tmp_pat
     assert len(records) >= 90 and stream.vendor.logins == 2 and stream.http.retries == 1  # type: ignore[attr-defined]
 
 
-def test_yonbip_books_archived_once(hub: Hub, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_voucher_deleted_while_paging_or_a_pager_ignored_fails_the_read(tmp_path: Path) -> None:
+    """Page numbers over a source that changes shift the pages (a voucher would be skipped), and a vendor
+    that ignores pageIndex answers page 1 for ever: both fail the read, naming why, before a cursor moves."""
+    data = tmp_path / "books"
+    seed_sample_erp(f"sqlite:///{data / 'erp.sqlite'}", data / "attachments", vouchers=60)
+    process, url = run_peer(data, tmp_path / "peer.log")
+    try:
+        stream = yonbip_stream(url, tmp_path, paginator={"type": "page_number", "page_size": 10})
+        peer_post(url, "/_peer/faults", {"delete": {"after": 2, "voucher": 3}})
+        with pytest.raises(SourceError, match=r"now counts \d+ records, \d+ when the read began"):
+            read_all(stream, batch_size=500)
+        peer_post(url, "/_peer/faults", {"ignore_page": True})
+        with pytest.raises(SourceError, match="came twice in one read"):
+            read_all(stream, batch_size=500)
+    finally:
+        stop_peer(process)  # type: ignore[arg-type]
+
+
+def test_yonbip_books_archived_once_and_late_entries_into_earlier_periods_found(
+    hub: Hub, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two runs archive the books once. Then the accountant books two vouchers late: one into last
+    period but one (结转), found by the next run because it asks from ~3 periods back; one into period 3
+    (an old 调整), which only `sync --full` can find. No token or secret lands in runs or the catalog."""
     seed(hub, vouchers=150)
     process, url = run_peer(hub.home / "sample_erp", hub.home / "peer.log")
+    erp = hub.home / "sample_erp" / "erp.sqlite"
     try:
         for name, value in {
             "YONBIP_URL": url,
@@ -146,18 +170,50 @@ def test_yonbip_books_archived_once(hub: Hub, monkeypatch: pytest.MonkeyPatch) -
             monkeypatch.setenv(name, value)
         first = run_sync("erp_yonbip", "yb-1")
         second = run_sync("erp_yonbip", "yb-2")
+        with sqlite3.connect(erp) as db:
+            (latest,) = db.execute("SELECT max(updated_at) FROM erp_voucher").fetchone()
+        late = _book_late(erp, period=11, new_id=9001, after=latest)
+        old = _book_late(erp, period=3, new_id=9002, after=latest)
+        third = run_sync("erp_yonbip", "yb-3")
+        full = run_sync("erp_yonbip", "yb-4", from_start=True)
+        issued = peer_stats(url)["issued"]
     finally:
         stop_peer(process)  # type: ignore[arg-type]
-    with sqlite3.connect(hub.home / "sample_erp" / "erp.sqlite") as erp:
-        (total,) = erp.execute("SELECT count(*) FROM erp_voucher").fetchone()
+    with sqlite3.connect(erp) as db:
+        (total,) = db.execute("SELECT count(*) FROM erp_voucher WHERE id < 9000").fetchone()
     assert first["status"] == "success" and first["archived"] + first["quarantined"] == total
     assert first["archived"] > 130 and second["archived"] == 0 and second["new_versions"] == 0
+    assert third["archived"] == 1 and full["archived"] == 1 and full["new_versions"] == 0
     catalog = Catalog(hub.settings.catalog_url)
     with catalog.reading() as s:
-        codes = s.scalars(
-            select(ArchiveRecordRow.archival_code).where(ArchiveRecordRow.source_id == "erp_yonbip")
-        ).all()
+        found = dict(
+            s.execute(
+                select(ArchiveRecordRow.business_id, ArchiveRecordRow.archival_code).where(
+                    ArchiveRecordRow.source_id == "erp_yonbip"
+                )
+            ).all()
+        )
     catalog.dispose()
-    assert len(codes) == first["archived"]
+    assert {late, old} <= set(found) and len(found) == first["archived"] + 2
+    assert issued and all(isinstance(t, str) for t in issued)
     for path in [hub.home / "catalog.sqlite", *(p for p in (hub.home / "runs").rglob("*") if p.is_file())]:
-        assert SECRET.encode() not in path.read_bytes(), path
+        data = path.read_bytes()
+        assert SECRET.encode() not in data, path
+        assert not any(token.encode() in data for token in issued), f"an access_token is in {path}"
+
+
+def _book_late(erp: Path, *, period: int, new_id: int, after: str) -> str:
+    """A copy of a clean 2025 voucher of `period`, booked now (updated_at after every other)."""
+    with sqlite3.connect(erp) as db:
+        (source,) = db.execute(
+            "SELECT v.id FROM erp_voucher v WHERE v.period = ? AND NOT EXISTS (SELECT 1 FROM erp_voucher_line l"
+            " WHERE l.voucher_id = v.id AND (l.account_code IS NULL OR l.account_code = '')) AND"
+            " v.voucher_date LIKE '2025-%' ORDER BY v.id LIMIT 1",
+            (period,),
+        ).fetchone()
+        (number,) = db.execute("SELECT max(voucher_no) + 1 FROM erp_voucher").fetchone()
+    book_copy_of_voucher(f"sqlite:///{erp}", source, new_id, number)
+    stamp = (dt.datetime.fromisoformat(after) + dt.timedelta(days=2, minutes=new_id - 9000)).isoformat(" ")
+    with sqlite3.connect(erp) as db:
+        db.execute("UPDATE erp_voucher SET updated_at = ? WHERE id = ?", (stamp, new_id))
+    return str(new_id)
