@@ -4,20 +4,32 @@ The OA user does nothing. DingTalk pushes 审批实例开始、结束、终止�
 推送) to the hub's callback receiver, which checks the signature and keeps the request in the approval inbox
 (approval_inbox.py). This stream reads the inbox from its cursor, checks and decrypts each message again
 (the inbox is evidence), and for every instance that is now finished and agreed (type finish, result agree)
-fetches 获取单个审批实例详情 and every file of its DDAttachment fields (下载审批附件). The package holds the
-detail answer byte for byte as DingTalk sent it and each file as downloaded; names come from 查询用户详情.
-The record's key is the processInstanceId; its document number is the businessId (审批编号).
+fetches 获取单个审批实例详情 and everything attached to it: each file of its DDAttachment fields
+(下载审批附件), each image of its DDPhotoField fields (the form text keeps "N张图片"), and each file and
+image attached to an operationRecord, a 评论 (ADD_REMARK) or an approver's remark (下载审批附件 with
+withCommentAttatchment true). Those are named after who attached them when: "评论附件 (<name> <time>)",
+"审批意见附件 (<name> <time>)". The package holds the detail answer byte for byte as DingTalk sent it and
+each file as downloaded; names come from 查询用户详情. The record's key is the processInstanceId; its
+document number is the businessId (审批编号).
+
+A photo is a URL in form content, so it is fetched only from `connection.photo_hosts` (default
+static.dingtalk.com), without the token, never following a redirect, size-capped, and only if it is an image.
+One on any other host refuses the instance naming the host: the hub neither calls an address a form
+supplied nor archives the instance without the photo. (Unverified against a live organisation: which hosts
+DingTalk serves photos from beyond static.dingtalk.com, and that a comment's file asked for without
+withCommentAttatchment is refused; see dingtalk_api.py.)
 
 Same shape as wecom.py: a message that cannot be decrypted, an instance DingTalk no longer knows, or a file
-that cannot be downloaded whole is refused (kept under quarantine/<source>/, quarantined with the reason);
-instances still running, refused, withdrawn (terminate) or deleted are passed over (counted in the log); a
-transient failure that outlasts the retries fails the run, so the cursor stays.
+or photo that cannot be downloaded whole is refused (kept under quarantine/<source>/, quarantined with the
+reason); instances still running, refused, withdrawn (terminate) or deleted are passed over (counted in the
+log); a transient failure that outlasts the retries fails the run, so the cursor stays.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -37,7 +49,7 @@ from connectors.oa.approval_stream import (
     inbox_stream_settings,
 )
 from connectors.oa.callback_crypto import MAX_ENVELOPE_BYTES, CallbackCrypt, CallbackError
-from connectors.oa.dingtalk_api import ApprovalNotFound, DingTalkApi
+from connectors.oa.dingtalk_api import DEFAULT_PHOTO_HOSTS, ApprovalNotFound, DingTalkApi
 
 if TYPE_CHECKING:
     from archive_hub.sources import SourceConfig
@@ -68,6 +80,7 @@ TYPE_STATUS = {
     "TERMINATE_PROCESS_INSTANCE": "已撤销",
 }
 STEP_RESULT = {"AGREE": "已同意", "REFUSE": "已拒绝", "NONE": "未处理"}
+COMMENT = "ADD_REMARK"  # a 评论: its files are 评论附件; those of an approver's step are 审批意见附件
 CONNECTION_KEYS = {
     "base_url",
     "oapi_url",
@@ -75,9 +88,11 @@ CONNECTION_KEYS = {
     "app_secret",
     "callback",
     "templates",
+    "photo_hosts",
     "timezone",
     "timeout",
 }
+_HOST = re.compile(r"[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*")
 DEFAULT_OAPI_URL = "https://oapi.dingtalk.com"
 
 
@@ -155,7 +170,11 @@ class DingTalkApprovalStream(ApprovalInboxStream):
         return approval_data(detail, self.api.user_name, self.tz, instance_id=key)
 
     def _fetch(self, key: str, file: dict[str, str]) -> tuple[bytes, str, str]:
-        return self.api.file(key, file)
+        if file.get("url"):  # a DDPhotoField's or a comment's image: a URL, not a file of DingTalk's space
+            return self.api.photo(file["url"], file["name"])
+        content, name, kind = self.api.file(key, file)
+        # A comment's file is named after where it was attached, so the package shows who added it when.
+        return content, f"{file['control']} {name}" if file.get("comment") else name, kind
 
 
 # -- the detail as the mapping reads it ---------------------------------------------------------------
@@ -174,7 +193,9 @@ def approval_data(
     applicant = name_of(applicant_id)
     trail = []
     steps: dict[str, int] = {}
+    remarked: list[dict[str, str]] = []  # files and images of comments and approvers' remarks
     for n, record in enumerate(result.get("operationRecords") or [], 1):
+        remarked += _remark_files(record, name_of, when)
         if record.get("type") not in TRAIL_TYPES:
             continue
         uid = str(record["userId"])
@@ -199,6 +220,7 @@ def approval_data(
     files: list[dict[str, str]] = []
     amounts: list[tuple[bool, str]] = []  # (inside a table, value): the form's own total wins over a row's
     _walk(result.get("formComponentValues") or [], "", form, files, amounts)
+    files += remarked
     title = str(result.get("title") or "")
     status = STATUS.get(str(result.get("status")), str(result.get("status")))
     if result.get("status") == "COMPLETED":
@@ -233,7 +255,7 @@ def _walk(
     files: list[dict[str, Any]],
     amounts: list[tuple[bool, str]],
 ) -> None:
-    """formComponentValues (or a TableField row's cells): text by name, files, amounts."""
+    """formComponentValues (or a TableField row's cells): text by name, files and photos, amounts."""
     for component in components:
         kind = str(component.get("componentType") or "")
         title = prefix + str(component.get("name") or component.get("id") or kind)
@@ -242,7 +264,9 @@ def _walk(
             for row_no, row in enumerate(_loads(value) or [], 1):
                 cells = [
                     {
-                        "componentType": str(c.get("componentType") or str(c.get("key") or "").split("-")[0]),
+                        "componentType": str(
+                            c.get("componentType") or re.split(r"[-_]", str(c.get("key") or ""))[0]
+                        ),
                         "name": c.get("label") or c.get("key"),
                         "value": c.get("value"),
                     }
@@ -253,32 +277,65 @@ def _walk(
             continue
         if kind == "DDAttachment":
             listed = [f for f in _loads(value) or [] if isinstance(f, dict) and f.get("fileId")]
-            files.extend(
-                {
-                    "file_id": str(f["fileId"]),
-                    "control": title,
-                    "fileId": str(f["fileId"]),
-                    "fileName": str(f.get("fileName") or ""),
-                    "fileSize": str(f.get("fileSize") or ""),
-                    "fileType": str(f.get("fileType") or ""),
-                }
-                for f in listed
-            )
+            files.extend(_space_file(f, title) for f in listed)
             form[title] = f"{len(listed)}个文件"
+            continue
+        if kind == "DDPhotoField":
+            photos = _photos(_loads(value) if value else [], title)
+            files.extend(photos)
+            form[title] = f"{len(photos)}张图片"
             continue
         if kind == "MoneyField":
             amounts.append((bool(prefix), str(value or "")))
         form[title] = _text(kind, value)
 
 
+def _space_file(f: dict[str, Any], control: str, *, comment: bool = False) -> dict[str, str]:
+    """A file in DingTalk's approval space (a DDAttachment's, or a comment's when `comment`), for 下载审批附件."""
+    return {
+        "file_id": str(f["fileId"]),
+        "control": control,
+        "fileId": str(f["fileId"]),
+        "fileName": str(f.get("fileName") or ""),
+        "fileSize": str(f.get("fileSize") or ""),
+        "fileType": str(f.get("fileType") or ""),
+        **({"comment": "true"} if comment else {}),
+    }
+
+
+def _photos(urls: Any, control: str) -> list[dict[str, str]]:
+    """Images by URL, named after where they were attached ("<control> 1", its suffix from its bytes). A value
+    that is not a list of URLs is not DingTalk's shape: ValueError refuses the instance, none is skipped."""
+    if not isinstance(urls, list) or not all(isinstance(u, str) for u in urls):
+        raise ValueError(f"{control}: the images are not a list of URLs")
+    listed = [u.strip() for u in urls if u.strip()]
+    return [
+        {"control": control, "url": url, "name": f"{control} {n}" if len(listed) > 1 else control}
+        for n, url in enumerate(listed, 1)
+    ]
+
+
+def _remark_files(
+    record: dict[str, Any], name_of: Callable[[str], str], when: Callable[[Any], dt.datetime]
+) -> list[dict[str, str]]:
+    """The files (attachments) and images of one operationRecord, named after who attached them when."""
+    files = [f for f in record.get("attachments") or [] if isinstance(f, dict) and f.get("fileId")]
+    images = record.get("images") or []
+    if not files and not images:
+        return []
+    uid = str(record.get("userId") or "")
+    at = when(record["date"]).strftime("%Y-%m-%d %H:%M") if record.get("date") else ""
+    word = "评论附件" if record.get("type") == COMMENT else "审批意见附件"
+    control = f"{word} ({' '.join(p for p in (name_of(uid) if uid else '', at) if p)})"
+    return [_space_file(f, control, comment=True) for f in files] + _photos(images, control)
+
+
 def _text(kind: str, value: Any) -> str:
-    """A field as text: lists DingTalk sends as JSON text are joined, photos counted (not downloaded)."""
+    """A field as text: lists DingTalk sends as JSON text are joined."""
     if value is None:
         return ""
-    items = _loads(value) if kind in ("DDMultiSelectField", "DDDateRangeField", "DDPhotoField") else None
+    items = _loads(value) if kind in ("DDMultiSelectField", "DDDateRangeField") else None
     if isinstance(items, list):
-        if kind == "DDPhotoField":
-            return f"{len(items)}张图片"
         if kind == "DDDateRangeField":  # [start, end, duration]
             return " ~ ".join(str(i) for i in items[:2])
         return "、".join(str(i) for i in items)
@@ -309,7 +366,13 @@ def stream_from_config(config: SourceConfig) -> DingTalkApprovalStream:
     )
     http = HttpClient(config.id, str(conn["base_url"]), timeout=float(conn.get("timeout", 20)))
     api = DingTalkApi(
-        config.id, str(conn["base_url"]), oapi_url, str(conn["app_key"]), str(conn["app_secret"]), http=http
+        config.id,
+        str(conn["base_url"]),
+        oapi_url,
+        str(conn["app_key"]),
+        str(conn["app_secret"]),
+        http=http,
+        photo_hosts=photo_hosts(config),
     )
     return DingTalkApprovalStream(
         config.id,
@@ -323,11 +386,30 @@ def stream_from_config(config: SourceConfig) -> DingTalkApprovalStream:
 def process_codes(config: SourceConfig) -> list[str]:
     """`templates`: a list of process codes, or one text of them separated by commas (so an environment
     variable can carry them)."""
-    value = config.connection.get("templates") or []
+    return _listed(config, "templates", "process codes")
+
+
+def _listed(config: SourceConfig, key: str, what: str) -> list[str]:
+    """A connection setting that is a list, or one text of items separated by commas."""
+    value = config.connection.get(key) or []
     items = value.split(",") if isinstance(value, str) else value
     if not isinstance(items, list):
-        raise ConfigError(config.id, "connection.templates", "must be a list of process codes")
+        raise ConfigError(config.id, f"connection.{key}", f"must be a list of {what}")
     return [str(t).strip() for t in items if str(t).strip()]
+
+
+def photo_hosts(config: SourceConfig) -> list[str]:
+    """`photo_hosts`: the hosts photos are fetched from, a list or one text separated by commas; unset or
+    empty, DingTalk's own (DEFAULT_PHOTO_HOSTS). Host names only: no scheme, port, path or wildcard."""
+    hosts = _listed(config, "photo_hosts", "host names") or list(DEFAULT_PHOTO_HOSTS)
+    for host in hosts:
+        if not _HOST.fullmatch(host.lower()):
+            raise ConfigError(
+                config.id,
+                "connection.photo_hosts",
+                f"{host[:60]!r} is not a host name (e.g. static.dingtalk.com)",
+            )
+    return [h.lower() for h in hosts]
 
 
 def callback_crypt(config: SourceConfig) -> CallbackCrypt:

@@ -7,7 +7,12 @@ Contract (open.dingtalk.com, 服务端API; the page names as there):
   the form (formComponentValues), the trail (operationRecords) and businessId (审批编号); an unknown id is
   HTTP 400 `processInstanceNotExist` (or `processInstanceIdError` for a malformed one);
 - 下载审批附件: `POST /v1.0/workflow/processInstances/spaces/files/urls/download` → `result.downloadUri`, a
-  pre-signed link valid 15 minutes, fetched without the token header (it is another host's URL);
+  pre-signed link valid 15 minutes, fetched without the token header (it is another host's URL). The body's
+  `withCommentAttatchment` (DingTalk's spelling; "是否包含评论中的附件，默认忽略评论中附件") is true for a file of
+  an operationRecords[].attachments (评论 / 审批意见), false for a DDAttachment field's;
+- photos (DDPhotoField values, operationRecords[].images) are plain image URLs in the detail: fetched
+  without the token, only from `photo_hosts`, never following a redirect, at most MAX_PHOTO_BYTES, and
+  only when the bytes (or, for formats not sniffed, the Content-Type) say image;
 - 获取审批实例ID列表: `POST /v1.0/workflow/processes/instanceIds/query`, by process code and start time (at
   most 120 days a call, maxResults ≤ 20, `nextToken` paging, `statuses`);
 - 查询用户详情 (oapi): `POST /topapi/v2/user/get?access_token= {"userid"}` → errcode 0 with `result.name`, or
@@ -16,6 +21,13 @@ v1.0 calls carry the token in the `x-acs-dingtalk-access-token` header and answe
 `{"code","message"}`: 401/403 `InvalidAuthentication` means the token is stale (fetched again once); 429 and
 `Forbidden.AccessDenied.QpsLimitForApi` / `…QpsLimitForAppkeyAndApi` (调用频次与限流) are transient. oapi answers
 HTTP 200 with errcode: 40014/42001 stale token, 90018/90002/-1 transient.
+
+Confirmed from DingTalk's own SDK models (dingtalkworkflow_1_0: GetProcessInstanceResponseBody,
+GrantProcessInstanceForDownloadFileRequest) and the 下载审批附件 page: operationRecords[] carry
+`attachments: [{fileId, fileName, fileSize (text), fileType, spaceId}]` and `images: [url]`, and the
+download body takes `withCommentAttatchment`. Not verified against a live organisation: that a comment's
+file asked for without the flag is refused (noPermission, as the peer does), and which hosts serve photos
+(static.dingtalk.com in every public sample seen; img.alicdn.com in one, so not trusted by default).
 """
 
 from __future__ import annotations
@@ -23,10 +35,13 @@ from __future__ import annotations
 import datetime as dt
 import mimetypes
 import time
+from collections.abc import Collection
 from typing import Any
+from urllib.parse import urlsplit
 
 import requests
 
+from archive_sink.formats import sniff
 from connectors.errors import ConfigError, SourceError, TransientSourceError
 from connectors.http import HttpClient
 
@@ -42,6 +57,9 @@ MAX_WINDOW = dt.timedelta(days=120)  # instanceIds/query refuses longer ranges
 PAGE_SIZE = 20  # instanceIds/query's maximum
 TOKEN_MARGIN = 300  # seconds: a token this close to its end is renewed before use
 MEDIA_TYPES = {"ofd": "application/ofd", "pdf": "application/pdf", "xml": "application/xml"}
+DEFAULT_PHOTO_HOSTS = ("static.dingtalk.com",)  # where DDPhotoField images live (connection.photo_hosts)
+MAX_PHOTO_BYTES = 20 * 1024 * 1024  # a phone photo is a few MB; more is not a photo of a receipt
+IMAGE_SUFFIXES = {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif", "image/bmp": ".bmp"}
 
 
 class ApprovalNotFound(SourceError):
@@ -59,27 +77,38 @@ class DingTalkApi:
         *,
         http: HttpClient | None = None,
         oapi_http: HttpClient | None = None,
+        photo_hosts: Collection[str] = DEFAULT_PHOTO_HOSTS,
+        photo_max_bytes: int = MAX_PHOTO_BYTES,
     ) -> None:
         self.source_id = source_id
         self.app_key = app_key
         self._secret = app_secret
         self.http = http or HttpClient(source_id, base_url)
         # oapi is another host with the same retry rules; one session keeps the connections.
-        self.oapi = oapi_http or HttpClient(
-            source_id,
-            oapi_url,
-            timeout=self.http.timeout,
-            attempts=self.http.attempts,
-            backoff=self.http.backoff,
-            session=self.http.session,
-            sleep=self.http.sleep,
-        )
+        self.oapi = oapi_http or self._client(oapi_url, self.http.session)
+        # Photos: URLs out of form content, so a session of their own that never follows a redirect (an
+        # allowed host must not hand the fetch on to another) and reads the body only up to the cap.
+        self.photo_hosts = frozenset(h.lower() for h in photo_hosts)
+        self.photo_max_bytes = photo_max_bytes
+        self.photos = self._client("", _PhotoSession())
         self._token: str | None = None
         self._token_until = 0.0
         self._names: dict[str, str] = {}
 
     def __repr__(self) -> str:  # never the secret or the token
         return f"DingTalkApi({self.source_id}, {self.http.base_url}, app {self.app_key})"
+
+    def _client(self, base_url: str, session: requests.Session) -> HttpClient:
+        """Another host (or kind of URL) with the same retry rules as the v1.0 host."""
+        return HttpClient(
+            self.source_id,
+            base_url,
+            timeout=self.http.timeout,
+            attempts=self.http.attempts,
+            backoff=self.http.backoff,
+            session=session,
+            sleep=self.http.sleep,
+        )
 
     # -- token -------------------------------------------------------------------------------
     def token(self, *, renew: bool = False) -> str:
@@ -162,13 +191,14 @@ class DingTalkApi:
         return result, response.content
 
     def file(self, instance_id: str, file: dict[str, Any]) -> tuple[bytes, str, str]:
-        """A file of a DDAttachment field: (bytes, file name, media type). The link is asked for, then
-        fetched without the token; a link that expired before use is asked for again once. A body that is
-        not `fileSize` bytes long is refused."""
+        """A file of a DDAttachment field, or of a comment when `file["comment"]` is set: (bytes, file name,
+        media type). The link is asked for, then fetched without the token; a link that expired before use
+        is asked for again once. A body that is not `fileSize` bytes long is refused."""
         file_id = str(file["fileId"])
         path = "/v1.0/workflow/processInstances/spaces/files/urls/download"
         where = f"{path} (file {file_id[:24]})"
-        body = {"processInstanceId": instance_id, "fileId": file_id, "withCommentAttatchment": False}
+        comment = bool(file.get("comment"))
+        body = {"processInstanceId": instance_id, "fileId": file_id, "withCommentAttatchment": comment}
         for again in (False, True):
             answer = self._answer(self.call("POST", path, json=body), where)
             uri = (answer.get("result") or {}).get("downloadUri")
@@ -192,6 +222,53 @@ class DingTalkApi:
                 f"{self.source_id}: {where}: the file is {len(content)} bytes, the form says {size} (fileSize)"
             )
         return content, file_name(file), _media_type(response, str(file.get("fileType") or ""))
+
+    def photo(self, url: str, name: str) -> tuple[bytes, str, str]:
+        """An image a form or a comment links to: (bytes, `name` with the image's suffix, media type). Only
+        from `photo_hosts` (anything else is refused naming the host, before any request), without the
+        token, no redirect followed, at most `photo_max_bytes`, and an image by its bytes or its type."""
+        host = photo_host(url, self.photo_hosts)
+        where = f"photo on {host}"
+        body: list[bytes] = []
+
+        def read_capped(response: requests.Response) -> None:
+            body.clear()
+            if response.is_redirect:
+                return
+            length = response.headers.get("Content-Length", "")
+            if length.isdigit() and int(length) > self.photo_max_bytes:
+                response.close()
+                raise SourceError(
+                    f"{self.source_id}: {where}: {length} bytes, more than {self.photo_max_bytes} allowed"
+                )
+            size = 0
+            try:
+                for chunk in response.iter_content(64 * 1024):
+                    size += len(chunk)
+                    if size > self.photo_max_bytes:
+                        response.close()
+                        raise SourceError(
+                            f"{self.source_id}: {where}: more than {self.photo_max_bytes} bytes allowed"
+                        )
+                    body.append(chunk)
+            except requests.RequestException:  # cut off mid-body: tried again like any dropped transfer
+                raise TransientSourceError(f"{self.source_id}: {where}: the photo came short") from None
+
+        response = self.photos.request(
+            "GET", url, absolute=True, check=read_capped, headers={"Accept-Encoding": "identity"}
+        )
+        if response.is_redirect:
+            raise SourceError(
+                f"{self.source_id}: {where}: HTTP {response.status_code}, a redirect (not followed: photos "
+                "are fetched from connection.photo_hosts only)"
+            )
+        content = b"".join(body)
+        kind = _image_type(response, content)
+        if kind is None:
+            declared = response.headers.get("Content-Type", "").split(";")[0].strip() or "no Content-Type"
+            raise SourceError(f"{self.source_id}: {where}: not an image ({declared}, {len(content)} bytes)")
+        suffix = IMAGE_SUFFIXES.get(kind) or mimetypes.guess_extension(kind) or ""
+        return content, name + suffix, kind
 
     def user_name(self, userid: str) -> str:
         """The member's name (姓名); the userid itself when DingTalk does not know it (a member who left)."""
@@ -293,6 +370,48 @@ def file_name(file: dict[str, Any]) -> str:
     if kind and not name.lower().endswith("." + kind.lower()):
         name = f"{name}.{kind}"
     return name
+
+
+def photo_host(url: str, allowed: Collection[str]) -> str:
+    """The host of a photo URL, or SourceError naming it when it is not one to fetch from: a URL in form
+    content could point anywhere (an internal service, a cloud metadata address), so only `allowed` hosts."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        _ = parts.port  # a port that is not a number raises ValueError here
+    except ValueError:
+        raise SourceError(f"the photo URL is not a URL: {url[:80]!r}") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise SourceError(f"the photo URL is not http(s): {url[:80]!r}")
+    if "@" in parts.netloc:
+        raise SourceError(f"the photo URL carries user info (host {host})")
+    if host not in allowed:
+        trusted = ", ".join(sorted(allowed)) or "none"
+        raise SourceError(
+            f"the photo's host {host} is not in connection.photo_hosts ({trusted}): not fetched; "
+            "add it there if it is DingTalk's"
+        )
+    return host
+
+
+class _PhotoSession(requests.Session):
+    """Never follows a redirect, and leaves the body unread for the caller's capped read."""
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> requests.Response:
+        kwargs["allow_redirects"] = False
+        kwargs["stream"] = True
+        return super().request(method, url, *args, **kwargs)
+
+
+def _image_type(response: requests.Response, content: bytes) -> str | None:
+    """The media type of an image: from its bytes; for an image format not told from bytes here (WebP,
+    HEIC ...), the Content-Type if it says image/ and the bytes are no other known format. None: no image."""
+    declared = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+    found = sniff(content) if content else None
+    if found is not None:
+        images = sorted(t for t in found.media_types if t.startswith("image/"))
+        return (declared if declared in images else images[0]) if images else None
+    return declared if content and declared.startswith("image/") else None
 
 
 def _media_type(response: requests.Response, file_type: str) -> str:

@@ -8,10 +8,13 @@ port, so a test points DINGTALK_API_URL and DINGTALK_OAPI_URL at the same URL.
 Endpoints (the page names of open.dingtalk.com):
     POST /v1.0/oauth2/accessToken                                  获取企业内部应用的accessToken
     GET  /v1.0/workflow/processInstances?processInstanceId=        获取单个审批实例详情
-    POST /v1.0/workflow/processInstances/spaces/files/urls/download 下载审批附件 (→ a link to /_oss/<fileId>)
+    POST /v1.0/workflow/processInstances/spaces/files/urls/download 下载审批附件 (→ a link to /_oss/<fileId>);
+                                                                   a comment's file (operationRecords[].attachments)
+                                                                   only with "withCommentAttatchment": true
     POST /v1.0/workflow/processes/instanceIds/query                获取审批实例ID列表
     POST /topapi/v2/user/get?access_token=                         查询用户详情
     GET  /_oss/<fileId>?Expires=&Signature=                        the pre-signed link itself (no token)
+    GET  /_photos/<name>                                           a DDPhotoField's (or a comment's) image
 v1.0 calls take the token in the header x-acs-dingtalk-access-token. Errors as DingTalk gives them: HTTP 400
 invalidClientIdOrSecret, processInstanceNotExist, processInstNotExist, noPermission (a fileId that is not in
 the instance's form), invalidProcessCode, invalidMaxResults, invalidEndTime (over 120 days) ...; HTTP 401
@@ -20,13 +23,19 @@ Test-only endpoints:
     POST /_peer/faults   {"rate_limit_next": n (403 Forbidden.AccessDenied.QpsLimitForApi; oapi 90018),
                           "too_many_requests_next": n (HTTP 429), "server_error_next": n (503),
                           "truncate_file": fileId, "truncate_file_count": n (default 1),
-                          "expire_links_next": n (links issued already expired), "expire_tokens": true}
+                          "expire_links_next": n (links issued already expired), "expire_tokens": true,
+                          "photo_host": host (photo URLs in details name this host instead of the peer's;
+                          "" again: the peer's), "redirect_photos": host (/_photos answers 302 to the same
+                          photo on that host; "": served)}
     GET  /_peer/stats    {"calls": {endpoint: count}, "tokens_issued": n, "downloads_with_token": n}
 
 Data folder: instances/<processInstanceId>.json holds the detail `result` exactly as the API returns it (with
 processCode, which the list call filters on); files/<fileId> holds raw bytes and files/<fileId>.json
-{"file_name", "content_type"}; users.json maps userid → {"name", ...}. Tokens and link signatures travel in
-headers and query strings, so uvicorn's access log is off and nothing here logs a URL.
+{"file_name", "content_type"}; photos/<name> holds an image and photos/<name>.json {"content_type"};
+users.json maps userid → {"name", ...}. A photo URL in an instance file is written under PHOTO_BASE
+(https://dingtalk-peer.invalid/_photos/<name>), which the detail answer turns into this peer's own URL (the
+data is written before the peer has a port). Tokens and link signatures travel in headers and query strings,
+so uvicorn's access log is off and nothing here logs a URL.
 
 Run: python -m connectors.oa.dingtalk_peer --data DIR --port N --app-key K --secret-env VAR [--token-ttl S]
 """
@@ -49,7 +58,7 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import requests
 from fastapi import FastAPI, Request
@@ -59,6 +68,7 @@ from connectors.oa.callback_crypto import CallbackCrypt, CallbackError
 from connectors.oa.peer_kit import TruncatedResponse, add_peer_controls, secret_and_data, serve_on_loopback
 
 __all__ = [
+    "PHOTO_BASE",
     "approval_event",
     "main",
     "make_app",
@@ -80,6 +90,7 @@ MAX_RANGE_MS = 120 * 86400 * 1000
 MAX_PAGE_SIZE = 20
 _ID = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _FILE_ID = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9_.-]{0,255}")
+PHOTO_BASE = "https://dingtalk-peer.invalid"  # photo URLs in the data folder: answered as the peer's own
 
 
 def _error(status: int, code: str, message: str) -> JSONResponse:
@@ -102,6 +113,17 @@ def _millis(text: object) -> int | None:
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=dt.UTC)
     return int(moment.timestamp() * 1000)
+
+
+def _comment_file_ids(result: Mapping[str, Any]) -> set[str]:
+    """Every fileId attached to an operationRecord (a comment's, an approver's remark's)."""
+    return {
+        str(f["fileId"])
+        for r in result.get("operationRecords") or []
+        if isinstance(r, dict)
+        for f in r.get("attachments") or []
+        if isinstance(f, dict) and f.get("fileId")
+    }
 
 
 def _file_ids(result: Mapping[str, Any]) -> set[str]:
@@ -183,6 +205,8 @@ class _PeerState:
         self.server_error_next = 0
         self.expire_links_next = 0
         self.truncate_file: Counter[str] = Counter()
+        self.photo_host = ""  # photo URLs name this host instead of the peer's
+        self.redirect_photos = ""  # /_photos answers 302 to this host
 
     def credentials_match(self, app_key: object, app_secret: object) -> bool:
         if not isinstance(app_key, str) or not isinstance(app_secret, str):
@@ -251,6 +275,12 @@ class _PeerState:
                 if not isinstance(file_id, str) or isinstance(count, bool) or not isinstance(count, int):
                     raise ValueError("truncate_file must be a fileId and truncate_file_count an integer")
                 self.truncate_file[file_id] = max(0, count)
+            for name in ("photo_host", "redirect_photos"):
+                if name in faults:
+                    host = faults[name]
+                    if not isinstance(host, str) or not re.fullmatch(r"[A-Za-z0-9.-]{0,253}", host):
+                        raise ValueError(f"{name} must be a host name, or empty")
+                    setattr(self, name, host)
             if faults.get("expire_tokens"):
                 now = self.clock()
                 self.tokens = dict.fromkeys(self.tokens, now)
@@ -261,6 +291,8 @@ class _PeerState:
                 "server_error_next": self.server_error_next,
                 "expire_links_next": self.expire_links_next,
                 "truncate_file": {k: v for k, v in self.truncate_file.items() if v > 0},
+                "photo_host": self.photo_host,
+                "redirect_photos": self.redirect_photos,
             }
 
     def take_truncation(self, file_id: str) -> bool:
@@ -322,8 +354,17 @@ def make_app(
         state.apply_faults(faults)
     instances = _InstanceStore(Path(data_dir) / "instances")
     files_dir = Path(data_dir) / "files"
+    photos_dir = Path(data_dir) / "photos"
     app = FastAPI(title="DingTalk approval peer", docs_url=None, redoc_url=None, openapi_url=None)
     app.state.peer = state
+
+    def on_host(request: Request, host: str) -> str:
+        """This peer's base URL, or the same scheme and port on `host`."""
+        base = str(request.base_url).rstrip("/")
+        if not host:
+            return base
+        parts = urlsplit(base)
+        return f"{parts.scheme}://{host}" + (f":{parts.port}" if parts.port else "")
 
     def denied(request: Request) -> Response | None:
         if state.token_state(request.headers.get(TOKEN_HEADER)) != "ok":
@@ -354,7 +395,9 @@ def make_app(
         result = instances.get(instance_id)
         if result is None:
             return _error(400, "processInstanceNotExist", "审批实例不存在")
-        return JSONResponse({"success": True, "result": result})
+        answer = JSONResponse({"success": True, "result": result}).body
+        photos = on_host(request, state.photo_host)
+        return Response(answer.replace(PHOTO_BASE.encode(), photos.encode()), media_type="application/json")
 
     @app.post("/v1.0/workflow/processInstances/spaces/files/urls/download")
     async def download_url(request: Request) -> Response:
@@ -373,7 +416,9 @@ def make_app(
         result = instances.get(instance_id)
         if result is None:
             return _error(400, "processInstNotExist", "审批实例不存在")
-        if file_id not in _file_ids(result):
+        # 是否包含评论中的附件, 默认忽略评论中附件: a comment's file is asked for with the flag, or refused.
+        with_comments = body.get("withCommentAttatchment") is True
+        if file_id not in _file_ids(result) | (_comment_file_ids(result) if with_comments else set()):
             return _error(400, "noPermission", "无访问权限")
         if (
             not _FILE_ID.fullmatch(file_id)
@@ -392,14 +437,31 @@ def make_app(
             {"success": True, "result": {"spaceId": 3996960664, "fileId": file_id, "downloadUri": uri}}
         )
 
-    @app.get("/_oss/{file_id}")
-    async def oss_object(file_id: str, request: Request) -> Response:
-        """The pre-signed link: no token is needed; one that arrives anyway is counted (it must not)."""
-        if fault := state.gate("oss", "oss"):
+    def file_host(endpoint: str, request: Request) -> Response | None:
+        """A file host's call: an injected server error first; no token is needed, and one that arrives
+        anyway is counted (it must not)."""
+        if fault := state.gate(endpoint, "oss"):
             return fault
         if request.headers.get(TOKEN_HEADER):
             with state.lock:
                 state.downloads_with_token += 1
+        return None
+
+    def stored(folder: Path, name: str) -> tuple[bytes, dict[str, str]] | None:
+        """<folder>/<name> with the headers of <name>.json's content_type; None for no such file."""
+        path, meta_path = folder / name, folder / f"{name}.json"
+        if not _FILE_ID.fullmatch(name) or name.endswith(".json") or not path.is_file():
+            return None
+        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
+        return path.read_bytes(), {
+            "content-type": str(meta.get("content_type") or "application/octet-stream")
+        }
+
+    @app.get("/_oss/{file_id}")
+    async def oss_object(file_id: str, request: Request) -> Response:
+        """The pre-signed link itself."""
+        if fault := file_host("oss", request):
+            return fault
         refusal = state.link_refusal(
             file_id, request.query_params.get("Expires", ""), request.query_params.get("Signature", "")
         )
@@ -407,15 +469,28 @@ def make_app(
             return _oss_error(refusal, "Request has expired.")
         if refusal:
             return _oss_error(refusal, "The request signature we calculated does not match.")
-        path, meta_path = files_dir / file_id, files_dir / f"{file_id}.json"
-        if not _FILE_ID.fullmatch(file_id) or not path.is_file():
+        found = stored(files_dir, file_id)
+        if found is None:
             return Response(status_code=404)
-        meta = json.loads(meta_path.read_text(encoding="utf-8")) if meta_path.is_file() else {}
-        content = path.read_bytes()
-        headers = {"content-type": str(meta.get("content_type") or "application/octet-stream")}
+        content, headers = found
         if state.take_truncation(file_id):
             return TruncatedResponse(content, headers)
         return Response(content=content, headers=headers)
+
+    @app.get("/_photos/{name}")
+    async def photo(name: str, request: Request) -> Response:
+        """An image a form or a comment links to: a plain URL, not signed."""
+        if fault := file_host("photos", request):
+            return fault
+        if state.redirect_photos:
+            return Response(
+                status_code=302,
+                headers={"location": f"{on_host(request, state.redirect_photos)}/_photos/{quote(name)}"},
+            )
+        found = stored(photos_dir, name)
+        if found is None:
+            return Response(status_code=404)
+        return Response(content=found[0], headers=found[1])
 
     @app.post("/v1.0/workflow/processes/instanceIds/query")
     async def instance_ids(request: Request) -> Response:

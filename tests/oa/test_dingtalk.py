@@ -2,9 +2,9 @@
 receiver process and `archive-hub oa backfill`.
 
 Why: a finished DingTalk 审批实例 must be archived as exactly what DingTalk answered (detail bytes, files as
-downloaded over a pre-signed link without the token), what is refused must be kept with a reason, transient
-failures must fail the run rather than quarantine good approvals, and no secret may reach a log, an answer
-or an error. The receiver faces the internet: it answers DingTalk's check_url and every accepted push with
+downloaded over a pre-signed link without the token, comments' files and images, photos from the allowed
+hosts only), what is refused must be kept with a reason, transient failures must fail the run rather than
+quarantine good approvals, and no secret may reach a log, an answer or an error. The receiver faces the internet: it answers DingTalk's check_url and every accepted push with
 the encrypted "success", keeps pushes byte for byte, and refuses forgeries.
 """
 
@@ -30,7 +30,9 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
+from archive_hub.pipeline.archiver import read_attachment
 from archive_hub.sources import SourceConfig, build_stream, find_source
+from archive_sink.package import build_package, safe_name
 from canonical_model.record import AccountingForm
 from canonical_model.retention import RetentionPeriod
 from connectors.errors import ConfigError, TransientSourceError
@@ -40,6 +42,7 @@ from connectors.oa.callback_crypto import CallbackCrypt
 from connectors.oa.dingtalk import DingTalkApprovalStream, stream_from_config
 from connectors.oa.dingtalk_api import DingTalkApi
 from connectors.oa.dingtalk_peer import (
+    PHOTO_BASE,
     approval_event,
     open_answer,
     send_approval_event,
@@ -81,6 +84,8 @@ TERMINATED = _instance_id(8)  # the event said finish/agree, the detail now says
 NO_FILE = _instance_id(9)  # agreed, but DingTalk no longer has its 发票
 SHORT_FILE = _instance_id(10)  # agreed, but its 发票 is shorter than the form's fileSize
 RUNNING = _instance_id(11)  # 审批中
+ATTACHED = _instance_id(12)  # agreed, with two photos, a comment's file and image, an approver's file
+SHORT_COMMENT = _instance_id(13)  # as ATTACHED, but the comment's file is shorter than its fileSize
 UNKNOWN = _instance_id(99)  # DingTalk has no such instance
 
 PeerStarter = Callable[..., str]
@@ -106,6 +111,31 @@ def _file_bytes(fid: str, size: int) -> bytes:
     return ((seed + bytes(range(256))) * (size // 288 + 1))[:size]
 
 
+def comment_file_id(n: int, who: str) -> str:
+    return f"8813{n:03d}{1 if who == 'finance' else 2}"
+
+
+def photo_name(n: int, k: int) -> str:
+    return f"lADPM5Hil{n:03d}_{k}"
+
+
+# (suffix, bytes header, the Content-Type the photo host sends): a JPEG as such, a PNG the host calls
+# octet-stream (the bytes say image/png), a WebP the bytes here cannot tell (the Content-Type says image/webp).
+PHOTO_KINDS = {
+    1: (".jpg", b"\xff\xd8\xff\xe0\x00\x10JFIF\x00", "image/jpeg"),
+    2: (".png", b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR", "application/octet-stream"),
+    3: (".webp", b"RIFF\x00\x10\x00\x00WEBPVP8 ", "image/webp"),
+}
+
+
+def photo_url(n: int, k: int) -> str:
+    return f"{PHOTO_BASE}/_photos/{photo_name(n, k)}{PHOTO_KINDS[k][0]}"
+
+
+def photo_bytes(n: int, k: int) -> bytes:
+    return PHOTO_KINDS[k][1] + _file_bytes(photo_name(n, k), 6_000 + 1_000 * k)
+
+
 def _component(kind: str, name: str, value: Any, ext: Any = None) -> dict[str, Any]:
     digest = hashlib.sha256(name.encode()).hexdigest()[:8].upper()
     component = {"id": f"{kind}-K{digest}", "name": name, "value": value, "componentType": kind}
@@ -115,9 +145,17 @@ def _component(kind: str, name: str, value: Any, ext: Any = None) -> dict[str, A
 
 
 def instance(
-    n: int, pid: str, *, status: str = "COMPLETED", result: str = "agree", receipt: bool = True
+    n: int,
+    pid: str,
+    *,
+    status: str = "COMPLETED",
+    result: str = "agree",
+    receipt: bool = True,
+    attached: bool = False,
 ) -> dict:
-    """获取单个审批实例详情's `result` for a 报销: applicant, head and finance, one 发票 (+ one 附件), a table."""
+    """获取单个审批实例详情's `result` for a 报销: applicant, head and finance, one 发票 (+ one 附件), a table;
+    `attached`: two photos in a DDPhotoField, a file with the head's approval, a file and an image with
+    finance's comment (ADD_REMARK)."""
     applied = dt.datetime(2025, 3, 10, 9, 30, tzinfo=TZ) + dt.timedelta(hours=n)
     applicant = APPLICANTS[n % len(APPLICANTS)]
     head_at, finance_at = applied + dt.timedelta(hours=3), applied + dt.timedelta(hours=6)
@@ -154,6 +192,10 @@ def instance(
                 "showName": "财务",
             }
         )
+    if attached:
+        records[1]["attachments"] = [remark_file(n, "head")]
+        records[2]["attachments"] = [remark_file(n, "finance")]
+        records[2]["images"] = [photo_url(n, 3)]
     files = [(file_id(n, "invoice"), f"数电票_{business_id(n)}", "ofd", 40_000)]
     if receipt:
         files.append((file_id(n, "receipt"), f"报销附件 行程单({n:02d}).pdf", "pdf", 9_000))
@@ -190,6 +232,8 @@ def instance(
     ]
     if receipt:
         form.append(_component("DDAttachment", "附件", attachment(*files[1])))
+    if attached:
+        form.append(_component("DDPhotoField", "现场照片", json.dumps([photo_url(n, 1), photo_url(n, 2)])))
     form.append(_component("TextareaField", "备注", None))
     done = status != "RUNNING"
     return {
@@ -225,10 +269,24 @@ def instance(
     }
 
 
+def remark_file(n: int, who: str) -> dict[str, str]:
+    """An operationRecord's attachment as DingTalk lists it (fileSize is text there)."""
+    name, kind, size = ("核对说明", "pdf", 7_000) if who == "finance" else ("预算说明", "pdf", 5_000)
+    return {
+        "fileId": comment_file_id(n, who),
+        "fileName": f"{name}.{kind}",
+        "fileSize": str(size),
+        "fileType": kind,
+        "spaceId": "3996960664",
+    }
+
+
 def write_dingtalk_data(folder: Path) -> Path:
-    """instances/<id>.json, files/<fileId> (+ .json) and users.json, as the peer serves them."""
+    """instances/<id>.json, files/<fileId> (+ .json), photos/<name> (+ .json) and users.json, as the peer
+    serves them."""
     (folder / "instances").mkdir(parents=True)
     (folder / "files").mkdir()
+    (folder / "photos").mkdir()
     made = [(n, pid, instance(n, pid, receipt=n % 2 == 1)) for n, pid in enumerate(GOOD, 1)]
     made += [
         (7, REFUSED, instance(7, REFUSED, result="refuse", receipt=False)),
@@ -236,6 +294,8 @@ def write_dingtalk_data(folder: Path) -> Path:
         (9, NO_FILE, instance(9, NO_FILE, receipt=False)),
         (10, SHORT_FILE, instance(10, SHORT_FILE, receipt=False)),
         (11, RUNNING, instance(11, RUNNING, status="RUNNING", receipt=False)),
+        (12, ATTACHED, instance(12, ATTACHED, receipt=False, attached=True)),
+        (13, SHORT_COMMENT, instance(13, SHORT_COMMENT, receipt=False, attached=True)),
     ]
     for _, pid, result in made:
         (folder / "instances" / f"{pid}.json").write_text(
@@ -250,6 +310,15 @@ def write_dingtalk_data(folder: Path) -> Path:
             (folder / "files" / f"{f['fileId']}.json").write_text(
                 json.dumps({"file_name": f["fileName"], "content_type": kind}), encoding="utf-8"
             )
+        for f in remarked_files(result):
+            short = 100 if pid == SHORT_COMMENT and f["fileName"] == "核对说明.pdf" else 0
+            (folder / "files" / f["fileId"]).write_bytes(_file_bytes(f["fileId"], int(f["fileSize"]) - short))
+        for n, k in [(n, k) for k in PHOTO_KINDS for n in (12, 13)]:
+            suffix, _, kind = PHOTO_KINDS[k]
+            (folder / "photos" / f"{photo_name(n, k)}{suffix}").write_bytes(photo_bytes(n, k))
+            (folder / "photos" / f"{photo_name(n, k)}{suffix}.json").write_text(
+                json.dumps({"content_type": kind}), encoding="utf-8"
+            )
     users = {uid: {"name": name, "title": "职员"} for uid, name in USERS.items()}
     (folder / "users.json").write_text(json.dumps(users, ensure_ascii=False, indent=1), encoding="utf-8")
     return folder
@@ -262,6 +331,10 @@ def listed_files(result: dict[str, Any]) -> list[dict[str, str]]:
         if c["componentType"] == "DDAttachment"
         for f in json.loads(c["value"])
     ]
+
+
+def remarked_files(result: dict[str, Any]) -> list[dict[str, str]]:
+    return [f for r in result["operationRecords"] for f in r.get("attachments") or []]
 
 
 def result_of(data_dir: Path, pid: str) -> dict[str, Any]:
@@ -316,11 +389,12 @@ def make_stream(
     secret: str = SECRET,
     app_key: str = APP_KEY,
     templates: tuple[str, ...] = (),
+    photo_hosts: tuple[str, ...] = ("127.0.0.1",),  # the peer's host serves the photos
 ) -> DingTalkApprovalStream:
     http = HttpClient(SOURCE_ID, base_url, timeout=10, backoff=0.05)
     return DingTalkApprovalStream(
         SOURCE_ID,
-        DingTalkApi(SOURCE_ID, base_url, base_url, app_key, secret, http=http),
+        DingTalkApi(SOURCE_ID, base_url, base_url, app_key, secret, http=http, photo_hosts=photo_hosts),
         CRYPT,
         ApprovalInbox(folder / "inbox"),
         work_dir=folder / "work",
@@ -519,6 +593,125 @@ def test_record_maps_to_an_original_voucher_kept_30_years(peer: str, tmp_path: P
     assert [a.name for a in archived.attachments] == ["审批单.json", f"数电票_{business_id(2)}.ofd"]
 
 
+# -- photos and what comments carry --------------------------------------------------------------------------
+HEAD_REMARK = "审批意见附件 (周杰 2025-03-11 00:30)"  # ATTACHED (n 12) applied 21:30, head +3 h, finance +6 h
+COMMENT = "评论附件 (孙丽华 2025-03-11 03:30)"
+
+
+def test_photos_and_comment_files_are_archived_byte_for_byte(
+    peer: str, data_dir: Path, tmp_path: Path
+) -> None:
+    """DDPhotoField images and the files and images of an approver's remark and a comment land in the
+    package as fetched, named after where they were attached; the form still says how many photos."""
+    stream = make_stream(peer, tmp_path)
+    announce(stream, ATTACHED, "finish")
+    (record,) = read_all(stream)
+    assert "_refused" not in record.data, record.data.get("_refused")
+    assert record.data["form"]["现场照片"] == "2张图片"
+    photos, files = data_dir / "photos", data_dir / "files"
+    expected = {
+        "审批单.json": ("application/json", detail_answer(peer, ATTACHED)),
+        f"数电票_{business_id(12)}.ofd": ("application/ofd", (files / file_id(12, "invoice")).read_bytes()),
+        "现场照片 1.jpg": ("image/jpeg", (photos / f"{photo_name(12, 1)}.jpg").read_bytes()),
+        "现场照片 2.png": ("image/png", (photos / f"{photo_name(12, 2)}.png").read_bytes()),  # by its bytes
+        f"{HEAD_REMARK} 预算说明.pdf": (
+            "application/pdf",
+            (files / comment_file_id(12, "head")).read_bytes(),
+        ),
+        f"{COMMENT} 核对说明.pdf": ("application/pdf", (files / comment_file_id(12, "finance")).read_bytes()),
+        f"{COMMENT}.webp": ("image/webp", (photos / f"{photo_name(12, 3)}.webp").read_bytes()),  # by its type
+    }
+    assert [(a["name"], a["media_type"]) for a in record.data["attachments"]] == [
+        (name, kind) for name, (kind, _) in expected.items()
+    ]
+    assert attachment_bytes(record) == {name: data for name, (_, data) in expected.items()}
+    assert stats(peer)["downloads_with_token"] == 0  # photos and links are fetched without the token
+
+    # The package: every file read back and checked as the archive step does, hashed into the manifest.
+    archived = load_mapping(REPO_ROOT / "mappings" / "dingtalk_approval.yaml").apply(
+        record.data, record.key, CONTEXT
+    )
+    read = [read_attachment(archived, i) for i in range(len(archived.attachments))]
+    package = build_package(
+        archived,
+        read,
+        archival_code="J001-2025-KJ01-30Y-0001",
+        item_no=1,
+        version=1,
+        archived_at=dt.datetime(2025, 3, 12, tzinfo=dt.UTC),
+        retention_due=None,
+    )
+    held = {f.path: f.sha256 for f in package.payload if f.role == "attachment"}
+    assert held == {
+        f"data/attachments/{i:02d}-{safe_name(name)}": hashlib.sha256(data).hexdigest()
+        for i, (name, (_, data)) in enumerate(expected.items(), 1)
+    }
+
+
+def test_comment_files_are_given_only_when_asked_for_with_the_comment_flag(peer: str) -> None:
+    """The peer as DingTalk: 下载审批附件 ignores comments' files unless withCommentAttatchment is true."""
+    path = "/v1.0/workflow/processInstances/spaces/files/urls/download"
+    headers = {"x-acs-dingtalk-access-token": token_of(peer)}
+
+    def ask(fid: str, flag: bool | None) -> requests.Response:
+        body: dict[str, Any] = {"processInstanceId": ATTACHED, "fileId": fid}
+        if flag is not None:
+            body["withCommentAttatchment"] = flag
+        return requests.post(peer + path, json=body, headers=headers, timeout=10)
+
+    comment, invoice = comment_file_id(12, "finance"), file_id(12, "invoice")
+    for flag in (None, False):
+        refused = ask(comment, flag)
+        assert refused.status_code == 400 and refused.json()["code"] == "noPermission"
+    assert ask(comment, True).json()["result"]["fileId"] == comment
+    assert ask(invoice, True).status_code == 200 and ask(invoice, False).status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("fault", "said", "photo_calls"),
+    [
+        ("photo_host", "the photo's host localhost is not in connection.photo_hosts (127.0.0.1)", 0),
+        ("redirect_photos", "HTTP 302, a redirect (not followed", 1),  # not to localhost
+    ],
+)
+def test_photo_elsewhere_than_photo_hosts_refuses_the_approval(
+    fresh_peer: PeerStarter, tmp_path: Path, fault: str, said: str, photo_calls: int
+) -> None:
+    """A photo URL in the form naming another host (here localhost: the same peer, so a fetch would have
+    worked), or a photo host redirecting there, refuses the approval with the detail kept; nothing is
+    fetched from that host."""
+    url = fresh_peer()
+    faults(url, **{fault: "localhost"})
+    stream = make_stream(url, tmp_path)
+    announce(stream, ATTACHED, "finish")
+    (record,) = read_all(stream)
+    reason = record.data["_refused"]
+    assert record.key == ATTACHED and "现场照片: file 2 (现场照片 1)" in reason and said in reason
+    assert kept_at(record).read_bytes() == detail_answer(url, ATTACHED)
+    assert stats(url)["calls"].get("photos", 0) == photo_calls
+
+
+def test_photo_that_is_no_image_or_too_large_is_refused(
+    fresh_peer: PeerStarter, peer: str, tmp_path: Path
+) -> None:
+    data = write_dingtalk_data(tmp_path / "dingtalk")
+    page = data / "photos" / f"{photo_name(12, 1)}.jpg"
+    page.write_bytes(b"<html><body>\xe7\x99\xbb\xe5\xbd\x95</body></html>")  # a login page, not a photo
+    (data / "photos" / f"{page.name}.json").write_text(json.dumps({"content_type": "text/html"}))
+    stream = make_stream(fresh_peer(data=data), tmp_path / "a")
+    announce(stream, ATTACHED, "finish")
+    (record,) = read_all(stream)
+    assert (
+        "现场照片: file 2" in record.data["_refused"] and "not an image (text/html" in record.data["_refused"]
+    )
+
+    stream = make_stream(peer, tmp_path / "b")
+    stream.api.photo_max_bytes = 5_000  # the photos are 7 and 8 kB
+    announce(stream, ATTACHED, "finish")
+    (record,) = read_all(stream)
+    assert "现场照片: file 2" in record.data["_refused"] and "more than 5000" in record.data["_refused"]
+
+
 # -- refusals: kept with a reason, the other approvals go on ----------------------------------------------
 def test_inbox_message_altered_after_it_was_kept_is_refused(peer: str, tmp_path: Path) -> None:
     stream = make_stream(peer, tmp_path)
@@ -545,14 +738,19 @@ def test_instance_dingtalk_does_not_know_is_refused(peer: str, tmp_path: Path) -
 
 
 @pytest.mark.parametrize(
-    ("pid", "said"),
+    ("pid", "field", "said"),
     [
-        (NO_FILE, "hsfIntegrationErrorCspaceDentryServiceGenerateDownloadPresignedUrl"),
-        (SHORT_FILE, "fileSize"),
+        (NO_FILE, "发票", "hsfIntegrationErrorCspaceDentryServiceGenerateDownloadPresignedUrl"),
+        (SHORT_FILE, "发票", "fileSize"),
+        (
+            SHORT_COMMENT,
+            f"评论附件 (孙丽华 2025-03-11 04:30): file 5 ({comment_file_id(13, 'finance')})",
+            "the form says 7000 (fileSize)",
+        ),
     ],
 )
 def test_file_that_cannot_be_had_whole_is_refused_naming_the_field(
-    peer: str, tmp_path: Path, pid: str, said: str
+    peer: str, tmp_path: Path, pid: str, field: str, said: str
 ) -> None:
     stream = make_stream(peer, tmp_path)
     announce(stream, pid, "finish")
@@ -560,7 +758,7 @@ def test_file_that_cannot_be_had_whole_is_refused_naming_the_field(
     refused, good = read_all(stream)
     assert good.key == GOOD[5] and "_refused" not in good.data
     reason = refused.data["_refused"]
-    assert refused.key == pid and "发票" in reason and said in reason
+    assert refused.key == pid and field in reason and said in reason
     assert kept_at(refused).read_bytes() == detail_answer(peer, pid)  # the detail, as received
 
 
@@ -687,6 +885,8 @@ def _config(**connection: Any) -> SourceConfig:
         ({"callback": {"token": CALLBACK_TOKEN, "aes_key": "short"}}, "connection.callback.aes_key"),
         ({"callback": {"aes_key": CALLBACK_AES_KEY}}, "connection.callback.token"),
         ({"agent_id": "3010040"}, "connection.agent_id"),
+        ({"photo_hosts": "https://static.dingtalk.com"}, "connection.photo_hosts"),
+        ({"photo_hosts": {"host": "static.dingtalk.com"}}, "connection.photo_hosts"),
         ({"timezone": "Mars/Olympus"}, "connection.timezone"),
         ({"lookback_seconds": 30}, "lookback_seconds"),
     ],
@@ -706,6 +906,9 @@ def test_process_codes_may_come_as_one_text(tmp_path: Path, monkeypatch: pytest.
     stream = stream_from_config(_config(templates=f" {PROCESS_CODE}, PROC-OTHER ,"))
     assert stream.templates == {PROCESS_CODE, "PROC-OTHER"}
     assert stream.api.oapi.base_url == "https://oapi.dingtalk.com"  # the default host of 查询用户详情
+    assert stream.api.photo_hosts == {"static.dingtalk.com"}  # DingTalk's, unless configured
+    configured = stream_from_config(_config(photo_hosts="static.dingtalk.com, Img.Alicdn.com,"))
+    assert configured.api.photo_hosts == {"static.dingtalk.com", "img.alicdn.com"}
     assert SECRET not in repr(stream.api)
 
 
@@ -936,8 +1139,8 @@ def test_backfill_adds_finished_agreed_instances_once(fresh_peer: PeerStarter, t
     inbox = home / "oa_inbox" / SOURCE_ID
     polled = {json.loads(p.read_text())["sp_no"] for p in inbox.iterdir()}
     # COMPLETED and agreed (the two whose files fail are refused by the sync, with the reason, not here)
-    assert polled == set(GOOD) | {NO_FILE, SHORT_FILE}
-    assert "DingTalk lists 8 finished approvals" in " ".join(first.stdout.split())
+    assert polled == set(GOOD) | {NO_FILE, SHORT_FILE, ATTACHED, SHORT_COMMENT}
+    assert "DingTalk lists 10 finished approvals" in " ".join(first.stdout.split())
     second = _backfill(home, url, "--since", "2025-03-01", "--until", "2025-03-31")
     assert second.returncode == 0 and "0 added" in " ".join(second.stdout.split())
     assert len(list(inbox.iterdir())) == len(polled)
@@ -952,7 +1155,7 @@ def test_backfill_adds_finished_agreed_instances_once(fresh_peer: PeerStarter, t
     stream.inbox = ApprovalInbox(inbox)
     records = {r.key: r for r in read_all(stream)}
     assert set(records) == polled
-    assert {k for k, r in records.items() if "_refused" in r.data} == {NO_FILE, SHORT_FILE}
+    assert {k for k, r in records.items() if "_refused" in r.data} == {NO_FILE, SHORT_FILE, SHORT_COMMENT}
 
 
 def test_instance_ids_are_paged_and_windowed(fresh_peer: PeerStarter, tmp_path: Path) -> None:
