@@ -59,6 +59,15 @@ class SourceConfig(BaseModel):
         }
 
 
+def refuse_unknown_settings(config: SourceConfig, known: set[str] | frozenset[str]) -> None:
+    """A connection setting the connector does not read is a typo until proven otherwise: fail naming it."""
+    unknown = sorted(set(config.connection) - set(known))
+    if unknown:
+        raise ConfigError(
+            config.id, f"connection.{unknown[0]}", f"unknown setting (known: {', '.join(sorted(known))})"
+        )
+
+
 def load_source(path: Path, settings: Settings | None = None) -> SourceConfig:
     settings = settings or Settings.from_env()
     try:

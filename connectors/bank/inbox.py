@@ -482,15 +482,10 @@ def _iso(value: dt.date | None) -> str | None:
 def stream_from_config(config: SourceConfig) -> BankInboxStream:
     """`kind: bank.inbox` (see config/sources/bank_inbox.yaml)."""
     from archive_hub.settings import Settings
+    from archive_hub.sources import refuse_unknown_settings
 
     conn = config.connection
-    unknown = sorted(set(conn) - CONNECTION_KEYS)
-    if unknown:
-        raise ConfigError(
-            config.id,
-            f"connection.{unknown[0]}",
-            f"unknown setting (known: {', '.join(sorted(CONNECTION_KEYS))})",
-        )
+    refuse_unknown_settings(config, CONNECTION_KEYS)
     if not conn.get("inbox"):
         raise ConfigError(
             config.id, "connection.inbox", "is required (the folder statement files are dropped in)"

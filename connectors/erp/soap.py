@@ -317,15 +317,10 @@ def _items(value: Any) -> list[dict[str, Any]]:
 def stream_from_config(config: SourceConfig) -> SoapVoucherStream:
     """`kind: erp.soap` (see config/sources/erp_soap.yaml)."""
     from archive_hub.settings import Settings
+    from archive_hub.sources import refuse_unknown_settings
 
     conn = config.connection
-    unknown = sorted(set(conn) - CONNECTION_KEYS)
-    if unknown:
-        raise ConfigError(
-            config.id,
-            f"connection.{unknown[0]}",
-            f"unknown setting (known: {', '.join(sorted(CONNECTION_KEYS))})",
-        )
+    refuse_unknown_settings(config, CONNECTION_KEYS)
     for key in ("url", "user", "password", "data_center"):
         if not str(conn.get(key) or ""):
             raise ConfigError(config.id, f"connection.{key}", "is required")

@@ -302,12 +302,10 @@ def checked_connection(
 ) -> dict[str, Any]:
     """The connection settings, refused at once naming the setting: unknown keys, missing ones, URLs that
     are not http(s), a look-back too short for an inbox, a time zone nobody knows."""
+    from archive_hub.sources import refuse_unknown_settings
+
     conn = config.connection
-    unknown = sorted(set(conn) - known)
-    if unknown:
-        raise ConfigError(
-            config.id, f"connection.{unknown[0]}", f"unknown setting (known: {', '.join(sorted(known))})"
-        )
+    refuse_unknown_settings(config, known)
     for key in required:
         if not conn.get(key):
             raise ConfigError(config.id, f"connection.{key}", "is required")

@@ -6,10 +6,13 @@ from __future__ import annotations
 import json
 import os
 import urllib.request
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from archive_hub.sources import build_stream, load_source
 from connectors.erp.rest import RestVoucherStream
+from connectors.erp.sample_erp.seed import seed_sample_erp
+from tests.oa.peer_process import stop_peer
 
 
 def rest_stream(config: Path, env: dict[str, str], work: Path, **overrides: object) -> RestVoucherStream:
@@ -44,3 +47,16 @@ def peer_post(url: str, path: str, body: dict[str, object]) -> dict[str, object]
 def peer_stats(url: str) -> dict[str, object]:
     with urllib.request.urlopen(url + "/_peer/stats", timeout=10) as answer:
         return json.loads(answer.read())
+
+
+def books_behind_peer(
+    data: Path, run_peer: Callable[[Path, Path], tuple[object, str]], vouchers: int = 90
+) -> Iterator[tuple[Path, str]]:
+    """The sample books (`vouchers`, plus the planted defects) seeded into `data` and served by a peer
+    process for as long as the generator is open; yields (data folder, peer URL)."""
+    seed_sample_erp(f"sqlite:///{data / 'erp.sqlite'}", data / "attachments", vouchers=vouchers)
+    process, url = run_peer(data, data / "peer.log")
+    try:
+        yield data, url
+    finally:
+        stop_peer(process)  # type: ignore[arg-type]

@@ -29,7 +29,7 @@ from connectors.erp.sample_erp.seed import seed_sample_erp
 from connectors.errors import ConfigError, SourceError
 from connectors.testing import read_all, stream_test_class
 from tests.conftest import Hub, seed
-from tests.erp.rest_helpers import peer_post, peer_stats, rest_stream
+from tests.erp.rest_helpers import books_behind_peer, peer_post, peer_stats, rest_stream
 from tests.oa.peer_process import start_peer, stop_peer
 
 CONFIG = PROJECT_ROOT / "config" / "sources" / "erp_kingdee.yaml"
@@ -55,14 +55,8 @@ def run_peer(data: Path, log: Path, part_size: int = 4096) -> tuple[object, str]
 
 @pytest.fixture(scope="module")
 def books(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    """The sample books (90 vouchers) behind one peer for the module; yields (data folder, peer URL)."""
-    data = tmp_path_factory.mktemp("kingdee")
-    seed_sample_erp(f"sqlite:///{data / 'erp.sqlite'}", data / "attachments", vouchers=90)
-    process, url = run_peer(data, data / "peer.log")
-    try:
-        yield data, url
-    finally:
-        stop_peer(process)  # type: ignore[arg-type]
+    """The sample books behind one peer for the module: (data folder, peer URL)."""
+    yield from books_behind_peer(tmp_path_factory.mktemp("kingdee"), run_peer)
 
 
 def kingdee_stream(url: str, work: Path, secret: str = SECRET, **overrides: object) -> RestVoucherStream:

@@ -25,7 +25,7 @@ from connectors.erp.yonbip import self_app_signature
 from connectors.errors import ConfigError, SourceError
 from connectors.testing import read_all, stream_test_class
 from tests.conftest import Hub, book_copy_of_voucher, seed
-from tests.erp.rest_helpers import peer_post, peer_stats, rest_stream
+from tests.erp.rest_helpers import books_behind_peer, peer_post, peer_stats, rest_stream
 from tests.oa.peer_process import start_peer, stop_peer
 
 CONFIG = PROJECT_ROOT / "config" / "sources" / "erp_yonbip.yaml"
@@ -40,13 +40,8 @@ def run_peer(data: Path, log: Path) -> tuple[object, str]:
 
 @pytest.fixture(scope="module")
 def books(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, str]]:
-    data = tmp_path_factory.mktemp("yonbip")
-    seed_sample_erp(f"sqlite:///{data / 'erp.sqlite'}", data / "attachments", vouchers=90)
-    process, url = run_peer(data, data / "peer.log")
-    try:
-        yield data, url
-    finally:
-        stop_peer(process)  # type: ignore[arg-type]
+    """The sample books behind one peer for the module: (data folder, peer URL)."""
+    yield from books_behind_peer(tmp_path_factory.mktemp("yonbip"), run_peer)
 
 
 def yonbip_stream(url: str, work: Path, secret: str = SECRET, **overrides: object) -> RestVoucherStream:
