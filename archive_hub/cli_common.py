@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 console = Console()
-err = Console(stderr=True)  # refusals and problems, so stdout stays the result
+# Refusals and problems, so stdout stays the result. Never hard-wrapped: a path or 档号 broken over two lines
+# cannot be copied, and a test looking for a phrase failed when a long temp path pushed it across a line.
+err = Console(stderr=True, soft_wrap=True)
 
 
 def open_catalog() -> Catalog:

@@ -181,6 +181,15 @@ def test_expected_failures_are_one_line_never_a_traceback(hub: Hub) -> None:
         assert "Traceback" not in out.stderr and "Hunter2secret" not in out.stderr
 
 
+def test_an_error_naming_a_long_path_stays_on_one_line(hub: Hub) -> None:
+    """A path broken over two lines cannot be copied (seen: a test's long temp path split the reason)."""
+    deep = hub.home / ("x" * 120) / "no-backup-here"
+    out = cli("restore", str(deep), str(hub.home / "r2"), env={"COLUMNS": "80"})
+    assert out.returncode == 2
+    (line,) = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert str(deep) in line and "not a backup" in line
+
+
 def voucher_7_in_two_versions(hub: Hub, run_prefix: str) -> str:
     """Sync 40 vouchers (each with an attachment), change voucher 7 in the ERP, sync again: its 档号."""
     from sqlalchemy import select
