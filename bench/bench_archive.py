@@ -6,24 +6,27 @@ pipeline (extract → map → validate → archive → finalize) gets to what th
 
 What it does, in order (all under a fresh var/bench/archive-<timestamp>, same filesystem as var/):
   1. seed a sample ERP with N vouchers, each with one ~50 KB attachment (timed, but in no figure);
-  2. run A: `run_sync` end to end (wall time of all five steps) into a fresh catalog + archive;
-  3. raw limit 1: for every package of run A (file list and sizes from its catalog, checked against
+  2. wait until creating a file costs what it normally does (wait_for_settled_inodes: after a large
+     delete, ext4 without a journal makes every new file scan past recently deleted inodes);
+  3. run B: the vouchers into a fresh catalog + archive, one `run_step` per step, timed per step;
+  4. raw limit 1: for every package of run B (file list and sizes from its catalog, checked against
      the disk), the same files with the same sizes written with os.open/os.write into a fresh tree,
      in batches of the source's batch size, one syncfs per batch before renaming each package dir
      into place, then one syncfs: the sink's group-commit protocol;
-  4. run B: the same vouchers into another fresh catalog + archive, one `run_step` per step, timed;
-  5. raw limit 2 (the faster of the two raw runs is the limit, which is the conservative choice);
-  6. stricter context figure: the same bytes with fsync per file, per directory and per parent
+  5. run A: `run_sync` end to end (wall time of all five steps) into another fresh catalog + archive;
+  6. raw limit 2, right after it: run A is bracketed by raw loops, and the faster of the two is the
+     limit (the conservative choice: a raw loop slowed alone cannot flatter the share);
+  7. stricter context figure: the same bytes with fsync per file, per directory and per parent
      (no syncfs), on the first BENCH_FSYNC_PACKAGES packages (default 1000);
-  7. run C (BENCH_PROFILE=1, default): the archive step alone under cProfile with one worker
+  8. run C (BENCH_PROFILE=1, default): the archive step alone under cProfile with one worker
      (cProfile sees one thread), broken down by where the time goes.
 Before each phase everything dirty is flushed (syncfs) and nothing is deleted until the end, so a
 phase never pays for the previous one's writeback or for ext4 discards of deleted trees.
 
 Figures are printed as a table with PASS/MISS against the targets (end to end ≥ 50% of the raw
-limit, ≥ 500 vouchers/s). The share is checked against this run's raw limit and against the best raw
-limit this machine has shown for the same workload (var/bench/raw-best.json), and the lower counts:
-a raw loop slowed by the disk's state (see README) cannot make a run pass. Everything is also written
+limit, ≥ 500 vouchers/s). The share is checked against the raw limit of this run; the best raw limit
+this machine has shown for the same workload (var/bench/raw-best.json) is printed beside it as
+context only, because the machine's state moves between runs (see best_raw_reference). Everything is also written
 to var/bench/archive-latest.json. MB = 10^6 bytes. The big temporary tree is removed at the end
 unless BENCH_KEEP=1.
 
@@ -287,12 +290,14 @@ def raw_fsync_each(root: Path, layout: list[tuple[str, list[tuple[str, int]]]]) 
 
 
 def best_raw_reference(report: dict[str, Any]) -> dict[str, Any]:
-    """The fastest raw loop this machine has shown for this workload, this run's included.
+    """The fastest raw loop this machine has shown for this workload, this run's included: printed as context.
 
-    Why: on ext4 the raw loop runs at a third of its speed for minutes after large deletes, and a
-    slowed raw loop makes the share look better than it is (a run at 52% "passed" that way). The
-    verdict therefore also holds end to end against the best raw limit seen here before; the file
-    lives under var/bench, so it belongs to this machine and never travels with the repository.
+    Why not the verdict: on this VM the cost of writing a file moves with the machine's state from run
+    to run (seen: the raw loop at 1159 packages/s, then at 560/s in the next run, its kernel CPU per
+    package 0.73 then 1.66 ms, and end to end slowed alike). Against another run's raw loop the share
+    measures the machine, not the hub. What guards against a raw loop slowed alone (a run at 52% once
+    "passed" that way) is the bracket: run A sits between two raw loops, and the faster one counts.
+    The file lives under var/bench, so it belongs to this machine and never travels with the repository.
     """
     path = BENCH_ROOT / "raw-best.json"
     key = f"{report['vouchers']} vouchers, {report['bytes_written']} bytes"
@@ -377,6 +382,52 @@ def profile_archive(home: Path, run_id: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- report
 
 
+SETTLE_LOG: list[float] = []  # µs per empty file created, each probe of wait_for_settled_inodes
+
+
+def probe_inode_allocation(home: Path, files: int = 1000) -> float:
+    """µs per empty file created in a fresh directory (the files stay until the tree is removed at the end)."""
+    folder = home / ".probe" / uuid.uuid4().hex
+    folder.mkdir(parents=True)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
+    started = time.perf_counter()
+    for i in range(files):
+        os.close(os.open(folder / str(i), flags, 0o644))
+    return (time.perf_counter() - started) / files * 1e6
+
+
+def wait_for_settled_inodes(home: Path) -> None:
+    """Start measuring only once creating a file costs what it normally does.
+
+    Why: this VM's ext4 has no journal, and without one ext4 does not reuse an inode for 60 s after it
+    was deleted (360 s while its inode-table block is dirty): each new file scans past every such
+    inode (recently_deleted() in ext4's ialloc.c, seen with perf). For minutes after a large delete
+    (`make test`, the previous bench removing its 2 GB tree) an empty file costs 150-250 µs instead
+    of 20, and every phase that creates files pays it, unevenly. Probes every 15 s until one is below
+    BENCH_SETTLE_US (default 50) or BENCH_SETTLE_MAX_S (default 480) has passed, then says which.
+    """
+    from archive_sink.durability import syncfs
+
+    limit_us = float(os.environ.get("BENCH_SETTLE_US", "50"))
+    deadline = time.monotonic() + float(os.environ.get("BENCH_SETTLE_MAX_S", "480"))
+    while True:
+        syncfs(home)  # a dirty inode-table block keeps a deleted inode "recent" for 360 s instead of 60
+        cost = probe_inode_allocation(home)
+        SETTLE_LOG.append(cost)
+        if cost <= limit_us:
+            print(f"  creating a file costs {cost:.0f} µs: settled", flush=True)
+            return
+        if time.monotonic() >= deadline:
+            print(
+                f"  creating a file still costs {cost:.0f} µs (settled is <= {limit_us:.0f}): measuring anyway, "
+                "expect slow and uneven figures",
+                flush=True,
+            )
+            return
+        print(f"  creating a file costs {cost:.0f} µs (recently deleted inodes): waiting 15 s", flush=True)
+        time.sleep(15)
+
+
 QUIESCE_LOG: list[float] = []
 
 
@@ -436,6 +487,7 @@ def main() -> int:
     seed_s = time.perf_counter() - started
     print(f"  seeded in {seed_s:.1f}s (not measured)", flush=True)
     timed("warm-up imports (great_expectations, pipeline)", warm_up_imports)
+    timed("waiting until the inode allocator has settled", lambda: wait_for_settled_inodes(home))
 
     from archive_hub.settings import Settings
     from archive_hub.sources import find_source
@@ -444,15 +496,19 @@ def main() -> int:
     batch_size = find_source(SOURCE_ID, Settings.from_env()).batch_size
 
     try:
+        # Run B first: its catalog gives the layout the raw loops write, so run A can be bracketed by a
+        # raw loop just before it and another just after it, in the machine's state of that moment.
         quiesce(home)
-        e2e_s, summary = timed("run A: run_sync end to end", lambda: run_end_to_end(home, "bench-e2e"))
-        archived = summary["archived"] + summary["new_versions"]
-        if archived != n or summary["quarantined"] or summary["status"] != "success":
-            raise SystemExit(f"run A did not archive every voucher: {summary}")
-        bytes_written = summary["bytes_written"]
+        step_times, steps_summary = timed(
+            "run B: one run_step per step", lambda: run_per_step(home, "bench-steps")
+        )
+        if steps_summary["archived"] != n or steps_summary["quarantined"]:
+            raise SystemExit(f"run B did not archive every voucher: {steps_summary}")
+        bytes_written = steps_summary["bytes_written"]
+        archived = steps_summary["archived"] + steps_summary["new_versions"]
 
-        layout = package_layout(home / "e2e" / "catalog.sqlite")
-        check_layout_against_disk(home / "e2e" / "archive", layout)
+        layout = package_layout(home / "steps" / "catalog.sqlite")
+        check_layout_against_disk(home / "steps" / "archive", layout)
         raw_bytes_expected = sum(size for _, files in layout for _, size in files)
         if raw_bytes_expected != bytes_written or len(layout) != archived:
             raise SystemExit(
@@ -473,11 +529,15 @@ def main() -> int:
 
         raw_runs = [raw_limit(1)]
         quiesce(home)
-        step_times, steps_summary = timed(
-            "run B: one run_step per step", lambda: run_per_step(home, "bench-steps")
-        )
-        if steps_summary["archived"] != n:
-            raise SystemExit(f"run B did not archive every voucher: {steps_summary}")
+        e2e_s, summary = timed("run A: run_sync end to end", lambda: run_end_to_end(home, "bench-e2e"))
+        if (
+            summary["archived"] + summary["new_versions"] != n
+            or summary["quarantined"]
+            or summary["status"] != "success"
+        ):
+            raise SystemExit(f"run A did not archive every voucher: {summary}")
+        if summary["bytes_written"] != bytes_written:
+            raise SystemExit(f"run A wrote {summary['bytes_written']} bytes, run B {bytes_written}")
         raw_runs.append(raw_limit(2))
         raw_s = min(raw_runs)
         raw_cpu = CPU_LOG[f"raw-{raw_runs.index(raw_s) + 1}"]
@@ -514,7 +574,7 @@ def main() -> int:
         }
     )
     share_best = e2e_mbps / best_raw["mb_per_s"] if best_raw["mb_per_s"] else 0.0
-    share_ok = min(share, share_best) >= TARGET_SHARE
+    share_ok = share >= TARGET_SHARE
     steps_total = sum(step_times.values())
 
     w = 96
@@ -535,6 +595,11 @@ def main() -> int:
     print(
         f"workload  {archived} vouchers -> {len(layout)} packages, {files_per_package:.1f} files/package, "
         f"{bytes_written / MB:.1f} MB ({bytes_written / archived / 1000:.1f} KB/package), batch {batch_size}"
+    )
+    print(
+        "inodes    µs per empty file created, probed before measuring: "
+        + ", ".join(f"{t:.0f}" for t in SETTLE_LOG)
+        + f" (settled <= {os.environ.get('BENCH_SETTLE_US', '50')})"
     )
     print(
         f"seeding   {seed_s:.1f}s (not part of any figure); flush before each phase: "
@@ -558,10 +623,13 @@ def main() -> int:
         f"{best_raw['mb_per_s']:>9.1f}   {best_raw['when']} (var/bench/raw-best.json)"
     )
     print("-" * w)
-    print(f"{'end to end / raw limit of this run':<44}{share * 100:>30.1f} %")
     print(
-        f"{'end to end / best raw limit seen here':<44}{share_best * 100:>30.1f} %   target >= {TARGET_SHARE:.0%}  "
-        f"{verdict(share_ok)}  (the lower of the two counts)"
+        f"{'end to end / raw limit of this run':<44}{share * 100:>30.1f} %   target >= {TARGET_SHARE:.0%}  "
+        f"{verdict(share_ok)}  (the faster raw loop, of one just before and one just after run A)"
+    )
+    print(
+        f"{'end to end / best raw limit seen here':<44}{share_best * 100:>30.1f} %   context: another run, "
+        "maybe another state of the machine"
     )
     print(
         f"{'end to end vouchers/s':<44}{e2e_vps:>30.0f}     target >= {TARGET_VPS:.0f}    "
@@ -639,6 +707,7 @@ def main() -> int:
         "steps_cpu_ms_per_voucher": {k: round(CPU_LOG[f"step-{k}"] / n * 1000, 4) for k in step_times},
         "archive_profile": {k: v for k, v in prof.items() if k != "top_tottime"} if prof else None,
         "flush_before_phases_s": [round(t, 3) for t in QUIESCE_LOG],
+        "file_create_us_probes": [round(t, 1) for t in SETTLE_LOG],
         "kept": str(home) if keep else None,
     }
     BENCH_ROOT.mkdir(parents=True, exist_ok=True)
