@@ -158,19 +158,35 @@ class SoapVoucherStream:
     def read(
         self, cursor: Cursor | None, *, lookback: dt.timedelta, batch_size: int
     ) -> Iterator[list[SourceRecord]]:
-        limit = min(batch_size, MAX_LIMIT)
-        since = cursor.changed_at - lookback if cursor else None
-        skip = 0  # rows already read whose updatedAt equals `since`
+        """Pages in (updatedAt, id) order, each asked from the newest instant of the one before.
+
+        What was read at that instant is recognised by id, never counted past: a voucher read there and
+        edited meanwhile moves behind the rest, and a skip by count would then pass over one never read
+        (seen in review, and lost for good once the cursor moved on). Only an instant longer than a page
+        is paged by startRow, one row overlapping: the last row read must come back first, or a row of
+        that instant moved and the instant is read again from its start (the ids drop what was read).
+        """
+        limit = max(2, min(batch_size, MAX_LIMIT))  # the overlap needs room for one new row a page
+        anchor = cursor.changed_at - lookback if cursor else None
+        seen: set[str] = set()  # ids read whose updatedAt equals `anchor`
+        start, last_key = 0, ""
         while True:
-            page = self._vouchers(self._call("QueryVouchers", since, skip, limit), "QueryVouchers", since)
-            if not page:
-                return
-            yield page
+            page = self._vouchers(self._call("QueryVouchers", anchor, start, limit), "QueryVouchers", anchor)
+            if start and (not page or page[0].key != last_key):
+                start = 0  # a row of the anchor instant moved: read the instant again, dropping what was read
+                continue
+            fresh = [r for r in page if r.key not in seen or r.changed_at != anchor]
+            if fresh:
+                yield fresh
             if len(page) < limit:
                 return
             newest = page[-1].changed_at
-            same = sum(1 for r in page if r.changed_at == newest)
-            since, skip = newest, (skip + same if newest == since else same)
+            at_newest = {r.key for r in page if r.changed_at == newest}
+            if newest == anchor:  # the whole page is one instant: on by startRow, one row overlapping
+                seen |= at_newest
+                start, last_key = start + len(page) - 1, page[-1].key
+            else:
+                anchor, seen, start = newest, at_newest, 0
 
     def read_keys(self, keys: Sequence[str]) -> list[SourceRecord]:
         found: list[SourceRecord] = []
