@@ -50,6 +50,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+from xml.sax.saxutils import escape as xml_escape
 
 import requests
 import zeep
@@ -82,8 +83,12 @@ ZEEP_SETTINGS = zeep.Settings(
     forbid_dtd=True,
     forbid_entities=True,
     forbid_external=True,
-    xml_huge_tree=False,
+    # Attachment content travels base64 in the answer, and without huge-tree mode lxml refuses a text node
+    # over 10 MB: an 8 MB scanned receipt would fail its page on every run (found in review). DTDs and
+    # entities stay forbidden; the answer's size is capped by the transport instead (MAX_ANSWER_BYTES).
+    xml_huge_tree=True,
 )
+MAX_ANSWER_BYTES = 512 * 1024 * 1024  # one answer held in memory; a smaller batch_size asks for less
 
 
 class _Transport(zeep.Transport):
@@ -94,11 +99,26 @@ class _Transport(zeep.Transport):
         origin = redact_url(f"{urlsplit(address).scheme}://{urlsplit(address).netloc}")
         try:
             response = self.session.post(
-                address, data=message, headers=headers, timeout=self.operation_timeout
+                address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
             )
+            chunks, size = [], 0
+            for chunk in response.iter_content(1 << 20):  # requests' errors, not urllib3's, while reading
+                chunks.append(chunk)
+                size += len(chunk)
+                if size > MAX_ANSWER_BYTES:
+                    response.close()
+                    raise SourceError(
+                        f"the answer from {origin} is larger than {MAX_ANSWER_BYTES // 2**20} MiB: "
+                        "lower the source's batch_size so a page carries fewer attachments"
+                    )
+            response._content = b"".join(chunks)  # what zeep reads as response.content
         except requests.Timeout:
             raise TransientSourceError(f"no answer within {self.operation_timeout:g} s") from None
-        except requests.ConnectionError as exc:
+        except requests.exceptions.SSLError:  # a ConnectionError too, but trying again cannot mend it
+            raise _NoService(
+                f"TLS with {origin} failed: its certificate is not trusted or not its own"
+            ) from None
+        except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
             reason = type(exc.__cause__ or exc).__name__
             raise TransientSourceError(f"cannot connect to {origin} ({reason})") from None
         except requests.RequestException as exc:
@@ -113,7 +133,7 @@ class _Transport(zeep.Transport):
 
 
 class _NoService(SourceError):
-    """The address answers, but not with SOAP (a wrong connection.url path)."""
+    """connection.url is wrong: the address answers, but not with SOAP, or its TLS certificate is refused."""
 
 
 class SoapVoucherStream:
@@ -264,7 +284,10 @@ class SoapVoucherStream:
         return SourceError(f"{self.source_id}: {operation}: SOAP fault {code or '?'}: {said}")
 
     def _scrub(self, text: str) -> str:
-        return text.replace(self._password, "***") if self._password else text
+        """The password out of a message, also as XML writes it (a fault may quote the envelope)."""
+        if not self._password:
+            return text
+        return text.replace(self._password, "***").replace(xml_escape(self._password), "***")
 
     # -- answers -----------------------------------------------------------------------------------
     def _vouchers(self, answer: Any, operation: str, since: dt.datetime | None) -> list[SourceRecord]:
@@ -346,6 +369,8 @@ def stream_from_config(config: SourceConfig) -> SoapVoucherStream:
         timeout = float(conn.get("timeout", 30))
     except (TypeError, ValueError):
         raise ConfigError(config.id, "connection.timeout", "must be a number of seconds") from None
+    if not timeout > 0:  # also NaN
+        raise ConfigError(config.id, "connection.timeout", "must be more than 0 seconds")
     return SoapVoucherStream(
         config.id,
         str(conn["url"]),

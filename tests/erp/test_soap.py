@@ -227,6 +227,43 @@ def test_the_shipped_config_builds_once_its_settings_are_given(
     stream.check()
 
 
+def test_a_9_mb_attachment_travels_in_the_answer(hub: Hub) -> None:
+    """Its base64 is a 12 MB text node, over lxml's 10 MB limit without huge-tree mode: the page failed on
+    every run and held the source up (found in review)."""
+    import os
+
+    from sqlalchemy import create_engine, select, update
+
+    from connectors.erp.sample_erp.schema import attachment
+
+    seed(hub, vouchers=8, bad_records=False, attachment_every=1)
+    engine = create_engine(hub.erp_url)
+    with engine.begin() as db:
+        row = db.execute(select(attachment).order_by(attachment.c.id).limit(1)).one()
+        big = b"%PDF-1.4\n" + os.urandom(9 * 2**20)
+        (hub.home / "sample_erp" / "attachments" / row.storage_path).write_bytes(big)
+        db.execute(update(attachment).where(attachment.c.id == row.id).values(size=len(big)))
+    engine.dispose()
+    with running_soap_peer(
+        hub.home / "sample_erp" / "erp.sqlite", hub.home / "peer.log", password=PASSWORD
+    ) as peer:
+        records = read_all(peer.stream(hub.home / "work"))
+    (carrier,) = [r for r in records if r.key == str(row.voucher_id)]
+    (copy,) = [a for a in carrier.attachments if a["id"] == str(row.id)]
+    assert Path(copy["uri"]).read_bytes() == big and copy["sha256"] == hashlib.sha256(big).hexdigest()
+
+
+def test_a_timeout_of_zero_is_a_config_error(monkeypatch: pytest.MonkeyPatch, soap_peer: SoapPeer) -> None:
+    from archive_hub.sources import SourceConfig
+
+    config = find_source("erp_soap")
+    connection = {"url": soap_peer.url, "user": "archive", "password": PASSWORD, "data_center": "DC01"}
+    for bad in (0, -5, "nan"):
+        broken: SourceConfig = config.model_copy(update={"connection": {**connection, "timeout": bad}})
+        with pytest.raises(ConfigError, match="'connection.timeout'"):
+            build_stream(broken)
+
+
 def test_a_voucher_changed_mid_read_is_read_again_and_none_is_skipped(hub: Hub) -> None:
     seed(hub, vouchers=30, bad_records=False)
     with running_soap_peer(
