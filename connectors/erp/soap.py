@@ -260,8 +260,13 @@ class SoapVoucherStream:
                 raise ConfigError(self.source_id, "connection.url", self._scrub(str(exc))) from None
             except SourceError as exc:
                 raise SourceError(f"{where}: {self._scrub(str(exc))}") from None
-            except Fault:
-                raise
+            except Fault as exc:
+                # Server: the ERP failed inside (a locked table, a timeout behind it), which another try
+                # may not meet; Client faults say what was asked is wrong, and are never retried.
+                if not _code(exc).startswith("Server") or attempt == self.attempts:
+                    raise
+                self.retries += 1
+                self.sleep(self.backoff * 2 ** (attempt - 1))
             except (ZeepError, ValueError, TypeError, AttributeError, KeyError) as exc:
                 detail = self._scrub(str(exc).split("\n", 1)[0])[:200]
                 raise SourceError(
@@ -280,6 +285,10 @@ class SoapVoucherStream:
         if code == FAULT_DATA_CENTER:
             return ConfigError(
                 self.source_id, "connection.data_center", f"the ERP has no data center {self.data_center!r}"
+            )
+        if code.startswith("Server"):
+            return TransientSourceError(
+                f"{self.source_id}: {operation}: SOAP fault {code}: {said} (gave up after {self.attempts} tries)"
             )
         return SourceError(f"{self.source_id}: {operation}: SOAP fault {code or '?'}: {said}")
 

@@ -11,8 +11,10 @@ Endpoints:
 Test-only endpoints:
     GET  /_peer/stats    {"calls": {operation: count}, "logins": n, "refused_logins": n}
     POST /_peer/faults   {"unavailable_next": n, "retry_after": "s", "malformed_next": n, "doctype_next": n,
-                          "entity_file": path, "expire_sessions": true, "session_expired_next": n}
-         unavailable: HTTP 503 (with Retry-After when given) for the next n SOAP calls; malformed: a 200
+                          "server_fault_next": n, "entity_file": path, "expire_sessions": true,
+                          "session_expired_next": n}
+         unavailable: HTTP 503 (with Retry-After when given) for the next n SOAP calls; server_fault: HTTP
+         500 with a SOAP fault of code Server (how SOAP stacks report an internal error); malformed: a 200
          answer that is not well-formed XML; doctype: a 200 answer declaring an external entity on
          `entity_file` (what a defused client must refuse); expire_sessions: every session ends now;
          session_expired_next: the next n session checks fail even for a fresh session.
@@ -329,7 +331,7 @@ class PeerState:
     def injected(self) -> tuple[str, Any] | None:
         """The fault this SOAP call is to get instead of an answer, if one is pending."""
         with self.lock:
-            for name in ("unavailable", "malformed", "doctype"):
+            for name in ("unavailable", "server_fault", "malformed", "doctype"):
                 if self.faults.get(f"{name}_next", 0) > 0:
                     self.faults[f"{name}_next"] -= 1
                     return name, self.faults.get("retry_after" if name == "unavailable" else "entity_file")
@@ -373,6 +375,12 @@ def say(line: str) -> None:
     print(f"soap_peer: {line}", flush=True)
 
 
+SERVER_FAULT = (
+    b"<?xml version='1.0' encoding='UTF-8'?><soap11env:Envelope "
+    b"xmlns:soap11env='http://schemas.xmlsoap.org/soap/envelope/'><soap11env:Body><soap11env:Fault>"
+    b"<faultcode>soap11env:Server</faultcode><faultstring>database is locked</faultstring>"
+    b"</soap11env:Fault></soap11env:Body></soap11env:Envelope>"
+)
 MALFORMED = b"<?xml version='1.0'?><soap11env:Envelope xmlns:soap11env='http://schemas.xmlsoap.org/soap/envelope/'><Body"
 
 
@@ -428,6 +436,10 @@ class PeerWsgi:
         if kind == "unavailable":
             extra = [("Retry-After", str(detail))] if detail is not None else []
             return _answer(start_response, "503 Service Unavailable", b"busy", "text/plain", extra)
+        if kind == "server_fault":
+            return _answer(
+                start_response, "500 Internal Server Error", SERVER_FAULT, "text/xml; charset=utf-8"
+            )
         if kind == "malformed":
             return _answer(start_response, "200 OK", MALFORMED, "text/xml; charset=utf-8")
         return _answer(start_response, "200 OK", doctype_answer(detail), "text/xml; charset=utf-8")

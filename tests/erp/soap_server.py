@@ -16,7 +16,13 @@ from tests.oa.peer_process import start_peer, stop_peer
 
 SECRET_ENV = "ARCHIVE_HUB_TEST_SOAP_PASSWORD"
 USER, DATA_CENTER = "archive", "DC01"
-NO_FAULTS = {"unavailable_next": 0, "malformed_next": 0, "doctype_next": 0, "session_expired_next": 0}
+NO_FAULTS = {
+    "unavailable_next": 0,
+    "server_fault_next": 0,
+    "malformed_next": 0,
+    "doctype_next": 0,
+    "session_expired_next": 0,
+}
 
 
 @dataclass

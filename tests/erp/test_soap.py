@@ -141,6 +141,25 @@ def test_503_twice_is_retried_honouring_retry_after(tmp_path: Path, soap_peer: S
         read_all(stream)
 
 
+def test_a_server_fault_is_retried_and_a_client_fault_is_not(tmp_path: Path, soap_peer: SoapPeer) -> None:
+    slept: list[float] = []
+    stream = soap_peer.stream(tmp_path, sleep=slept.append)
+    stream.check()
+    soap_peer.faults(server_fault_next=2)
+    assert len(read_all(stream, batch_size=50)) == 96
+    assert slept == [0.5, 1.0] and stream.retries == 2
+    soap_peer.faults(server_fault_next=4)
+    with pytest.raises(
+        TransientSourceError, match=r"QueryVouchers: SOAP fault Server: database is locked \(gave"
+    ):
+        read_all(stream)
+    bad = soap_peer.stream(tmp_path, password="wrong-one", sleep=slept.append)
+    slept.clear()
+    with pytest.raises(ConfigError):
+        bad.check()
+    assert slept == []  # Client.AuthenticationFailed is not tried again
+
+
 def test_malformed_answer_is_a_source_error_naming_source_and_operation(
     tmp_path: Path, soap_peer: SoapPeer
 ) -> None:
