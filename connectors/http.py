@@ -35,6 +35,32 @@ def retry_after(value: str | None) -> float | None:
     return min(seconds, MAX_RETRY_AFTER) if seconds > 0 else None
 
 
+class TooLarge(Exception):
+    """A body past the bytes its reader allows (`size`: its declared length, or what arrived before the cut)."""
+
+    def __init__(self, size: int, limit: int) -> None:
+        super().__init__(f"{size} bytes or more, more than {limit} allowed")
+        self.size, self.limit = size, limit
+
+
+def read_at_most(response: requests.Response, limit: int, chunk: int = 1 << 20) -> bytes:
+    """The body of a `stream=True` response, refused (TooLarge, connection closed) once it declares or sends
+    more than `limit` bytes: a peer cannot make the hub buffer what it does not allow. A body cut off
+    mid-way raises requests' own errors, as an unstreamed read would."""
+    length = response.headers.get("Content-Length", "")
+    if length.isdigit() and int(length) > limit:
+        response.close()
+        raise TooLarge(int(length), limit)
+    body, size = [], 0
+    for piece in response.iter_content(chunk):
+        size += len(piece)
+        if size > limit:
+            response.close()
+            raise TooLarge(size, limit)
+        body.append(piece)
+    return b"".join(body)
+
+
 class HttpClient:
     def __init__(
         self,

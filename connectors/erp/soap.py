@@ -61,7 +61,7 @@ from zeep.helpers import serialize_object
 from archive_hub.settings import redact_url
 from archive_sink.durability import replace_file
 from connectors.errors import ConfigError, SourceError, TransientSourceError
-from connectors.http import retry_after
+from connectors.http import TooLarge, read_at_most, retry_after
 from connectors.stream import Cursor, SourceRecord
 
 if TYPE_CHECKING:
@@ -101,17 +101,12 @@ class _Transport(zeep.Transport):
             response = self.session.post(
                 address, data=message, headers=headers, timeout=self.operation_timeout, stream=True
             )
-            chunks, size = [], 0
-            for chunk in response.iter_content(1 << 20):  # requests' errors, not urllib3's, while reading
-                chunks.append(chunk)
-                size += len(chunk)
-                if size > MAX_ANSWER_BYTES:
-                    response.close()
-                    raise SourceError(
-                        f"the answer from {origin} is larger than {MAX_ANSWER_BYTES // 2**20} MiB: "
-                        "lower the source's batch_size so a page carries fewer attachments"
-                    )
-            response._content = b"".join(chunks)  # what zeep reads as response.content
+            response._content = read_at_most(response, MAX_ANSWER_BYTES)  # what zeep reads as .content
+        except TooLarge:
+            raise SourceError(
+                f"the answer from {origin} is larger than {MAX_ANSWER_BYTES // 2**20} MiB: "
+                "lower the source's batch_size so a page carries fewer attachments"
+            ) from None
         except requests.Timeout:
             raise TransientSourceError(f"no answer within {self.operation_timeout:g} s") from None
         except requests.exceptions.SSLError:  # a ConnectionError too, but trying again cannot mend it

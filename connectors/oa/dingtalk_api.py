@@ -43,7 +43,7 @@ import requests
 
 from archive_sink.formats import sniff
 from connectors.errors import ConfigError, SourceError, TransientSourceError
-from connectors.http import HttpClient
+from connectors.http import HttpClient, TooLarge, read_at_most
 
 TOKEN_HEADER = "x-acs-dingtalk-access-token"
 ACCEPTED = frozenset({400, 401, 403, 404})  # v1.0 answers these with a JSON code the caller reads
@@ -235,22 +235,10 @@ class DingTalkApi:
             body.clear()
             if response.is_redirect:
                 return
-            length = response.headers.get("Content-Length", "")
-            if length.isdigit() and int(length) > self.photo_max_bytes:
-                response.close()
-                raise SourceError(
-                    f"{self.source_id}: {where}: {length} bytes, more than {self.photo_max_bytes} allowed"
-                )
-            size = 0
             try:
-                for chunk in response.iter_content(64 * 1024):
-                    size += len(chunk)
-                    if size > self.photo_max_bytes:
-                        response.close()
-                        raise SourceError(
-                            f"{self.source_id}: {where}: more than {self.photo_max_bytes} bytes allowed"
-                        )
-                    body.append(chunk)
+                body.append(read_at_most(response, self.photo_max_bytes, 64 * 1024))
+            except TooLarge as exc:
+                raise SourceError(f"{self.source_id}: {where}: {exc}") from None
             except requests.RequestException:  # cut off mid-body: tried again like any dropped transfer
                 raise TransientSourceError(f"{self.source_id}: {where}: the photo came short") from None
 
