@@ -36,7 +36,7 @@ from archive_sink.filesystem import FilesystemArchive
 from archive_sink.formats import OFD, attachment_problem, sniff
 from archive_sink.ofd import OfdPackage, Unreadable
 from archive_sink.ofd_signatures import altered, check_signatures
-from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint
+from archive_sink.package import ArchivePackage, AttachmentBytes, build_package, fingerprint, hash_sm3
 from archive_sink.virus_scan import IN_FLIGHT, ClamdScanner, ScanRefused
 from canonical_model.archival_code import ArchivalCode
 from canonical_model.record import ArchiveRecord
@@ -469,6 +469,7 @@ class Archiver:
 
     def _write(self, plan: list[Planned]) -> None:
         now = dt.datetime.now(dt.UTC).replace(microsecond=0)
+        hash_sm3([a for p in plan for a in p.attachments])
 
         def build_and_stage(p: Planned):  # type: ignore[no-untyped-def]
             previous = None
