@@ -111,6 +111,8 @@ def machine_facts() -> dict[str, Any]:
     except OSError:
         pass
     affinity = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    from archive_sink.sm3_batch import accelerated
+
     return {
         "cores": os.cpu_count(),
         "usable_cores": affinity,
@@ -120,6 +122,9 @@ def machine_facts() -> dict[str, Any]:
         "platform": platform.platform(),
         "filesystem_of_var": mount_of(BENCH_ROOT),
         "load_average_at_start": list(os.getloadavg()) if hasattr(os, "getloadavg") else None,
+        "sm3": "multi-buffer (archive_sink/native/sm3_multi.c)"
+        if accelerated()
+        else "OpenSSL, one at a time",
     }
 
 
@@ -327,6 +332,7 @@ PROFILE_BUCKETS: list[tuple[str, str, str]] = [
     ("catalog: claim files + reserve 档号 (one transaction)", "pipeline/archiver.py", "_claim_and_reserve"),
     ("  claim attachments (booked once)", "catalog/claims.py", "claim_attachments"),
     ("  reserve 档号 (_reserve)", "pipeline/archiver.py", "_reserve"),
+    ("SM3 of the batch's attachments (multi-buffer)", "archive_sink/package.py", "hash_sm3"),
     ("build_package (total)", "archive_sink/package.py", "build_package"),
     ("  voucher XML", "archive_sink/xml_documents.py", "voucher_xml"),
     ("  metadata XML", "archive_sink/xml_documents.py", "metadata_xml"),
@@ -587,6 +593,7 @@ def main() -> int:
         f"machine   {facts['cores']} cores ({facts['usable_cores']} usable), {facts['cpu']}, {facts['memory_gb']} GB RAM"
     )
     print(f"python    {facts['python']} on {facts['platform']}")
+    print(f"SM3       {facts['sm3']}")
     load = facts["load_average_at_start"]
     if load:
         note = "  (other work was running: figures are pessimistic)" if load[0] > 0.7 else ""
