@@ -43,9 +43,13 @@ def build() -> Path | None:
     if not compiler:
         log.info("no C compiler found: SM3 is computed by OpenSSL, one message at a time")
         return None
-    BUILD_DIR.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=BUILD_DIR, suffix=".so.tmp")
-    os.close(fd)
+    try:  # an installed copy may sit in a read-only site-packages: then OpenSSL hashes
+        BUILD_DIR.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=BUILD_DIR, suffix=".so.tmp")
+        os.close(fd)
+    except OSError as exc:
+        log.warning("cannot build %s in %s, SM3 falls back to OpenSSL: %s", SOURCE.name, BUILD_DIR, exc)
+        return None
     try:
         done = subprocess.run(
             [compiler, *CFLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True, timeout=120

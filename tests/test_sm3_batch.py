@@ -91,3 +91,17 @@ def test_no_compiler_means_openssl(tmp_path, monkeypatch: pytest.MonkeyPatch) ->
         assert sm3_batch.sm3_hexdigests([b"abc", b"x" * 100]) == openssl([b"abc", b"x" * 100])
     finally:
         sm3_batch._library.cache_clear()
+
+
+def test_a_build_folder_that_cannot_be_written_means_openssl(
+    tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("a file where the build folder would go")
+    monkeypatch.setattr(sm3_batch, "BUILD_DIR", blocker / "_build")
+    sm3_batch._library.cache_clear()
+    try:
+        assert not sm3_batch.accelerated()
+        assert sm3_batch.sm3_hexdigests([b"abc", b"x" * 100]) == openssl([b"abc", b"x" * 100])
+    finally:
+        sm3_batch._library.cache_clear()
