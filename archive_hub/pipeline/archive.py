@@ -20,6 +20,7 @@ from archive_hub.pipeline.context import RunContext
 from archive_hub.pipeline.jsonl import line_spans, read_span_lines
 from archive_hub.pipeline.parallel import default_workers, init_worker
 from archive_hub.pipeline.turns import ReservationTurns, Turn
+from archive_sink.sm3_batch import accelerated as sm3_accelerated
 from canonical_model.record import ArchiveRecord
 
 
@@ -35,6 +36,7 @@ def archive(ctx: RunContext, workers: int | None = None) -> dict[str, Any]:
     workers = default_workers() if workers is None else workers
     source = ctx.run_dir / "valid.jsonl"
     archiver = Archiver(ctx)
+    sm3_accelerated()  # the SM3 library is built (if need be) and checked once, here, not in every worker
     cleaned = archiver.store.clean_staging()
     batches = line_spans(source, ctx.source.batch_size)
     counts: dict[str, int] = dict(archiver.counts)
