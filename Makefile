@@ -16,7 +16,7 @@ setup:
 		|| python3 -m pip install --quiet --user uv
 	@$(UV) sync --frozen --quiet --compile-bytecode
 	@$(UV) run --frozen python -m compileall -q -j 0 archive_hub archive_sink canonical_model connectors mappings dags bench sso >/dev/null
-	@$(UV) run --frozen python -m archive_sink.sm3_batch
+	@$(UV) run --frozen python -c 'from archive_sink.sm3_batch import report_setup; report_setup()'
 
 demo: setup
 	@$(UV) run --frozen archive-hub demo
