@@ -62,12 +62,8 @@ def _text(value: object) -> str:
 
 def _leaf(indent: str, tag: str, text: object | None, attrs: str = "") -> str:
     """One text element on its own line; empty text gives an empty element."""
-    if type(text) is str:  # most elements: no conversion, and usually nothing to escape
-        if not text:
-            return f"{indent}<{tag}{attrs}/>\n"
-        if "&" in text or "<" in text or ">" in text:
-            text = escape(text)
-        return f"{indent}<{tag}{attrs}>{text}</{tag}>\n"
+    if type(text) is str:  # most elements: no conversion to make
+        return f"{indent}<{tag}{attrs}>{_escape(text)}</{tag}>\n" if text else f"{indent}<{tag}{attrs}/>\n"
     if text is None:
         return f"{indent}<{tag}{attrs}/>\n"
     return f"{indent}<{tag}{attrs}>{_escape(_text(text))}</{tag}>\n"
