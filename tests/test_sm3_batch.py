@@ -8,6 +8,7 @@ import random
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 
 import pytest
 
@@ -68,40 +69,41 @@ def test_openssl_is_used_when_asked_and_gives_the_same_digests() -> None:
     assert done.stdout.strip() == "False"
 
 
+@pytest.fixture
+def library_decided_anew() -> Iterator[None]:
+    """sm3_batch decides again under the test's settings, and once more after it (its choice is cached)."""
+    sm3_batch._library.cache_clear()
+    yield
+    sm3_batch._library.cache_clear()
+
+
+def openssl_hashes(messages: list[bytes]) -> None:
+    assert not sm3_batch.accelerated()
+    assert sm3_batch.sm3_hexdigests(messages) == openssl(messages)
+
+
+@pytest.mark.usefixtures("library_decided_anew")
 def test_a_library_that_differs_from_openssl_is_refused(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     # a miscompiled build: the same source with one round constant changed
     broken = tmp_path / "sm3_multi.c"
     broken.write_text(sm3_batch.SOURCE.read_text().replace("0x79cc4519u", "0x79cc451au"))
     monkeypatch.setattr(sm3_batch, "SOURCE", broken)
     monkeypatch.setattr(sm3_batch, "BUILD_DIR", tmp_path / "_build")
-    sm3_batch._library.cache_clear()
-    try:
-        assert not sm3_batch.accelerated()
-        assert sm3_batch.sm3_hexdigests([b"abc", b"def"]) == openssl([b"abc", b"def"])
-    finally:
-        sm3_batch._library.cache_clear()
+    openssl_hashes([b"abc", b"def"])
 
 
+@pytest.mark.usefixtures("library_decided_anew")
 def test_no_compiler_means_openssl(tmp_path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sm3_batch, "BUILD_DIR", tmp_path / "_build")
     monkeypatch.setenv("CC", str(tmp_path / "no-such-compiler"))
-    sm3_batch._library.cache_clear()
-    try:
-        assert not sm3_batch.accelerated()
-        assert sm3_batch.sm3_hexdigests([b"abc", b"x" * 100]) == openssl([b"abc", b"x" * 100])
-    finally:
-        sm3_batch._library.cache_clear()
+    openssl_hashes([b"abc", b"x" * 100])
 
 
+@pytest.mark.usefixtures("library_decided_anew")
 def test_a_build_folder_that_cannot_be_written_means_openssl(
     tmp_path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blocker = tmp_path / "not-a-folder"
     blocker.write_text("a file where the build folder would go")
     monkeypatch.setattr(sm3_batch, "BUILD_DIR", blocker / "_build")
-    sm3_batch._library.cache_clear()
-    try:
-        assert not sm3_batch.accelerated()
-        assert sm3_batch.sm3_hexdigests([b"abc", b"x" * 100]) == openssl([b"abc", b"x" * 100])
-    finally:
-        sm3_batch._library.cache_clear()
+    openssl_hashes([b"abc", b"x" * 100])
